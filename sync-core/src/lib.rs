@@ -1,1 +1,52 @@
-//! placeholder
+//! # sync-core
+//!
+//! The GRASP-02 proactive sync engine for NIP-34 (git over nostr) data,
+//! independent of any runtime: a sans-IO state machine ([`Engine`]) and a
+//! `futures`-only [`Driver`] over three small platform traits ([`Clock`],
+//! [`Connector`], [`EventStore`]).
+//!
+//! ```text
+//! relay frames → Engine::handle_* → Engine::poll_command → Driver → sockets / store
+//!                                   Engine::status → metrics / JS
+//! ```
+
+pub mod command;
+pub mod config;
+pub mod driver;
+pub mod engine;
+pub mod filters;
+pub mod health;
+pub mod historic;
+pub mod ingest;
+pub mod nip34;
+pub mod plan;
+pub mod policy;
+pub mod relay_url;
+pub mod repo_index;
+pub mod rng;
+pub mod runtime;
+pub mod session;
+mod snapshot;
+pub mod state;
+pub mod status;
+pub mod store;
+pub mod time;
+
+#[cfg(test)]
+mod engine_tests;
+#[cfg(test)]
+mod testutil;
+
+pub use command::Command;
+pub use config::SyncConfig;
+pub use driver::{Driver, DriverHandle};
+pub use engine::{Engine, EngineError, Transition};
+pub use policy::{AcceptancePolicy, InterestSet};
+pub use relay_url::{RelayUrl, RelayUrlError};
+pub use runtime::{Clock, Connector, EventStore, FrameSink, FrameStream, NegentropyItem, SaveOutcome, StoreError, TransportError};
+pub use status::{ConnectionStatus, HealthStatus, RelayStatus, SyncStatus};
+pub use store::memory::MemoryStore;
+pub use time::Millis;
+
+/// Re-exported so front ends use the same nostr types.
+pub use nostr;

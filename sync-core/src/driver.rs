@@ -1,0 +1,323 @@
+//! The `futures`-only driver: pumps the [`Engine`] over a [`Clock`], a
+//! [`Connector`] and an [`EventStore`].
+//!
+//! It owns the sockets and the timer, executes the engine's commands in
+//! order (store commands are awaited one at a time, so persisted sync state
+//! never runs ahead of saved events) and feeds results back. It spawns
+//! nothing: everything is polled from `run`, so it works on any executor,
+//! including the browser's.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::channel::mpsc;
+use futures::future::{self, Either, LocalBoxFuture};
+use futures::stream::{AbortHandle, Abortable, FuturesUnordered, LocalBoxStream, SelectAll};
+use futures::{FutureExt, StreamExt};
+
+use crate::command::Command;
+use crate::engine::Engine;
+use crate::relay_url::RelayUrl;
+use crate::runtime::{Clock, Connector, EventStore, FrameSink, FrameStream, TransportError};
+use crate::status::SyncStatus;
+use crate::time::Millis;
+
+/// Requests from the front end to a running driver.
+#[derive(Debug)]
+enum Control {
+    Stop,
+}
+
+/// A cheap, thread-safe handle to a running driver: read the latest status
+/// snapshot, or ask it to stop.
+#[derive(Clone)]
+pub struct DriverHandle {
+    control: mpsc::UnboundedSender<Control>,
+    status: Arc<Mutex<Arc<SyncStatus>>>,
+}
+
+impl DriverHandle {
+    /// Asks the driver to shut down cleanly (close relays, flush, persist).
+    pub fn stop(&self) {
+        let _ = self.control.unbounded_send(Control::Stop);
+    }
+
+    /// The most recent status snapshot.
+    pub fn status(&self) -> Arc<SyncStatus> {
+        self.status.lock().map(|s| Arc::clone(&s)).unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+}
+
+/// Callback invoked with every changed status snapshot.
+pub type StatusCallback = Box<dyn FnMut(&SyncStatus)>;
+
+enum TaskResult {
+    Connected { relay: RelayUrl, sink: FrameSink, stream: FrameStream },
+    ConnectFailed { relay: RelayUrl, error: String },
+    WriterDone { relay: RelayUrl, conn: u64, error: Option<String> },
+}
+
+struct Conn {
+    id: u64,
+    tx: mpsc::UnboundedSender<String>,
+    abort: AbortHandle,
+}
+
+type Incoming = (RelayUrl, u64, Option<Result<String, TransportError>>);
+
+enum Wake {
+    Control(Option<Control>),
+    Task(TaskResult),
+    Frame(Incoming),
+    Timer,
+}
+
+/// Runs an engine on a platform.
+pub struct Driver<C: Clock, N: Connector, S: EventStore> {
+    engine: Engine,
+    clock: C,
+    connector: N,
+    store: S,
+    control_rx: mpsc::UnboundedReceiver<Control>,
+    handle: DriverHandle,
+    on_status: Option<StatusCallback>,
+    conns: HashMap<RelayUrl, Conn>,
+    next_conn: u64,
+    last_published: Option<SyncStatus>,
+    last_publish_at: Millis,
+}
+
+impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
+    /// A driver for `engine`.
+    pub fn new(engine: Engine, clock: C, connector: N, store: S) -> Self {
+        let (tx, rx) = mpsc::unbounded();
+        let now = clock.now();
+        let initial = Arc::new(engine.status(now));
+        Self {
+            engine,
+            clock,
+            connector,
+            store,
+            control_rx: rx,
+            handle: DriverHandle { control: tx, status: Arc::new(Mutex::new(initial)) },
+            on_status: None,
+            conns: HashMap::new(),
+            next_conn: 0,
+            last_published: None,
+            last_publish_at: Millis::ZERO,
+        }
+    }
+
+    /// A handle to control the driver and read its status.
+    pub fn handle(&self) -> DriverHandle {
+        self.handle.clone()
+    }
+
+    /// Calls `callback` whenever the status snapshot changes.
+    pub fn on_status(&mut self, callback: StatusCallback) {
+        self.on_status = Some(callback);
+    }
+
+    /// The store (e.g. to query after `run` returns).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Runs until [`DriverHandle::stop`]; restores persisted state first and
+    /// persists it last.
+    pub async fn run(mut self) -> Self {
+        match self.store.load_state().await {
+            Ok(Some(bytes)) => match self.engine.restore(&bytes) {
+                Ok(()) => tracing::info!("restored sync state"),
+                Err(e) => tracing::warn!(error = %e, "ignoring unusable sync state; starting fresh"),
+            },
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not load sync state; starting fresh"),
+        }
+        let mut incoming: SelectAll<LocalBoxStream<'static, Incoming>> = SelectAll::new();
+        let mut tasks: FuturesUnordered<LocalBoxFuture<'static, TaskResult>> = FuturesUnordered::new();
+        // keep SelectAll/FuturesUnordered non-empty so `next()` pends instead of ending
+        incoming.push(futures::stream::pending().boxed_local());
+        tasks.push(future::pending().boxed_local());
+        self.engine.handle_timeout(self.clock.now());
+        loop {
+            self.execute_commands(&mut tasks).await;
+            self.publish(false);
+            let deadline = self.engine.poll_timeout();
+            let sleep = match deadline {
+                Some(t) => Either::Left(self.clock.sleep_until(t)),
+                None => Either::Right(future::pending::<()>()),
+            };
+            let wake = futures::select_biased! {
+                ctrl = self.control_rx.next() => Wake::Control(ctrl),
+                task = tasks.select_next_some() => Wake::Task(task),
+                item = incoming.select_next_some() => Wake::Frame(item),
+                _ = sleep.fuse() => Wake::Timer,
+            };
+            match wake {
+                Wake::Control(Some(Control::Stop) | None) => break,
+                Wake::Task(task) => self.on_task(task, &mut incoming, &mut tasks),
+                Wake::Frame(item) => self.on_incoming(item),
+                Wake::Timer => {
+                    let now = self.clock.now();
+                    self.engine.handle_timeout(now);
+                    self.publish(true);
+                }
+            }
+        }
+        let now = self.clock.now();
+        self.engine.shutdown(now);
+        self.execute_commands(&mut tasks).await;
+        for (_, conn) in self.conns.drain() {
+            conn.abort.abort();
+        }
+        self.publish(true);
+        self
+    }
+
+    fn on_task(
+        &mut self,
+        task: TaskResult,
+        incoming: &mut SelectAll<LocalBoxStream<'static, Incoming>>,
+        tasks: &mut FuturesUnordered<LocalBoxFuture<'static, TaskResult>>,
+    ) {
+        let now = self.clock.now();
+        match task {
+            TaskResult::Connected { relay, sink, stream } => {
+                self.next_conn += 1;
+                let id = self.next_conn;
+                let (tx, rx) = mpsc::unbounded::<String>();
+                let (abort, reg) = AbortHandle::new_pair();
+                let r = relay.clone();
+                let frames = Abortable::new(stream, reg).map(move |item| (r.clone(), id, Some(item)));
+                let r2 = relay.clone();
+                let end = futures::stream::once(async move { (r2, id, None) });
+                incoming.push(frames.chain(end).boxed_local());
+                let r3 = relay.clone();
+                tasks.push(
+                    async move {
+                        let result = rx.map(Ok).forward(sink).await;
+                        TaskResult::WriterDone { relay: r3, conn: id, error: result.err().map(|e| e.0) }
+                    }
+                    .boxed_local(),
+                );
+                if let Some(old) = self.conns.insert(relay.clone(), Conn { id, tx, abort }) {
+                    old.abort.abort();
+                }
+                self.engine.handle_connected(&relay, now);
+            }
+            TaskResult::ConnectFailed { relay, error } => self.engine.handle_connect_failed(&relay, now, &error),
+            TaskResult::WriterDone { relay, conn, error } => {
+                if self.conns.get(&relay).is_some_and(|c| c.id == conn) {
+                    if let Some(c) = self.conns.remove(&relay) {
+                        c.abort.abort();
+                    }
+                    let reason = error.unwrap_or_else(|| "writer closed".into());
+                    self.engine.handle_disconnected(&relay, now, &reason);
+                }
+            }
+        }
+    }
+
+    fn on_incoming(&mut self, (relay, conn, item): Incoming) {
+        if !self.conns.get(&relay).is_some_and(|c| c.id == conn) {
+            return; // a connection we already closed
+        }
+        let now = self.clock.now();
+        match item {
+            Some(Ok(text)) => self.engine.handle_frame(&relay, &text, now),
+            Some(Err(e)) => {
+                self.drop_conn(&relay);
+                self.engine.handle_disconnected(&relay, now, &e.0);
+            }
+            None => {
+                self.drop_conn(&relay);
+                self.engine.handle_disconnected(&relay, now, "connection closed");
+            }
+        }
+    }
+
+    fn drop_conn(&mut self, relay: &RelayUrl) {
+        if let Some(c) = self.conns.remove(relay) {
+            c.abort.abort();
+        }
+    }
+
+    async fn execute_commands(&mut self, tasks: &mut FuturesUnordered<LocalBoxFuture<'static, TaskResult>>) {
+        while let Some(cmd) = self.engine.poll_command() {
+            match cmd {
+                Command::Connect { relay, timeout } => {
+                    let connect = self.connector.connect(&relay, timeout);
+                    let deadline = self.clock.sleep_until(self.clock.now() + timeout);
+                    tasks.push(
+                        async move {
+                            match future::select(connect, deadline).await {
+                                Either::Left((Ok((sink, stream)), _)) => TaskResult::Connected { relay, sink, stream },
+                                Either::Left((Err(e), _)) => TaskResult::ConnectFailed { relay, error: e.0 },
+                                Either::Right(_) => {
+                                    TaskResult::ConnectFailed { relay, error: format!("connect timed out after {timeout:?}") }
+                                }
+                            }
+                        }
+                        .boxed_local(),
+                    );
+                }
+                Command::Disconnect { relay } => self.drop_conn(&relay),
+                Command::Send { relay, text } => {
+                    if let Some(c) = self.conns.get(&relay) {
+                        let _ = c.tx.unbounded_send(text);
+                    }
+                }
+                Command::SaveEvents { token, events } => {
+                    let now = self.clock.now();
+                    match self.store.save(events.clone()).await {
+                        Ok(outcomes) => self.engine.handle_saved(token, outcomes, now),
+                        Err(e) => self.engine.handle_save_failed(token, events, &e.0, now),
+                    }
+                }
+                Command::LoadNegentropyItems { token, filter } => {
+                    let result = self.store.negentropy_items(filter).await;
+                    let now = self.clock.now();
+                    match result {
+                        Ok(items) => self.engine.handle_negentropy_items(token, items, now),
+                        Err(e) => self.engine.handle_negentropy_items_failed(token, &e.0, now),
+                    }
+                }
+                Command::PersistState { state } => {
+                    if let Err(e) = self.store.save_state(state).await {
+                        tracing::error!(error = %e, "could not persist sync state");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes the snapshot: always on `force` (ticks), otherwise at most every 200 ms.
+    fn publish(&mut self, force: bool) {
+        let now = self.clock.now();
+        if !force && now.since(self.last_publish_at) < core::time::Duration::from_millis(200) {
+            return;
+        }
+        self.last_publish_at = now;
+        let status = self.engine.status(now);
+        let changed = self.last_published.as_ref().is_none_or(|old| {
+            let mut a = old.clone();
+            a.now = status.now;
+            a != status
+        });
+        if let Ok(mut s) = self.handle.status.lock() {
+            *s = Arc::new(status.clone());
+        }
+        if changed {
+            if let Some(cb) = self.on_status.as_mut() {
+                cb(&status);
+            }
+            self.last_published = Some(status);
+        }
+    }
+
+    /// The engine (for inspection after `run` returns).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}

@@ -1,0 +1,1157 @@
+//! The sans-IO GRASP-02 state machine.
+//!
+//! Inputs arrive through `handle_*` (each with the current time); outputs are
+//! pulled with [`Engine::poll_command`] and [`Engine::poll_timeout`]. The
+//! engine never performs I/O, reads a clock or spawns anything, so the same
+//! code runs in the daemon, the browser and the deterministic simulation.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use nostr::{ClientMessage, Event, EventId, Filter, JsonUtil, RelayMessage, SubscriptionId};
+
+use crate::command::Command;
+use crate::config::SyncConfig;
+use crate::filters::{self, BatchItems};
+use crate::historic::fetch::{Fetch, FetchOutcome};
+use crate::historic::negentropy::{NegSession, NegStep};
+use crate::historic::paginate::{PageOutcome, Paginator};
+use crate::ingest::{BoundedSet, RejectionCache};
+use crate::nip34;
+use crate::plan;
+use crate::policy::{AcceptancePolicy, Verdict};
+use crate::relay_url::RelayUrl;
+use crate::repo_index::RepoSyncIndex;
+use crate::rng::SplitMix64;
+use crate::runtime::{NegentropyItem, SaveOutcome};
+use crate::session::{Job, JobKind, PendingBatch, Session};
+use crate::state::{RelaySyncEntry, StateError, SyncState, STATE_VERSION};
+use crate::status::{ConnectionStatus, RelayCounters};
+use crate::time::Millis;
+
+/// Engine construction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A configuration value is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A bootstrap relay URL is unusable.
+    #[error("invalid bootstrap relay `{0}`: {1}")]
+    Bootstrap(String, String),
+}
+
+/// One relay as the engine tracks it.
+#[derive(Debug)]
+pub(crate) struct Relay {
+    pub(crate) sync: RelaySyncEntry,
+    pub(crate) status: ConnectionStatus,
+    pub(crate) session: Option<Session>,
+    pub(crate) counters: RelayCounters,
+    pub(crate) historic_duration_ms: Option<u64>,
+}
+
+impl Relay {
+    fn new(bootstrap: bool) -> Self {
+        Self {
+            sync: RelaySyncEntry { bootstrap, ..Default::default() },
+            status: ConnectionStatus::Disconnected,
+            session: None,
+            counters: RelayCounters::default(),
+            historic_duration_ms: None,
+        }
+    }
+}
+
+/// A recorded connection-status transition (for tests and simulation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// Relay.
+    pub relay: RelayUrl,
+    /// Previous status.
+    pub from: ConnectionStatus,
+    /// New status.
+    pub to: ConnectionStatus,
+    /// When.
+    pub at: Millis,
+}
+
+/// The GRASP-02 proactive sync state machine.
+pub struct Engine {
+    pub(crate) config: SyncConfig,
+    pub(crate) policy: AcceptancePolicy,
+    pub(crate) repos: RepoSyncIndex,
+    pub(crate) relays: BTreeMap<RelayUrl, Relay>,
+    excluded: BTreeSet<RelayUrl>,
+    rng: SplitMix64,
+    commands: VecDeque<Command>,
+    seen: BoundedSet<EventId>,
+    rejections: RejectionCache,
+    pub(crate) refused_urls: BTreeSet<String>,
+    unsaved: Vec<(Event, RelayUrl)>,
+    saves_in_flight: BTreeMap<u64, Vec<(EventId, RelayUrl)>>,
+    save_retry_at: Option<Millis>,
+    neg_loads: BTreeMap<u64, (RelayUrl, String)>,
+    next_token: u64,
+    window_started: Option<Millis>,
+    next_tick: Millis,
+    state_dirty: bool,
+    last_persist: Millis,
+    pub(crate) events_synced: u64,
+    pub(crate) running: bool,
+    generation: u64,
+    record_transitions: bool,
+    transitions: Vec<Transition>,
+}
+
+impl Engine {
+    /// A new engine. `seed` drives jitter and reconciliation intervals;
+    /// bootstrap relays are operator-chosen and not subject to the safety rule.
+    pub fn new(config: SyncConfig, policy: AcceptancePolicy, bootstrap: &[String], seed: u64, now: Millis) -> Result<Self, EngineError> {
+        config.validate().map_err(EngineError::Config)?;
+        let excluded = match &policy {
+            AcceptancePolicy::Server { relay_urls, .. } => relay_urls.clone(),
+            AcceptancePolicy::Client(_) => BTreeSet::new(),
+        };
+        let mut engine = Self {
+            seen: BoundedSet::new(config.seen_capacity),
+            rejections: RejectionCache::new(config.rejection_capacity),
+            config,
+            policy,
+            repos: RepoSyncIndex::default(),
+            relays: BTreeMap::new(),
+            excluded,
+            rng: SplitMix64::new(seed),
+            commands: VecDeque::new(),
+            refused_urls: BTreeSet::new(),
+            unsaved: Vec::new(),
+            saves_in_flight: BTreeMap::new(),
+            save_retry_at: None,
+            neg_loads: BTreeMap::new(),
+            next_token: 0,
+            window_started: None,
+            next_tick: now,
+            state_dirty: false,
+            last_persist: now,
+            events_synced: 0,
+            running: true,
+            generation: 0,
+            record_transitions: false,
+            transitions: Vec::new(),
+        };
+        for raw in bootstrap {
+            let url = RelayUrl::parse(raw).map_err(|e| EngineError::Bootstrap(raw.clone(), e.to_string()))?;
+            engine.relays.insert(url, Relay::new(true));
+        }
+        Ok(engine)
+    }
+
+    /// Restores persisted sync state (repository index, confirmed sets,
+    /// connection times, health). Call before the first `handle_timeout`.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+        let state = SyncState::from_bytes(bytes)?;
+        self.repos = state.repos;
+        for (url, mut entry) in state.relays {
+            // A process that died while connected never recorded the disconnect:
+            // its last heartbeat is the best estimate.
+            if entry.disconnected_at.is_none() || entry.last_connected > entry.disconnected_at {
+                entry.disconnected_at = entry.last_connected;
+            }
+            entry.health.connected_since = None;
+            entry.health.next_attempt_at = Millis::ZERO.max(entry.health.next_attempt_at);
+            let bootstrap_now = self.relays.get(&url).is_some_and(|r| r.sync.bootstrap);
+            entry.bootstrap = bootstrap_now;
+            let relay = self.relays.entry(url).or_insert_with(|| Relay::new(false));
+            relay.sync = entry;
+        }
+        for url in self.repos.all_relays() {
+            self.ensure_relay(&url);
+        }
+        Ok(())
+    }
+
+    /// Records every connection-status transition (simulation invariants).
+    pub fn set_record_transitions(&mut self, on: bool) {
+        self.record_transitions = on;
+    }
+
+    /// Takes recorded transitions.
+    pub fn take_transitions(&mut self) -> Vec<Transition> {
+        core::mem::take(&mut self.transitions)
+    }
+
+    /// The acceptance generation: grows whenever a repository or root is accepted.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &SyncConfig {
+        &self.config
+    }
+
+    /// The repository index (what is wanted).
+    pub fn repo_index(&self) -> &RepoSyncIndex {
+        &self.repos
+    }
+
+    /// The next command for the driver, if any.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        if let Some(c) = self.commands.pop_front() {
+            return Some(c);
+        }
+        if !self.unsaved.is_empty() && self.save_retry_at.is_none() {
+            let token = self.token();
+            let batch: Vec<(Event, RelayUrl)> = core::mem::take(&mut self.unsaved);
+            self.saves_in_flight.insert(token, batch.iter().map(|(e, r)| (e.id, r.clone())).collect());
+            return Some(Command::SaveEvents { token, events: batch.into_iter().map(|(e, _)| e).collect() });
+        }
+        None
+    }
+
+    /// When the engine next wants `handle_timeout`.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        if !self.running {
+            return None;
+        }
+        let mut t = self.next_tick;
+        if let Some(w) = self.window_started {
+            t = t.min(w + self.config.batch_window);
+        }
+        if let Some(r) = self.save_retry_at {
+            t = t.min(r);
+        }
+        for relay in self.relays.values() {
+            if let Some(s) = &relay.session {
+                if relay.status == ConnectionStatus::Syncing {
+                    if let Some(idle) = s.idle_since {
+                        t = t.min(idle + self.config.settle_window());
+                    }
+                }
+            }
+        }
+        Some(t)
+    }
+
+    /// Events accepted but not yet confirmed saved by the store.
+    pub fn unsaved_count(&self) -> usize {
+        self.unsaved.len() + self.saves_in_flight.values().map(Vec::len).sum::<usize>()
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    // ----- relay bookkeeping -------------------------------------------------
+
+    fn ensure_relay(&mut self, url: &RelayUrl) {
+        if self.excluded.contains(url) {
+            return;
+        }
+        if !self.relays.contains_key(url) {
+            tracing::info!(relay = %url, "tracking relay");
+            self.relays.insert(url.clone(), Relay::new(false));
+            self.state_dirty = true;
+        }
+    }
+
+    fn set_status(&mut self, url: &RelayUrl, to: ConnectionStatus, now: Millis) {
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        let from = relay.status;
+        if from == to {
+            return;
+        }
+        debug_assert!(from.can_become(to), "illegal transition {from:?} -> {to:?}");
+        relay.status = to;
+        if self.record_transitions {
+            self.transitions.push(Transition { relay: url.clone(), from, to, at: now });
+        }
+    }
+
+    fn send(&mut self, url: &RelayUrl, msg: ClientMessage<'_>, now: Millis) {
+        let text = msg.as_json();
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        let Some(session) = relay.session.as_mut() else { return };
+        if relay.sync.health.is_rate_limited(now) || !session.outbox.is_empty() {
+            session.outbox.push_back(text);
+            return;
+        }
+        relay.counters.frames_sent += 1;
+        relay.counters.bytes_sent += text.len() as u64;
+        self.commands.push_back(Command::Send { relay: url.clone(), text });
+    }
+
+    // ----- connection lifecycle ---------------------------------------------
+
+    /// The driver opened the connection requested by `Command::Connect`.
+    pub fn handle_connected(&mut self, url: &RelayUrl, now: Millis) {
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        if relay.status != ConnectionStatus::Connecting {
+            return;
+        }
+        relay.counters.connect_success += 1;
+        relay.sync.health.record_connected(now);
+        let quick_window = self.config.quick_reconnect_window;
+        let quick = relay.sync.announcements_synced && relay.sync.disconnected_at.is_some_and(|d| now.since(d) <= quick_window);
+        let since = if quick {
+            relay.sync.last_connected.or(relay.sync.disconnected_at).map(|t| (t - self.config.since_safety_margin).as_secs())
+        } else {
+            None
+        };
+        relay.sync.last_connected = Some(now);
+        let reconcile_at = now + self.reconcile_interval();
+        let relay = self.relays.get_mut(url).expect("relay exists");
+        relay.session = Some(Session::new(now, reconcile_at));
+        self.set_status(url, ConnectionStatus::Syncing, now);
+        tracing::info!(relay = %url, quick, "connected");
+        if quick {
+            self.quick_reconnect(url, since, now);
+        } else {
+            self.fresh_start(url, now);
+        }
+        self.state_dirty = true;
+    }
+
+    fn reconcile_interval(&mut self) -> core::time::Duration {
+        let lo = self.config.reconcile_min.as_millis() as u64;
+        let hi = self.config.reconcile_max.as_millis() as u64;
+        core::time::Duration::from_millis(self.rng.range(lo, hi))
+    }
+
+    /// Fresh start (SPEC §5): forget confirmed state, L1 live + historic, then L2/L3.
+    fn fresh_start(&mut self, url: &RelayUrl, now: Millis) {
+        if let Some(relay) = self.relays.get_mut(url) {
+            relay.sync.clear_confirmed();
+        }
+        self.start_batch(url, BatchItems::Announcements, None, true, now);
+        self.run_diff(url, now);
+    }
+
+    /// Quick reconnect (SPEC §5): keep confirmed, re-open live filters, historic
+    /// with `since`, then the diff for whatever is new.
+    fn quick_reconnect(&mut self, url: &RelayUrl, since: Option<u64>, now: Millis) {
+        let (repos, roots) = match self.relays.get(url) {
+            Some(r) => (r.sync.confirmed_repos.clone(), r.sync.confirmed_roots.clone()),
+            None => return,
+        };
+        let max_a = self.config.max_addresses_per_filter;
+        let max_i = self.config.max_ids_per_filter;
+        for items in filters::consolidated(&repos, &roots, max_a, max_i) {
+            self.start_batch(url, items, since, true, now);
+        }
+        self.run_diff(url, now);
+    }
+
+    /// The driver could not connect.
+    pub fn handle_connect_failed(&mut self, url: &RelayUrl, now: Millis, reason: &str) {
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        if relay.status != ConnectionStatus::Connecting {
+            return;
+        }
+        relay.counters.connect_failure += 1;
+        relay.sync.health.record_failure(&self.config, now, &mut self.rng);
+        tracing::warn!(relay = %url, reason, failures = relay.sync.health.failures, "connection failed");
+        self.set_status(url, ConnectionStatus::Disconnected, now);
+        self.state_dirty = true;
+    }
+
+    /// The connection was lost (not asked for by `Command::Disconnect`).
+    pub fn handle_disconnected(&mut self, url: &RelayUrl, now: Millis, reason: &str) {
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        match relay.status {
+            ConnectionStatus::Disconnected => return,
+            ConnectionStatus::Connecting => return self.handle_connect_failed(url, now, reason),
+            _ => {}
+        }
+        relay.session = None;
+        relay.sync.disconnected_at = Some(now);
+        relay.sync.last_connected = Some(now);
+        relay.sync.health.record_disconnected(&self.config, now, &mut self.rng);
+        tracing::warn!(relay = %url, reason, "disconnected");
+        self.set_status(url, ConnectionStatus::Disconnected, now);
+        self.neg_loads.retain(|_, (r, _)| r != url);
+        self.state_dirty = true;
+    }
+
+    /// Stops: closes every connection and persists state. The driver should
+    /// keep executing commands until `poll_command` returns `None`.
+    pub fn shutdown(&mut self, now: Millis) {
+        let urls: Vec<RelayUrl> = self.relays.keys().cloned().collect();
+        for url in urls {
+            let relay = self.relays.get_mut(&url).expect("listed");
+            if relay.status == ConnectionStatus::Disconnected {
+                continue;
+            }
+            if relay.status.is_connected() {
+                relay.sync.last_connected = Some(now);
+                relay.sync.disconnected_at = Some(now);
+            }
+            relay.session = None;
+            relay.sync.health.connected_since = None;
+            self.set_status(&url, ConnectionStatus::Disconnected, now);
+            self.commands.push_back(Command::Disconnect { relay: url });
+        }
+        self.running = false;
+        self.state_dirty = true;
+        if !self.unsaved.is_empty() {
+            let token = self.token();
+            let batch = core::mem::take(&mut self.unsaved);
+            self.saves_in_flight.insert(token, batch.iter().map(|(e, r)| (e.id, r.clone())).collect());
+            self.commands.push_back(Command::SaveEvents { token, events: batch.into_iter().map(|(e, _)| e).collect() });
+        }
+        self.commands.push_back(Command::PersistState { state: self.state_bytes() });
+        self.state_dirty = false;
+    }
+
+    /// Serialised sync state (what `PersistState` carries).
+    pub fn state_bytes(&self) -> Vec<u8> {
+        SyncState {
+            version: STATE_VERSION,
+            repos: self.repos.clone(),
+            relays: self.relays.iter().map(|(u, r)| (u.clone(), r.sync.clone())).collect(),
+        }
+        .to_bytes()
+    }
+
+    // ----- batches -----------------------------------------------------------
+
+    /// Creates a batch: its live subscription and one historic job per filter.
+    fn start_batch(&mut self, url: &RelayUrl, items: BatchItems, since: Option<u64>, with_live: bool, now: Millis) {
+        let historic_timeout = self.config.historic_timeout;
+        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        let batch_id = session.batch_id();
+        let filters_ = items.filters();
+        let mut live_msg = None;
+        if with_live {
+            let sub = session.sub_id("live");
+            session.live.insert(sub.clone(), items.clone());
+            live_msg = Some(ClientMessage::req(SubscriptionId::new(sub), filters_.iter().map(filters::live).collect::<Vec<_>>()));
+        }
+        session.batches.insert(batch_id, PendingBatch { items, jobs_left: filters_.len(), failed: false, since, created_at: now });
+        session.idle_since = None;
+        session.last_batch_created = now;
+        let req_only = session.req_only;
+        let mut job_subs = Vec::new();
+        for f in filters_ {
+            let sub = session.sub_id("hist");
+            let filter = filters::historic(&f, since);
+            session.jobs.insert(
+                sub.clone(),
+                Job {
+                    batch: batch_id,
+                    filter,
+                    kind: JobKind::Page(Paginator::new(Filter::new())),
+                    last_request: None,
+                    deadline: now + historic_timeout,
+                    restarts: 0,
+                    need: Vec::new(),
+                },
+            );
+            job_subs.push(sub);
+        }
+        if let Some(m) = live_msg {
+            self.send(url, m, now);
+        }
+        for sub in job_subs {
+            if req_only {
+                self.begin_pagination(url, &sub, now);
+            } else {
+                self.begin_negentropy(url, &sub, now);
+            }
+        }
+        self.maybe_consolidate(url, now);
+    }
+
+    fn begin_negentropy(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
+        let token = self.token();
+        let timeout = self.config.historic_timeout;
+        let Some(job) = self.job_mut(url, sub) else { return };
+        job.kind = JobKind::LoadingItems(token);
+        job.deadline = now + timeout;
+        let filter = job.filter.clone();
+        self.neg_loads.insert(token, (url.clone(), sub.to_string()));
+        self.commands.push_back(Command::LoadNegentropyItems { token, filter });
+    }
+
+    fn begin_pagination(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
+        let limit = self.config.page_limit;
+        let timeout = self.config.historic_timeout;
+        let Some(job) = self.job_mut(url, sub) else { return };
+        let mut p = Paginator::new(job.filter.clone());
+        let f = p.request(limit);
+        job.kind = JobKind::Page(p);
+        job.last_request = Some(f.clone());
+        job.deadline = now + timeout;
+        self.send(url, ClientMessage::req(SubscriptionId::new(sub), vec![f]), now);
+    }
+
+    fn job_mut(&mut self, url: &RelayUrl, sub: &str) -> Option<&mut Job> {
+        self.relays.get_mut(url)?.session.as_mut()?.jobs.get_mut(sub)
+    }
+
+    /// The store answered `LoadNegentropyItems`.
+    pub fn handle_negentropy_items(&mut self, token: u64, items: Vec<NegentropyItem>, now: Millis) {
+        let Some((url, sub)) = self.neg_loads.remove(&token) else { return };
+        let frame_limit = self.config.negentropy_frame_limit;
+        let open_timeout = self.config.negentropy_open_timeout;
+        let Some(job) = self.job_mut(&url, &sub) else { return };
+        if !matches!(job.kind, JobKind::LoadingItems(t) if t == token) {
+            return;
+        }
+        match NegSession::open(&items, frame_limit) {
+            Ok((session, init)) => {
+                job.kind = JobKind::NegOpen(session);
+                job.deadline = now + open_timeout;
+                let filter = job.filter.clone();
+                self.send(
+                    &url,
+                    ClientMessage::NegOpen {
+                        subscription_id: std::borrow::Cow::Owned(SubscriptionId::new(&sub)),
+                        filter: std::borrow::Cow::Owned(filter),
+                        id_size: None,
+                        initial_message: std::borrow::Cow::Owned(init),
+                    },
+                    now,
+                );
+            }
+            Err(e) => {
+                tracing::warn!(relay = %url, error = %e, "negentropy setup failed; using REQ pagination");
+                self.begin_pagination(&url, &sub, now);
+            }
+        }
+    }
+
+    /// The store could not load negentropy items: fall back to pagination.
+    pub fn handle_negentropy_items_failed(&mut self, token: u64, error: &str, now: Millis) {
+        let Some((url, sub)) = self.neg_loads.remove(&token) else { return };
+        tracing::warn!(relay = %url, error, "loading negentropy items failed; using REQ pagination");
+        self.begin_pagination(&url, &sub, now);
+    }
+
+    /// A job ended; completes its batch when it was the last one.
+    fn finish_job(&mut self, url: &RelayUrl, sub: &str, ok: bool, now: Millis) {
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        let Some(session) = relay.session.as_mut() else { return };
+        let Some(job) = session.jobs.remove(sub) else { return };
+        let Some(batch) = session.batches.get_mut(&job.batch) else { return };
+        if !ok && !batch.failed {
+            batch.failed = true;
+            relay.counters.batches_failed += 1;
+            tracing::warn!(relay = %url, sub, "historic batch failed");
+        }
+        batch.jobs_left = batch.jobs_left.saturating_sub(1);
+        if batch.jobs_left > 0 || batch.failed {
+            if session.in_flight() == 0 {
+                session.idle_since.get_or_insert(now);
+            }
+            return;
+        }
+        let batch = session.batches.remove(&job.batch).expect("present");
+        match batch.items {
+            BatchItems::Announcements => relay.sync.announcements_synced = true,
+            BatchItems::Repos(r) => relay.sync.confirmed_repos.extend(r),
+            BatchItems::Roots(r) => relay.sync.confirmed_roots.extend(r),
+        }
+        if session.in_flight() == 0 {
+            session.idle_since.get_or_insert(now);
+        }
+        self.state_dirty = true;
+    }
+
+    /// The three-way diff (target − pending − confirmed) for one connected relay.
+    fn run_diff(&mut self, url: &RelayUrl, now: Millis) {
+        let Some(relay) = self.relays.get(url) else { return };
+        let Some(session) = relay.session.as_ref() else { return };
+        let work = plan::new_work(&self.repos, url, &relay.sync, session, &self.config);
+        for items in work {
+            self.start_batch(url, items, None, true, now);
+        }
+    }
+
+    /// SPEC §5 consolidation: more than `max_live_filters` live subscriptions
+    /// are replaced by the fewest that cover everything confirmed or pending.
+    fn maybe_consolidate(&mut self, url: &RelayUrl, now: Millis) {
+        let max = self.config.max_live_filters;
+        let (max_a, max_i) = (self.config.max_addresses_per_filter, self.config.max_ids_per_filter);
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        let Some(session) = relay.session.as_mut() else { return };
+        if session.live.len() <= max {
+            return;
+        }
+        let (mut repos, mut roots) = session.pending_items();
+        repos.extend(relay.sync.confirmed_repos.iter().cloned());
+        roots.extend(relay.sync.confirmed_roots.iter().copied());
+        let old: Vec<String> = core::mem::take(&mut session.live).into_keys().collect();
+        let mut msgs: Vec<ClientMessage<'static>> = old.into_iter().map(|s| ClientMessage::close(SubscriptionId::new(s))).collect();
+        for items in filters::consolidated(&repos, &roots, max_a, max_i) {
+            let sub = session.sub_id("live");
+            let fs: Vec<Filter> = items.filters().iter().map(filters::live).collect();
+            session.live.insert(sub.clone(), items);
+            msgs.push(ClientMessage::req(SubscriptionId::new(sub), fs));
+        }
+        tracing::info!(relay = %url, live = session.live.len(), "consolidated live filters");
+        for m in msgs {
+            self.send(url, m, now);
+        }
+    }
+
+    // ----- incoming frames ---------------------------------------------------
+
+    /// One text frame from a relay.
+    pub fn handle_frame(&mut self, url: &RelayUrl, text: &str, now: Millis) {
+        let max = self.config.max_frame_bytes;
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        if relay.session.is_none() {
+            return;
+        }
+        relay.counters.frames_received += 1;
+        relay.counters.bytes_received += text.len() as u64;
+        if text.len() > max {
+            *relay.counters.events_rejected.entry("oversized".into()).or_default() += 1;
+            tracing::warn!(relay = %url, bytes = text.len(), "frame larger than max_frame_bytes ignored");
+            return;
+        }
+        let msg = match RelayMessage::from_json(text) {
+            Ok(m) => m,
+            Err(e) => {
+                *relay.counters.events_rejected.entry("malformed".into()).or_default() += 1;
+                tracing::debug!(relay = %url, error = ?e, "malformed frame ignored");
+                return;
+            }
+        };
+        match msg {
+            RelayMessage::Event { subscription_id, event } => self.on_event(url, subscription_id.as_str(), event.into_owned(), now),
+            RelayMessage::EndOfStoredEvents(sub) => self.on_eose(url, sub.as_str(), now),
+            RelayMessage::Ok { message, .. } => {
+                self.check_rate_limited(url, &message, now);
+            }
+            RelayMessage::Notice(message) => self.on_notice(url, &message, now),
+            RelayMessage::Closed { subscription_id, message } => self.on_closed(url, subscription_id.as_str(), &message, now),
+            RelayMessage::NegMsg { subscription_id, message } => self.on_neg_msg(url, subscription_id.as_str(), &message, now),
+            RelayMessage::NegErr { subscription_id, message } => self.on_neg_err(url, subscription_id.as_str(), &message, now),
+            RelayMessage::Auth { .. } | RelayMessage::Count { .. } => {}
+        }
+    }
+
+    fn check_rate_limited(&mut self, url: &RelayUrl, message: &str, now: Millis) -> bool {
+        if !message.starts_with("rate-limited:") {
+            return false;
+        }
+        let cooldown = self.config.rate_limit_cooldown;
+        let Some(relay) = self.relays.get_mut(url) else { return true };
+        relay.counters.rate_limited += 1;
+        relay.sync.health.record_rate_limited(&self.config, now);
+        if let Some(session) = relay.session.as_mut() {
+            for job in session.jobs.values_mut() {
+                job.deadline = job.deadline.max(now + cooldown + self.config.historic_timeout);
+            }
+        }
+        tracing::warn!(relay = %url, message, "rate limited; pausing");
+        true
+    }
+
+    fn on_notice(&mut self, url: &RelayUrl, message: &str, now: Millis) {
+        if let Some(r) = self.relays.get_mut(url) {
+            r.counters.notices += 1;
+        }
+        if self.check_rate_limited(url, message, now) {
+            return;
+        }
+        // A relay without NIP-77 answers NEG-OPEN with a NOTICE.
+        if self.awaiting_neg_open(url) {
+            self.mark_req_only(url, message, now);
+        }
+    }
+
+    fn awaiting_neg_open(&self, url: &RelayUrl) -> bool {
+        self.relays
+            .get(url)
+            .and_then(|r| r.session.as_ref())
+            .is_some_and(|s| s.jobs.values().any(|j| matches!(j.kind, JobKind::NegOpen(_))))
+    }
+
+    /// The relay does not speak NIP-77: every negentropy job falls back to REQ.
+    fn mark_req_only(&mut self, url: &RelayUrl, why: &str, now: Millis) {
+        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        if !session.req_only {
+            tracing::info!(relay = %url, why, "relay does not do negentropy; using REQ+EOSE");
+        }
+        session.req_only = true;
+        let subs: Vec<String> = session
+            .jobs
+            .iter()
+            .filter(|(_, j)| matches!(j.kind, JobKind::NegOpen(_) | JobKind::LoadingItems(_)))
+            .map(|(s, _)| s.clone())
+            .collect();
+        for sub in subs {
+            self.begin_pagination(url, &sub, now);
+        }
+    }
+
+    fn on_event(&mut self, url: &RelayUrl, sub: &str, event: Event, now: Millis) {
+        let id = event.id;
+        let created_at = event.created_at;
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        relay.counters.events_received += 1;
+        // Pagination counts everything the relay returned for the page.
+        if let Some(job) = relay.session.as_mut().and_then(|s| s.jobs.get_mut(sub)) {
+            if let JobKind::Page(p) = &mut job.kind {
+                p.on_event(id, created_at);
+                job.deadline = now + self.config.historic_timeout;
+            }
+        }
+        let delivered = if self.seen.contains(&id) {
+            relay.counters.events_duplicate += 1;
+            true
+        } else if self.rejections.contains(&id, now) {
+            *relay.counters.events_rejected.entry("not_accepted".into()).or_default() += 1;
+            true
+        } else {
+            self.ingest(url, event, now)
+        };
+        if delivered {
+            if let Some(job) = self.job_mut(url, sub) {
+                if let JobKind::Fetch(f) = &mut job.kind {
+                    f.on_event(id);
+                }
+            }
+        }
+    }
+
+    /// Policy, verification and queueing for save. True when the event counts
+    /// as delivered (valid, whether accepted or deliberately rejected).
+    fn ingest(&mut self, url: &RelayUrl, event: Event, now: Millis) -> bool {
+        let reject = |engine: &mut Engine, reason: &str| {
+            if let Some(r) = engine.relays.get_mut(url) {
+                *r.counters.events_rejected.entry(reason.into()).or_default() += 1;
+            }
+        };
+        if !event.verify_id() {
+            reject(self, "invalid_id");
+            return false;
+        }
+        let verdict = self.policy.classify(&event, &self.repos);
+        if let Verdict::Reject(kind) = verdict {
+            self.rejections.insert(event.id, kind, now + self.config.rejection_ttl);
+            reject(self, "not_accepted");
+            return true;
+        }
+        if !event.verify_signature() {
+            reject(self, "invalid_signature");
+            tracing::debug!(relay = %url, id = %event.id, "invalid signature");
+            return false;
+        }
+        self.seen.insert(event.id);
+        match verdict {
+            Verdict::Announcement => {
+                let change = self.repos.add_announcement(&event, self.config.allow_private_relays);
+                for (raw, why) in change.refused {
+                    if self.refused_urls.insert(raw.clone()) {
+                        tracing::warn!(url = %raw, reason = %why, repo = %nip34::repo_address(&event), "relay URL refused");
+                    }
+                }
+                if change.updated {
+                    self.accepted_set_grew(now);
+                    let relays: Vec<RelayUrl> = self.repos.all_relays().into_iter().collect();
+                    for r in relays {
+                        self.ensure_relay(&r);
+                    }
+                }
+            }
+            Verdict::Root(repos) => {
+                let mut new = false;
+                for repo in repos {
+                    new |= self.repos.add_root(&repo, event.id);
+                }
+                if new {
+                    self.accepted_set_grew(now);
+                }
+            }
+            _ => {}
+        }
+        self.unsaved.push((event, url.clone()));
+        true
+    }
+
+    fn accepted_set_grew(&mut self, now: Millis) {
+        self.generation += 1;
+        self.rejections.accepted_set_grew();
+        self.window_started.get_or_insert(now);
+        self.state_dirty = true;
+    }
+
+    fn on_eose(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
+        let (threshold, limit, retries, timeout) =
+            (self.config.pagination_threshold, self.config.page_limit, self.config.fetch_retries, self.config.historic_timeout);
+        let Some(job) = self.job_mut(url, sub) else { return };
+        job.deadline = now + timeout;
+        match &mut job.kind {
+            JobKind::Page(p) => match p.on_eose(threshold, limit) {
+                PageOutcome::Next(f) => {
+                    job.last_request = Some(f.clone());
+                    self.send(url, ClientMessage::req(SubscriptionId::new(sub), vec![f]), now);
+                }
+                PageOutcome::Done => {
+                    self.send(url, ClientMessage::close(SubscriptionId::new(sub)), now);
+                    self.finish_job(url, sub, true, now);
+                }
+            },
+            JobKind::Fetch(f) => match f.on_eose(retries) {
+                FetchOutcome::Complete => {
+                    self.send(url, ClientMessage::close(SubscriptionId::new(sub)), now);
+                    self.finish_job(url, sub, true, now);
+                }
+                FetchOutcome::Retry(filter) => {
+                    job.last_request = Some(filter.clone());
+                    self.send(url, ClientMessage::req(SubscriptionId::new(sub), vec![filter]), now);
+                }
+                FetchOutcome::Failed(missing) => {
+                    tracing::warn!(relay = %url, missing = missing.len(), "relay withheld ids negentropy said it has");
+                    self.send(url, ClientMessage::close(SubscriptionId::new(sub)), now);
+                    self.finish_job(url, sub, false, now);
+                }
+            },
+            _ => {}
+        }
+    }
+
+    fn on_closed(&mut self, url: &RelayUrl, sub: &str, message: &str, now: Millis) {
+        let rate_limited = self.check_rate_limited(url, message, now);
+        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        if session.live.remove(sub).is_some() {
+            tracing::warn!(relay = %url, sub, message, "relay closed a live subscription");
+            return;
+        }
+        let Some(job) = session.jobs.get(sub) else { return };
+        if matches!(job.kind, JobKind::NegOpen(_)) && !rate_limited {
+            return self.mark_req_only(url, message, now);
+        }
+        if rate_limited {
+            // Re-sent from the outbox once the cooldown is over.
+            return self.restart_job(url, sub, now, false);
+        }
+        if message.starts_with("auth-required:") || message.starts_with("restricted:") || message.starts_with("blocked:") {
+            return self.finish_job(url, sub, false, now);
+        }
+        self.restart_job(url, sub, now, true);
+    }
+
+    /// Re-sends a job's request; `counts` makes it a retry (second one fails the job).
+    fn restart_job(&mut self, url: &RelayUrl, sub: &str, now: Millis, counts: bool) {
+        let timeout = self.config.historic_timeout;
+        let Some(job) = self.job_mut(url, sub) else { return };
+        if counts {
+            job.restarts += 1;
+            if job.restarts > 1 {
+                return self.finish_job(url, sub, false, now);
+            }
+        }
+        job.deadline = now + timeout;
+        match &job.kind {
+            JobKind::Page(_) | JobKind::Fetch(_) => {
+                let f = match &job.kind {
+                    JobKind::Fetch(f) => f.resend_filter(),
+                    _ => job.last_request.clone().unwrap_or_else(|| job.filter.clone()),
+                };
+                self.send(url, ClientMessage::req(SubscriptionId::new(sub), vec![f]), now);
+            }
+            JobKind::Neg(_) | JobKind::NegOpen(_) => {
+                // A broken negentropy session is finished by REQ pagination.
+                self.send(url, ClientMessage::NegClose { subscription_id: std::borrow::Cow::Owned(SubscriptionId::new(sub)) }, now);
+                self.begin_pagination(url, sub, now);
+            }
+            JobKind::LoadingItems(_) => {}
+        }
+    }
+
+    fn on_neg_msg(&mut self, url: &RelayUrl, sub: &str, hex: &str, now: Millis) {
+        let timeout = self.config.historic_timeout;
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        let Some(job) = relay.session.as_mut().and_then(|s| s.jobs.get_mut(sub)) else { return };
+        let kind = core::mem::replace(&mut job.kind, JobKind::LoadingItems(0));
+        let mut neg = match kind {
+            JobKind::NegOpen(n) | JobKind::Neg(n) => n,
+            other => {
+                job.kind = other;
+                return;
+            }
+        };
+        job.deadline = now + timeout;
+        let step = neg.on_message(hex, &mut job.need);
+        relay.counters.negentropy_rounds += 1;
+        match step {
+            Ok(NegStep::Continue(msg)) => {
+                job.kind = JobKind::Neg(neg);
+                self.send(
+                    url,
+                    ClientMessage::NegMsg {
+                        subscription_id: std::borrow::Cow::Owned(SubscriptionId::new(sub)),
+                        message: std::borrow::Cow::Owned(msg),
+                    },
+                    now,
+                );
+            }
+            Ok(NegStep::Done) => {
+                job.kind = JobKind::Neg(neg);
+                self.send(url, ClientMessage::NegClose { subscription_id: std::borrow::Cow::Owned(SubscriptionId::new(sub)) }, now);
+                self.negentropy_done(url, sub, now);
+            }
+            Err(e) => {
+                tracing::warn!(relay = %url, error = %e, "relay sent an invalid negentropy message; using REQ pagination");
+                job.kind = JobKind::Neg(neg);
+                self.send(url, ClientMessage::NegClose { subscription_id: std::borrow::Cow::Owned(SubscriptionId::new(sub)) }, now);
+                self.begin_pagination(url, sub, now);
+            }
+        }
+    }
+
+    /// Reconciliation finished: fetch what we need in chunks, as jobs of the same batch.
+    fn negentropy_done(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
+        let chunk = self.config.fetch_chunk;
+        let timeout = self.config.historic_timeout;
+        let Some(job) = self.job_mut(url, sub) else { return };
+        let batch_id = job.batch;
+        let mut need = core::mem::take(&mut job.need);
+        need.sort();
+        need.dedup();
+        let seen = &self.seen;
+        let rejections = &self.rejections;
+        need.retain(|id| !seen.contains(id) && !rejections.contains(id, now));
+        let session = self.relays.get_mut(url).and_then(|r| r.session.as_mut()).expect("job exists");
+        let mut sends = Vec::new();
+        for ids in need.chunks(chunk) {
+            let fsub = session.sub_id("ids");
+            let (fetch, filter) = Fetch::new(ids.to_vec());
+            session.jobs.insert(
+                fsub.clone(),
+                Job {
+                    batch: batch_id,
+                    filter: filter.clone(),
+                    kind: JobKind::Fetch(fetch),
+                    last_request: Some(filter.clone()),
+                    deadline: now + timeout,
+                    restarts: 0,
+                    need: Vec::new(),
+                },
+            );
+            if let Some(b) = session.batches.get_mut(&batch_id) {
+                b.jobs_left += 1;
+            }
+            sends.push((fsub, filter));
+        }
+        for (fsub, filter) in sends {
+            self.send(url, ClientMessage::req(SubscriptionId::new(fsub), vec![filter]), now);
+        }
+        self.finish_job(url, sub, true, now);
+    }
+
+    fn on_neg_err(&mut self, url: &RelayUrl, sub: &str, message: &str, now: Millis) {
+        if self.check_rate_limited(url, message, now) {
+            return self.restart_job(url, sub, now, false);
+        }
+        let Some(job) = self.job_mut(url, sub) else { return };
+        match job.kind {
+            JobKind::NegOpen(_) => self.mark_req_only(url, message, now),
+            JobKind::Neg(_) => {
+                tracing::warn!(relay = %url, message, "negentropy error mid-session; using REQ pagination");
+                self.begin_pagination(url, sub, now);
+            }
+            _ => {}
+        }
+    }
+
+    // ----- store results -----------------------------------------------------
+
+    /// The store answered `SaveEvents`.
+    pub fn handle_saved(&mut self, token: u64, outcomes: Vec<SaveOutcome>, _now: Millis) {
+        let Some(ids) = self.saves_in_flight.remove(&token) else { return };
+        for ((_, url), outcome) in ids.iter().zip(outcomes.iter()) {
+            let Some(relay) = self.relays.get_mut(url) else {
+                if matches!(outcome, SaveOutcome::Saved) {
+                    self.events_synced += 1;
+                }
+                continue;
+            };
+            match outcome {
+                SaveOutcome::Saved => {
+                    self.events_synced += 1;
+                    relay.counters.events_saved += 1;
+                }
+                SaveOutcome::Duplicate | SaveOutcome::Stale => relay.counters.events_duplicate += 1,
+                SaveOutcome::Rejected(reason) => {
+                    let key = format!("store:{}", reason.split(':').next().unwrap_or("other"));
+                    *relay.counters.events_rejected.entry(key).or_default() += 1;
+                }
+            }
+        }
+        if ids.len() != outcomes.len() {
+            tracing::error!(expected = ids.len(), got = outcomes.len(), "store returned the wrong number of outcomes");
+        }
+    }
+
+    /// The store failed a `SaveEvents`: the events are retried shortly.
+    pub fn handle_save_failed(&mut self, token: u64, events: Vec<Event>, error: &str, now: Millis) {
+        let Some(ids) = self.saves_in_flight.remove(&token) else { return };
+        tracing::error!(error, events = events.len(), "store failed; retrying in 1 s");
+        let mut retry: Vec<(Event, RelayUrl)> = events.into_iter().zip(ids.into_iter().map(|(_, u)| u)).collect();
+        retry.append(&mut self.unsaved);
+        self.unsaved = retry;
+        self.save_retry_at = Some(now + core::time::Duration::from_secs(1));
+    }
+
+    // ----- time --------------------------------------------------------------
+
+    /// Timers: the 2 s health tick, the batch window, settle windows, retries.
+    pub fn handle_timeout(&mut self, now: Millis) {
+        if !self.running {
+            return;
+        }
+        if self.save_retry_at.is_some_and(|t| now >= t) {
+            self.save_retry_at = None;
+        }
+        if self.window_started.is_some_and(|w| now >= w + self.config.batch_window) {
+            self.window_started = None;
+            let urls: Vec<RelayUrl> = self.relays.iter().filter(|(_, r)| r.session.is_some()).map(|(u, _)| u.clone()).collect();
+            for url in urls {
+                self.run_diff(&url, now);
+            }
+        }
+        self.check_settled(now);
+        if now >= self.next_tick {
+            self.next_tick = now + self.config.tick_interval;
+            self.tick(now);
+        }
+    }
+
+    fn check_settled(&mut self, now: Millis) {
+        let settle = self.config.settle_window();
+        let window_open = self.window_started.is_some();
+        let mut done = Vec::new();
+        for (url, relay) in &self.relays {
+            let Some(s) = &relay.session else { continue };
+            if relay.status != ConnectionStatus::Syncing || s.in_flight() > 0 || window_open {
+                continue;
+            }
+            if let Some(idle) = s.idle_since {
+                if now >= idle + settle && s.last_batch_created <= idle {
+                    done.push((url.clone(), s.any_failed(), s.connected_at));
+                }
+            }
+        }
+        for (url, failed, connected_at) in done {
+            if failed {
+                self.set_status(&url, ConnectionStatus::ConnectedDegraded, now);
+                tracing::warn!(relay = %url, "historic sync finished with failed batches");
+            } else {
+                let relay = self.relays.get_mut(&url).expect("listed");
+                relay.sync.historic_sync_completed = true;
+                relay.sync.historic_sync_completed_at = Some(now);
+                relay.historic_duration_ms = Some(now.since(connected_at).as_millis() as u64);
+                self.set_status(&url, ConnectionStatus::Connected, now);
+                tracing::info!(relay = %url, "historic sync completed");
+            }
+            self.state_dirty = true;
+        }
+    }
+
+    fn tick(&mut self, now: Millis) {
+        let urls: Vec<RelayUrl> = self.relays.keys().cloned().collect();
+        for url in urls {
+            self.tick_relay(&url, now);
+        }
+        let heartbeat = core::time::Duration::from_secs(60);
+        let min_gap = core::time::Duration::from_secs(5);
+        let due = (self.state_dirty && now.since(self.last_persist) >= min_gap) || now.since(self.last_persist) >= heartbeat;
+        if due && self.saves_in_flight.is_empty() && self.unsaved.is_empty() {
+            self.last_persist = now;
+            self.state_dirty = false;
+            self.commands.push_back(Command::PersistState { state: self.state_bytes() });
+        }
+    }
+
+    fn tick_relay(&mut self, url: &RelayUrl, now: Millis) {
+        let wanted = self.relays.get(url).is_some_and(|r| r.sync.bootstrap) || self.repos.lists_relay(url);
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        if !wanted && self.window_started.is_none() {
+            // Idle relay: nothing it carries is wanted any more.
+            if relay.status != ConnectionStatus::Disconnected {
+                self.commands.push_back(Command::Disconnect { relay: url.clone() });
+            }
+            tracing::info!(relay = %url, "dropping relay no repository lists");
+            self.relays.remove(url);
+            self.neg_loads.retain(|_, (r, _)| r != url);
+            self.state_dirty = true;
+            return;
+        }
+        match relay.status {
+            ConnectionStatus::Disconnected => {
+                if relay.sync.health.may_attempt(now) && self.running {
+                    let timeout = relay.sync.health.connect_timeout(&self.config);
+                    self.set_status(url, ConnectionStatus::Connecting, now);
+                    self.commands.push_back(Command::Connect { relay: url.clone(), timeout });
+                }
+            }
+            ConnectionStatus::Connecting => {}
+            _ => self.tick_connected(url, now),
+        }
+    }
+
+    fn tick_connected(&mut self, url: &RelayUrl, now: Millis) {
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        relay.sync.last_connected = Some(now);
+        if relay.sync.health.check_stable(&self.config, now) {
+            tracing::info!(relay = %url, "relay stable again");
+            self.state_dirty = true;
+        }
+        let rate_limited = relay.sync.health.is_rate_limited(now);
+        let Some(session) = relay.session.as_mut() else { return };
+        if !rate_limited {
+            relay.sync.health.rate_limited_until = None;
+            while let Some(text) = session.outbox.pop_front() {
+                relay.counters.frames_sent += 1;
+                relay.counters.bytes_sent += text.len() as u64;
+                self.commands.push_back(Command::Send { relay: url.clone(), text });
+            }
+        }
+        let expired: Vec<String> = if rate_limited {
+            Vec::new()
+        } else {
+            session.jobs.iter().filter(|(_, j)| now >= j.deadline).map(|(s, _)| s.clone()).collect()
+        };
+        let reconcile = now >= session.reconcile_at;
+        for sub in expired {
+            let is_open = self.job_mut(url, &sub).is_some_and(|j| matches!(j.kind, JobKind::NegOpen(_)));
+            if is_open {
+                self.mark_req_only(url, "no answer to NEG-OPEN", now);
+            } else if self.job_mut(url, &sub).is_some_and(|j| !matches!(j.kind, JobKind::LoadingItems(_))) {
+                tracing::warn!(relay = %url, sub, "historic request timed out");
+                self.restart_job(url, &sub, now, true);
+            }
+        }
+        if reconcile {
+            self.daily_reconciliation(url, now);
+        }
+    }
+
+    /// SPEC §5 daily reconciliation: a full fresh sync of a connected relay.
+    fn daily_reconciliation(&mut self, url: &RelayUrl, now: Millis) {
+        tracing::info!(relay = %url, "daily reconciliation");
+        let interval = self.reconcile_interval();
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        let Some(old) = relay.session.take() else { return };
+        let mut session = Session::new(old.connected_at, now + interval);
+        session.req_only = old.req_only;
+        session.next_sub = old.next_sub;
+        session.next_batch = old.next_batch;
+        relay.session = Some(session);
+        self.neg_loads.retain(|_, (r, _)| r != url);
+        let mut closes: Vec<ClientMessage<'static>> = old.live.into_keys().map(|s| ClientMessage::close(SubscriptionId::new(s))).collect();
+        closes.extend(old.jobs.into_keys().map(|s| ClientMessage::close(SubscriptionId::new(s))));
+        for c in closes {
+            self.send(url, c, now);
+        }
+        if self.relays.get(url).is_some_and(|r| r.status != ConnectionStatus::Syncing) {
+            self.set_status(url, ConnectionStatus::Syncing, now);
+        }
+        self.fresh_start(url, now);
+    }
+}

@@ -1,0 +1,96 @@
+//! Fetching the ids negentropy said we need, with `REQ {ids}` in chunks, and
+//! the retry-then-fail rule: ids still missing after the retry fail the batch.
+
+use std::collections::BTreeSet;
+
+use nostr::{EventId, Filter};
+
+/// One chunk of ids being fetched.
+#[derive(Debug, Clone)]
+pub struct Fetch {
+    requested: BTreeSet<EventId>,
+    received: BTreeSet<EventId>,
+    /// Attempts made (1 after the first request).
+    pub attempts: u32,
+}
+
+/// What to do after EOSE of a fetch.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FetchOutcome {
+    /// Everything arrived.
+    Complete,
+    /// Ask again for these ids.
+    Retry(Filter),
+    /// Still missing after the retries: the relay withholds them.
+    Failed(Vec<EventId>),
+}
+
+impl Fetch {
+    /// A fetch for `ids`; returns it and the first filter.
+    pub fn new(ids: Vec<EventId>) -> (Self, Filter) {
+        let requested: BTreeSet<EventId> = ids.into_iter().collect();
+        let filter = Filter::new().ids(requested.iter().copied());
+        (Self { requested, received: BTreeSet::new(), attempts: 1 }, filter)
+    }
+
+    /// A valid event arrived (or one we already have / deliberately rejected).
+    pub fn on_event(&mut self, id: EventId) {
+        if self.requested.contains(&id) {
+            self.received.insert(id);
+        }
+    }
+
+    /// EOSE: complete, retry the missing ids, or fail after `retries` retries.
+    pub fn on_eose(&mut self, retries: u32) -> FetchOutcome {
+        let missing: Vec<EventId> = self.requested.difference(&self.received).copied().collect();
+        if missing.is_empty() {
+            FetchOutcome::Complete
+        } else if self.attempts <= retries {
+            self.attempts += 1;
+            FetchOutcome::Retry(Filter::new().ids(missing))
+        } else {
+            FetchOutcome::Failed(missing)
+        }
+    }
+
+    /// The filter to re-send after a reconnect-less restart (timeout, rate limit).
+    pub fn resend_filter(&self) -> Filter {
+        Filter::new().ids(self.requested.difference(&self.received).copied())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(b: u8) -> EventId {
+        EventId::from_byte_array([b; 32])
+    }
+
+    #[test]
+    fn withheld_ids_are_asked_twice_then_fail() {
+        let (mut f, first) = Fetch::new(vec![id(1), id(2)]);
+        assert_eq!(first.ids.as_ref().unwrap().len(), 2);
+        f.on_event(id(1));
+        match f.on_eose(1) {
+            FetchOutcome::Retry(filter) => assert_eq!(filter.ids.unwrap().into_iter().collect::<Vec<_>>(), vec![id(2)]),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(f.on_eose(1), FetchOutcome::Failed(vec![id(2)]));
+    }
+
+    #[test]
+    fn delivered_on_retry_completes() {
+        let (mut f, _) = Fetch::new(vec![id(1)]);
+        assert!(matches!(f.on_eose(1), FetchOutcome::Retry(_)));
+        f.on_event(id(1));
+        assert_eq!(f.on_eose(1), FetchOutcome::Complete);
+    }
+
+    #[test]
+    fn unrequested_ids_do_not_count() {
+        let (mut f, _) = Fetch::new(vec![id(1)]);
+        f.on_event(id(9));
+        assert!(matches!(f.on_eose(0), FetchOutcome::Failed(_)));
+    }
+}

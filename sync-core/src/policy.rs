@@ -1,0 +1,254 @@
+//! Acceptance: which events the engine stores (SPEC §4).
+//!
+//! The server (GRASP) policy accepts repositories that list this service; the
+//! client policy accepts an interest set. Either way, everything tagging an
+//! accepted repository or root event is accepted too. The policy only
+//! classifies; the repository index holds what has been accepted so far.
+
+use std::collections::BTreeSet;
+
+use nostr::{Event, EventId, PublicKey};
+use serde::{Deserialize, Serialize};
+
+use crate::nip34::{self, REPO_ANNOUNCEMENT, REPO_STATE};
+use crate::relay_url::RelayUrl;
+use crate::repo_index::RepoSyncIndex;
+
+/// Which repositories are wanted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AcceptancePolicy {
+    /// GRASP server: repositories whose announcement lists one of our relay
+    /// URLs in `relays` or a clone URL on one of our domains.
+    Server {
+        /// Our relay URLs (normalised).
+        relay_urls: BTreeSet<RelayUrl>,
+        /// Our domains (lowercase hostnames) for `clone` URLs.
+        domains: BTreeSet<String>,
+    },
+    /// Client: an interest set.
+    Client(InterestSet),
+}
+
+/// A client's interest: explicit repositories, maintainers, or everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterestSet {
+    /// Explicit `30617:<pubkey>:<d>` addresses.
+    pub repositories: BTreeSet<String>,
+    /// Every repository announced by, or listing as maintainer, one of these pubkeys (hex).
+    pub maintainers: BTreeSet<String>,
+    /// Every announcement seen.
+    pub all: bool,
+}
+
+/// Why an event was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rejection {
+    /// Can never become acceptable (e.g. an announcement that does not list us).
+    Permanent,
+    /// Might become acceptable once more repositories/roots are accepted.
+    Conditional,
+}
+
+/// What accepting an event means for the repository index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A wanted repository announcement.
+    Announcement,
+    /// A repository state event of an accepted repository.
+    State,
+    /// A patch, PR or issue of these accepted repositories: a new L3 root.
+    Root(Vec<String>),
+    /// Any other event tagging an accepted repository or root event.
+    Related,
+    /// Not wanted.
+    Reject(Rejection),
+}
+
+impl AcceptancePolicy {
+    /// Classifies `event` against the policy and what is accepted so far.
+    pub fn classify(&self, event: &Event, index: &RepoSyncIndex) -> Verdict {
+        match event.kind.as_u16() {
+            REPO_ANNOUNCEMENT => {
+                if self.wants_announcement(event) {
+                    Verdict::Announcement
+                } else {
+                    Verdict::Reject(Rejection::Permanent)
+                }
+            }
+            REPO_STATE => {
+                let d = nip34::d_tag(event);
+                if index.is_repo_controller(&event.pubkey, d) {
+                    Verdict::State
+                } else {
+                    Verdict::Reject(Rejection::Conditional)
+                }
+            }
+            _ => classify_related(event, index),
+        }
+    }
+
+    /// True when this announcement names a repository we serve / are interested in.
+    pub fn wants_announcement(&self, event: &Event) -> bool {
+        match self {
+            AcceptancePolicy::Server { relay_urls, domains } => {
+                let lists_relay =
+                    nip34::tag_values(event, "relays").filter_map(|u| RelayUrl::parse(u).ok()).any(|u| relay_urls.contains(&u));
+                lists_relay || nip34::tag_values(event, "clone").any(|u| clone_on_domain(u, domains))
+            }
+            AcceptancePolicy::Client(interest) => {
+                if interest.all || interest.repositories.contains(&nip34::repo_address(event)) {
+                    return true;
+                }
+                interest.maintainers.contains(&event.pubkey.to_hex())
+                    || nip34::tag_values(event, "maintainers").any(|m| interest.maintainers.contains(m))
+            }
+        }
+    }
+}
+
+fn classify_related(event: &Event, index: &RepoSyncIndex) -> Verdict {
+    let mut repos: Vec<String> = Vec::new();
+    for name in ["a", "A", "q"] {
+        for value in nip34::tag_refs(event, name) {
+            if index.contains_repo(value) && !repos.iter().any(|r| r == value) {
+                repos.push(value.to_string());
+            }
+        }
+    }
+    if !repos.is_empty() {
+        if nip34::is_root_kind(event.kind) {
+            return Verdict::Root(repos);
+        }
+        return Verdict::Related;
+    }
+    let tags_root = ["e", "E", "q"]
+        .iter()
+        .any(|name| nip34::tag_refs(event, name).filter_map(nip34::parse_event_id).any(|id| index.contains_root(&id)));
+    if tags_root {
+        Verdict::Related
+    } else {
+        Verdict::Reject(Rejection::Conditional)
+    }
+}
+
+fn clone_on_domain(url: &str, domains: &BTreeSet<String>) -> bool {
+    match url::Url::parse(url) {
+        Ok(u) => u.host_str().map(|h| domains.contains(&h.to_ascii_lowercase())).unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// The ids a root-tagging event refers to (used to index roots).
+pub fn referenced_ids(event: &Event) -> BTreeSet<EventId> {
+    ["e", "E", "q"].iter().flat_map(|n| nip34::tag_refs(event, n).filter_map(nip34::parse_event_id)).collect()
+}
+
+/// Parses a hex pubkey for the interest set, with a clear error.
+pub fn parse_maintainer(hex: &str) -> Result<String, String> {
+    PublicKey::from_hex(hex).map(|p| p.to_hex()).map_err(|e| format!("invalid maintainer pubkey `{hex}`: {e}"))
+}
+
+/// Parses a `30617:<pubkey>:<d>` address with a clear error.
+pub fn parse_repo_address(addr: &str) -> Result<String, String> {
+    let mut parts = addr.splitn(3, ':');
+    let (kind, pk, d) = (parts.next(), parts.next(), parts.next());
+    match (kind, pk, d) {
+        (Some("30617"), Some(pk), Some(d)) if PublicKey::from_hex(pk).is_ok() => Ok(format!("30617:{}:{d}", pk.to_ascii_lowercase())),
+        _ => Err(format!("invalid repository address `{addr}` (expected 30617:<pubkey-hex>:<d>)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+    use nostr::Keys;
+
+    fn server() -> AcceptancePolicy {
+        AcceptancePolicy::Server {
+            relay_urls: [RelayUrl::parse("wss://grasp.example.com").unwrap()].into(),
+            domains: ["grasp.example.com".to_string()].into(),
+        }
+    }
+
+    #[test]
+    fn server_accepts_announcement_listing_our_relay_after_normalisation() {
+        let k = Keys::generate();
+        let ev = announcement(&k, "repo", &["WSS://GRASP.example.com/"], &[]);
+        assert_eq!(server().classify(&ev, &RepoSyncIndex::default()), Verdict::Announcement);
+    }
+
+    #[test]
+    fn server_accepts_announcement_with_clone_on_our_domain() {
+        let k = Keys::generate();
+        let ev = announcement_with_clone(&k, "repo", &["wss://other.example.org"], "https://grasp.example.com/npub/repo.git");
+        assert_eq!(server().classify(&ev, &RepoSyncIndex::default()), Verdict::Announcement);
+    }
+
+    #[test]
+    fn server_rejects_announcement_not_listing_us_permanently() {
+        let k = Keys::generate();
+        let ev = announcement(&k, "repo", &["wss://elsewhere.example.org"], &[]);
+        assert_eq!(server().classify(&ev, &RepoSyncIndex::default()), Verdict::Reject(Rejection::Permanent));
+    }
+
+    #[test]
+    fn state_accepted_from_author_or_maintainer_only() {
+        let owner = Keys::generate();
+        let maint = Keys::generate();
+        let stranger = Keys::generate();
+        let ann = announcement(&owner, "repo", &["wss://grasp.example.com"], &[&maint.public_key().to_hex()]);
+        let mut index = RepoSyncIndex::default();
+        index.add_announcement(&ann, false);
+        let p = server();
+        assert_eq!(p.classify(&repo_state(&owner, "repo"), &index), Verdict::State);
+        assert_eq!(p.classify(&repo_state(&maint, "repo"), &index), Verdict::State);
+        assert_eq!(p.classify(&repo_state(&stranger, "repo"), &index), Verdict::Reject(Rejection::Conditional));
+    }
+
+    #[test]
+    fn related_events_via_a_and_e_tags() {
+        let owner = Keys::generate();
+        let ann = announcement(&owner, "repo", &["wss://grasp.example.com"], &[]);
+        let mut index = RepoSyncIndex::default();
+        index.add_announcement(&ann, false);
+        let addr = nip34::repo_address(&ann);
+        let p = server();
+        let patch = tagged(&owner, 1617, "a", &addr);
+        assert_eq!(p.classify(&patch, &index), Verdict::Root(vec![addr.clone()]));
+        index.add_root(&addr, patch.id);
+        let comment = tagged(&owner, 1111, "E", &patch.id.to_hex());
+        assert_eq!(p.classify(&comment, &index), Verdict::Related);
+        let status = tagged(&owner, 1631, "e", &patch.id.to_hex());
+        assert_eq!(p.classify(&status, &index), Verdict::Related);
+        let quote = tagged(&owner, 1, "q", &addr);
+        assert_eq!(p.classify(&quote, &index), Verdict::Related);
+        let noise = tagged(&owner, 1111, "e", &EventId::all_zeros().to_hex());
+        assert_eq!(p.classify(&noise, &index), Verdict::Reject(Rejection::Conditional));
+    }
+
+    #[test]
+    fn client_interest_set_by_address_maintainer_or_all() {
+        let owner = Keys::generate();
+        let other = Keys::generate();
+        let ann = announcement(&owner, "repo", &["wss://x.example.org"], &[&other.public_key().to_hex()]);
+        let by_addr = AcceptancePolicy::Client(InterestSet { repositories: [nip34::repo_address(&ann)].into(), ..Default::default() });
+        let by_maint = AcceptancePolicy::Client(InterestSet { maintainers: [other.public_key().to_hex()].into(), ..Default::default() });
+        let all = AcceptancePolicy::Client(InterestSet { all: true, ..Default::default() });
+        let none = AcceptancePolicy::Client(InterestSet::default());
+        let idx = RepoSyncIndex::default();
+        assert_eq!(by_addr.classify(&ann, &idx), Verdict::Announcement);
+        assert_eq!(by_maint.classify(&ann, &idx), Verdict::Announcement);
+        assert_eq!(all.classify(&ann, &idx), Verdict::Announcement);
+        assert_eq!(none.classify(&ann, &idx), Verdict::Reject(Rejection::Permanent));
+    }
+
+    #[test]
+    fn address_and_maintainer_parsing_give_clear_errors() {
+        assert!(parse_repo_address("30617:abc:d").unwrap_err().contains("invalid repository address"));
+        let k = Keys::generate();
+        let a = format!("30617:{}:my-repo", k.public_key().to_hex());
+        assert_eq!(parse_repo_address(&a).unwrap(), a);
+        assert!(parse_maintainer("zz").is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! One live connection to a relay: its live subscriptions and its
+//! PendingSyncIndex entry (batches in flight and their historic jobs).
+//! Dropped on disconnect, which is exactly "pending is cleared".
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use nostr::{EventId, Filter};
+
+use crate::filters::BatchItems;
+use crate::historic::fetch::Fetch;
+use crate::historic::negentropy::NegSession;
+use crate::historic::paginate::Paginator;
+use crate::time::Millis;
+
+/// How a historic job is progressing.
+#[derive(Debug)]
+pub enum JobKind {
+    /// Waiting for our negentropy items from the store (token).
+    LoadingItems(u64),
+    /// NEG-OPEN sent; no answer yet (silence or NOTICE means REQ-only).
+    NegOpen(NegSession),
+    /// Negentropy rounds in progress.
+    Neg(NegSession),
+    /// REQ+EOSE pagination.
+    Page(Paginator),
+    /// Fetching needed ids.
+    Fetch(Fetch),
+}
+
+/// One historic subscription: one filter of a batch.
+#[derive(Debug)]
+pub struct Job {
+    /// Batch it belongs to.
+    pub batch: u64,
+    /// The historic filter (with `since` on quick reconnect).
+    pub filter: Filter,
+    /// Progress.
+    pub kind: JobKind,
+    /// The last REQ filter sent (re-sent on timeout or rate limit).
+    pub last_request: Option<Filter>,
+    /// No progress by then: retry, then fail.
+    pub deadline: Millis,
+    /// Restarts after timeouts/errors.
+    pub restarts: u32,
+    /// Ids needed, collected across negentropy rounds.
+    pub need: Vec<EventId>,
+}
+
+/// A batch of work for one relay (PendingSyncIndex entry).
+#[derive(Debug)]
+pub struct PendingBatch {
+    /// What it covers.
+    pub items: BatchItems,
+    /// Historic jobs still running.
+    pub jobs_left: usize,
+    /// A job failed (withheld ids, never-EOSE…): the batch stays pending, failed.
+    pub failed: bool,
+    /// `since` used (quick reconnect).
+    pub since: Option<u64>,
+    /// When it was created.
+    pub created_at: Millis,
+}
+
+/// Per-connection state.
+#[derive(Debug)]
+pub struct Session {
+    /// When the connection was established.
+    pub connected_at: Millis,
+    /// The relay refused negentropy this session.
+    pub req_only: bool,
+    pub(crate) next_sub: u64,
+    pub(crate) next_batch: u64,
+    /// Open live subscriptions and what they cover.
+    pub live: BTreeMap<String, BatchItems>,
+    /// Batches in flight (and failed ones).
+    pub batches: BTreeMap<u64, PendingBatch>,
+    /// Historic jobs by subscription id.
+    pub jobs: BTreeMap<String, Job>,
+    /// Frames held back while rate limited.
+    pub outbox: VecDeque<String>,
+    /// Since when no batch has been in flight.
+    pub idle_since: Option<Millis>,
+    /// When the last batch was created.
+    pub last_batch_created: Millis,
+    /// Next daily reconciliation.
+    pub reconcile_at: Millis,
+}
+
+impl Session {
+    /// A new session at `now`.
+    pub fn new(now: Millis, reconcile_at: Millis) -> Self {
+        Self {
+            connected_at: now,
+            req_only: false,
+            next_sub: 0,
+            next_batch: 0,
+            live: BTreeMap::new(),
+            batches: BTreeMap::new(),
+            jobs: BTreeMap::new(),
+            outbox: VecDeque::new(),
+            idle_since: None,
+            last_batch_created: now,
+            reconcile_at,
+        }
+    }
+
+    /// A fresh subscription id with a readable prefix (`live`, `hist`, `neg`, `ids`).
+    pub fn sub_id(&mut self, prefix: &str) -> String {
+        self.next_sub += 1;
+        format!("{prefix}{}", self.next_sub)
+    }
+
+    /// A fresh batch id.
+    pub fn batch_id(&mut self) -> u64 {
+        self.next_batch += 1;
+        self.next_batch
+    }
+
+    /// Batches still running (not failed).
+    pub fn in_flight(&self) -> usize {
+        self.batches.values().filter(|b| !b.failed).count()
+    }
+
+    /// Any failed batch.
+    pub fn any_failed(&self) -> bool {
+        self.batches.values().any(|b| b.failed)
+    }
+
+    /// Repositories and roots covered by pending batches.
+    pub fn pending_items(&self) -> (BTreeSet<String>, BTreeSet<EventId>) {
+        let mut repos = BTreeSet::new();
+        let mut roots = BTreeSet::new();
+        for b in self.batches.values() {
+            match &b.items {
+                BatchItems::Repos(r) => repos.extend(r.iter().cloned()),
+                BatchItems::Roots(r) => roots.extend(r.iter().copied()),
+                BatchItems::Announcements => {}
+            }
+        }
+        (repos, roots)
+    }
+}

@@ -1,0 +1,222 @@
+//! The serialisable status snapshot (SPEC §8): the daemon's Prometheus metrics
+//! and the browser's JS state are both rendered from it, so they cannot disagree.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Millis;
+
+/// Per-relay connection status (SPEC §6). `code()` is the `ngit_sync_relay_connected` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ConnectionStatus {
+    /// Not connected.
+    Disconnected,
+    /// Connection attempt in progress.
+    Connecting,
+    /// Connected, historic sync in progress.
+    Syncing,
+    /// Connected, historic sync complete, live sync active.
+    Connected,
+    /// Connected, but a historic batch failed (e.g. withheld negentropy ids).
+    ConnectedDegraded,
+}
+
+impl ConnectionStatus {
+    /// Metric encoding: 0 disconnected, 1 connecting, 2 syncing, 3 connected, 4 degraded.
+    pub fn code(self) -> u8 {
+        match self {
+            ConnectionStatus::Disconnected => 0,
+            ConnectionStatus::Connecting => 1,
+            ConnectionStatus::Syncing => 2,
+            ConnectionStatus::Connected => 3,
+            ConnectionStatus::ConnectedDegraded => 4,
+        }
+    }
+
+    /// True for Syncing, Connected and ConnectedDegraded (a live socket).
+    pub fn is_connected(self) -> bool {
+        self.code() >= 2
+    }
+
+    /// SPEC §6 state machine: is `self → next` a legal transition?
+    pub fn can_become(self, next: ConnectionStatus) -> bool {
+        use ConnectionStatus::*;
+        matches!(
+            (self, next),
+            (Disconnected, Connecting)
+                | (Connecting, Syncing)
+                | (Connecting, Disconnected)
+                | (Syncing, Connected)
+                | (Syncing, ConnectedDegraded)
+                | (Syncing, Disconnected)
+                | (Connected, Disconnected)
+                | (Connected, Syncing)
+                | (ConnectedDegraded, Disconnected)
+                | (ConnectedDegraded, Syncing)
+        )
+    }
+}
+
+/// Per-relay health (SPEC §7). `code()` is the `ngit_sync_relay_status` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum HealthStatus {
+    /// Connection stable (5 min), or connected with no failure history.
+    Healthy,
+    /// Not connected, no known problem.
+    Disconnected,
+    /// Failing, or recovered but not yet stable.
+    Degraded,
+    /// 24 h of continuous failures; tried once a day.
+    Dead,
+    /// A `rate-limited:` answer; nothing is sent until the cooldown ends.
+    RateLimited,
+}
+
+impl HealthStatus {
+    /// Metric encoding: 1 healthy, 2 disconnected, 3 degraded, 4 dead, 5 rate-limited.
+    pub fn code(self) -> u8 {
+        match self {
+            HealthStatus::Healthy => 1,
+            HealthStatus::Disconnected => 2,
+            HealthStatus::Degraded => 3,
+            HealthStatus::Dead => 4,
+            HealthStatus::RateLimited => 5,
+        }
+    }
+}
+
+/// Counters kept per relay.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayCounters {
+    /// Successful connection attempts.
+    pub connect_success: u64,
+    /// Failed connection attempts.
+    pub connect_failure: u64,
+    /// EVENT frames received.
+    pub events_received: u64,
+    /// Events from this relay newly saved.
+    pub events_saved: u64,
+    /// Events already known (seen or stored).
+    pub events_duplicate: u64,
+    /// Rejected events by reason (`not_accepted`, `invalid_signature`, `malformed`, `oversized`, `store:…`).
+    pub events_rejected: BTreeMap<String, u64>,
+    /// Frames received (all types).
+    pub frames_received: u64,
+    /// Bytes received in frames.
+    pub bytes_received: u64,
+    /// Frames sent.
+    pub frames_sent: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// NEG-MSG rounds completed.
+    pub negentropy_rounds: u64,
+    /// `rate-limited:` answers seen.
+    pub rate_limited: u64,
+    /// Historic batches that failed.
+    pub batches_failed: u64,
+    /// NOTICE frames received.
+    pub notices: u64,
+}
+
+/// One relay's row of the snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelayStatus {
+    /// Normalised relay URL.
+    pub relay: String,
+    /// Configured bootstrap relay (never dropped).
+    pub bootstrap: bool,
+    /// Connection status.
+    pub connection: ConnectionStatus,
+    /// `ngit_sync_relay_connected` value.
+    pub connection_code: u8,
+    /// Health status.
+    pub health: HealthStatus,
+    /// `ngit_sync_relay_status` value.
+    pub health_code: u8,
+    /// Consecutive failures.
+    pub failures: u32,
+    /// When the relay was last seen connected.
+    pub last_connected: Option<Millis>,
+    /// When the relay last disconnected.
+    pub disconnected_at: Option<Millis>,
+    /// L1 historic sync done on this connection lineage.
+    pub announcements_synced: bool,
+    /// All historic batches completed (status reached Connected).
+    pub historic_sync_completed: bool,
+    /// When historic sync completed.
+    pub historic_sync_completed_at: Option<Millis>,
+    /// Milliseconds from connect to historic completion, for the last completion.
+    pub historic_sync_duration_ms: Option<u64>,
+    /// Next connection attempt, if disconnected.
+    pub next_attempt_at: Option<Millis>,
+    /// End of the rate-limit cooldown, if active.
+    pub rate_limited_until: Option<Millis>,
+    /// Known not to speak NIP-77 this session.
+    pub req_only: bool,
+    /// Batches in flight.
+    pub pending_batches: usize,
+    /// Live subscriptions open.
+    pub live_filters: usize,
+    /// Repositories confirmed synced here.
+    pub confirmed_repos: usize,
+    /// Root events confirmed synced here.
+    pub confirmed_roots: usize,
+    /// Counters.
+    pub counters: RelayCounters,
+}
+
+/// A repository the engine serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoStatus {
+    /// `30617:<pubkey>:<d>`.
+    pub address: String,
+    /// `name` tag, if any.
+    pub name: Option<String>,
+    /// Relays the announcement lists.
+    pub relays: Vec<String>,
+    /// Root events (patches, PRs, issues) known.
+    pub root_events: usize,
+}
+
+/// Totals of SPEC §8.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    /// `ngit_sync_events_synced_total`: events newly saved.
+    pub events_synced: u64,
+    /// `ngit_sync_relays_tracked_total`.
+    pub relays_tracked: usize,
+    /// `ngit_sync_relays_connected_total`: relays with status ≥ 2.
+    pub relays_connected: usize,
+    /// `ngit_sync_relays_dead_total`.
+    pub relays_dead: usize,
+    /// Events received over all relays.
+    pub events_received: u64,
+    /// Rejections by reason over all relays.
+    pub events_rejected: BTreeMap<String, u64>,
+    /// Repositories served.
+    pub repositories: usize,
+    /// Root events known.
+    pub root_events: usize,
+    /// Batches in flight over all relays.
+    pub pending_batches: usize,
+    /// Events accepted and waiting for the store.
+    pub unsaved_events: usize,
+    /// Relay URLs refused by the safety rule.
+    pub relays_refused: usize,
+}
+
+/// The whole snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// When the snapshot was taken.
+    pub now: Millis,
+    /// Whether the engine is running (false after shutdown).
+    pub running: bool,
+    /// Per relay, sorted by URL.
+    pub relays: Vec<RelayStatus>,
+    /// Totals.
+    pub totals: Totals,
+    /// Repositories, sorted by address.
+    pub repositories: Vec<RepoStatus>,
+}

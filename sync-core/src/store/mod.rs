@@ -1,0 +1,3 @@
+//! Event stores shipped with the core.
+
+pub mod memory;
