@@ -18,7 +18,7 @@ use crate::historic::paginate::{PageOutcome, Paginator};
 use crate::ingest::{BoundedSet, RejectionCache};
 use crate::nip34;
 use crate::plan;
-use crate::policy::{AcceptancePolicy, Verdict};
+use crate::policy::{AcceptancePolicy, Rejection, Verdict};
 use crate::relay_url::RelayUrl;
 use crate::repo_index::RepoSyncIndex;
 use crate::rng::SplitMix64;
@@ -27,6 +27,9 @@ use crate::session::{Job, JobKind, PendingBatch, Session};
 use crate::state::{RelaySyncEntry, StateError, SyncState, STATE_VERSION};
 use crate::status::{ConnectionStatus, RelayCounters};
 use crate::time::Millis;
+
+/// At most this many conditionally rejected repository states wait for their announcement.
+const PARKED_STATES_MAX: usize = 1024;
 
 /// Engine construction failed.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +90,9 @@ pub struct Engine {
     rejections: RejectionCache,
     pub(crate) refused_urls: BTreeSet<String>,
     unsaved: Vec<(Event, RelayUrl)>,
+    /// Repository states rejected only because their announcement had not
+    /// been accepted yet; re-examined when the batch window closes.
+    parked_states: VecDeque<(Event, RelayUrl)>,
     saves_in_flight: BTreeMap<u64, Vec<(EventId, RelayUrl)>>,
     save_retry_at: Option<Millis>,
     neg_loads: BTreeMap<u64, (RelayUrl, String)>,
@@ -123,6 +129,7 @@ impl Engine {
             commands: VecDeque::new(),
             refused_urls: BTreeSet::new(),
             unsaved: Vec::new(),
+            parked_states: VecDeque::new(),
             saves_in_flight: BTreeMap::new(),
             save_retry_at: None,
             neg_loads: BTreeMap::new(),
@@ -219,7 +226,10 @@ impl Engine {
         if let Some(r) = self.save_retry_at {
             t = t.min(r);
         }
-        for relay in self.relays.values() {
+        // While the batch window is open `check_settled` waits for it (its end
+        // is already a deadline above); a settle deadline in the past would
+        // make the driver spin until then.
+        for relay in self.relays.values().filter(|_| self.window_started.is_none()) {
             if let Some(s) = &relay.session {
                 if relay.status == ConnectionStatus::Syncing {
                     if let Some(idle) = s.idle_since {
@@ -733,6 +743,15 @@ impl Engine {
         if let Verdict::Reject(kind) = verdict {
             self.rejections.insert(event.id, kind, now + self.config.rejection_ttl);
             reject(self, "not_accepted");
+            // L1 brings announcements and states together, newest first: a
+            // state often arrives before the announcement that makes it
+            // acceptable, and no later batch asks for it again.
+            if kind == Rejection::Conditional && event.kind.as_u16() == nip34::REPO_STATE {
+                if self.parked_states.len() >= PARKED_STATES_MAX {
+                    self.parked_states.pop_front();
+                }
+                self.parked_states.push_back((event, url.clone()));
+            }
             return true;
         }
         if !event.verify_signature() {
@@ -817,8 +836,17 @@ impl Engine {
     fn on_closed(&mut self, url: &RelayUrl, sub: &str, message: &str, now: Millis) {
         let rate_limited = self.check_rate_limited(url, message, now);
         let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
-        if session.live.remove(sub).is_some() {
+        if let Some(items) = session.live.remove(sub) {
             tracing::warn!(relay = %url, sub, message, "relay closed a live subscription");
+            if rate_limited {
+                // Still wanted: ask again, held in the outbox until the cooldown
+                // ends, with `since` instead of `limit:0` so that events published
+                // while the subscription was refused are not lost.
+                session.live.insert(sub.to_string(), items.clone());
+                let since = nostr::Timestamp::from((now - self.config.since_safety_margin).as_secs());
+                let filters_: Vec<Filter> = items.filters().into_iter().map(|f| f.since(since)).collect();
+                self.send(url, ClientMessage::req(SubscriptionId::new(sub), filters_), now);
+            }
             return;
         }
         let Some(job) = session.jobs.get(sub) else { return };
@@ -998,6 +1026,22 @@ impl Engine {
         self.save_retry_at = Some(now + core::time::Duration::from_secs(1));
     }
 
+    /// Parked repository states whose announcement has been accepted since
+    /// are ingested now; the others stay parked.
+    fn retry_parked_states(&mut self, now: Millis) {
+        let parked = core::mem::take(&mut self.parked_states);
+        for (event, url) in parked {
+            if self.seen.contains(&event.id) {
+                continue;
+            }
+            if matches!(self.policy.classify(&event, &self.repos), Verdict::Reject(_)) {
+                self.parked_states.push_back((event, url));
+            } else {
+                self.ingest(&url, event, now);
+            }
+        }
+    }
+
     // ----- time --------------------------------------------------------------
 
     /// Timers: the 2 s health tick, the batch window, settle windows, retries.
@@ -1010,6 +1054,7 @@ impl Engine {
         }
         if self.window_started.is_some_and(|w| now >= w + self.config.batch_window) {
             self.window_started = None;
+            self.retry_parked_states(now);
             let urls: Vec<RelayUrl> = self.relays.iter().filter(|(_, r)| r.session.is_some()).map(|(u, _)| u.clone()).collect();
             for url in urls {
                 self.run_diff(&url, now);
@@ -1106,6 +1151,15 @@ impl Engine {
         let Some(session) = relay.session.as_mut() else { return };
         if !rate_limited {
             relay.sync.health.rate_limited_until = None;
+            if !session.outbox.is_empty() {
+                // Requests held back during the cooldown reach the relay only
+                // now: their timeouts start now, not when they were queued.
+                let (historic, open) = (self.config.historic_timeout, self.config.negentropy_open_timeout);
+                for job in session.jobs.values_mut() {
+                    let timeout = if matches!(job.kind, JobKind::NegOpen(_)) { open } else { historic };
+                    job.deadline = job.deadline.max(now + timeout);
+                }
+            }
             while let Some(text) = session.outbox.pop_front() {
                 relay.counters.frames_sent += 1;
                 relay.counters.bytes_sent += text.len() as u64;
@@ -1119,6 +1173,11 @@ impl Engine {
         };
         let reconcile = now >= session.reconcile_at;
         for sub in expired {
+            // An earlier iteration may have restarted this job already
+            // (`mark_req_only` moves every NEG-OPEN job to pagination).
+            if self.job_mut(url, &sub).is_none_or(|j| now < j.deadline) {
+                continue;
+            }
             let is_open = self.job_mut(url, &sub).is_some_and(|j| matches!(j.kind, JobKind::NegOpen(_)));
             if is_open {
                 self.mark_req_only(url, "no answer to NEG-OPEN", now);

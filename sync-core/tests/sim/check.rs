@@ -1,0 +1,184 @@
+//! The invariants checked at the end of every run.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use nostr::{Event, EventId};
+use sync_core::{ConnectionStatus, HealthStatus};
+
+use super::dataset::{RelayKind, World, GONE_RELAY, OUR_RELAY, PRIVATE_RELAY};
+use super::model::Model;
+use super::world::Outcome;
+
+fn addr_key(e: &Event) -> Option<(u16, String, String)> {
+    let k = e.kind.as_u16();
+    (30000..40000).contains(&k).then(|| {
+        let d = e
+            .tags
+            .iter()
+            .find_map(|t| (t.as_slice().first().map(String::as_str) == Some("d")).then(|| t.as_slice().get(1).cloned()).flatten());
+        (k, e.pubkey.to_hex(), d.unwrap_or_default())
+    })
+}
+
+/// NIP-01 ordering for replaceable events: newer wins, lower id on a tie.
+fn newer_or_same(a: &Event, b: &Event) -> bool {
+    a.created_at > b.created_at || (a.created_at == b.created_at && a.id <= b.id)
+}
+
+/// Every violated invariant, as one line each (empty when the run is good).
+pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
+    let mut errs = Vec::new();
+    let mut stored: Vec<Event> = out.store.all();
+    stored.sort_by_key(|e| e.id);
+    let stored_ids: BTreeSet<EventId> = stored.iter().map(|e| e.id).collect();
+    let by_key: BTreeMap<(u16, String, String), &Event> = stored.iter().filter_map(|e| addr_key(e).map(|k| (k, e))).collect();
+
+    // (1) every required event stored exactly once (addressable: it or a newer version).
+    for (id, e) in &model.required {
+        match addr_key(e) {
+            Some(key) => match by_key.get(&key) {
+                Some(s) if newer_or_same(s, e) => {}
+                Some(s) => errs.push(format!(
+                    "required addressable {id} (kind {}, created {}) superseded by older stored {}",
+                    key.0, e.created_at, s.id
+                )),
+                None => errs.push(format!("required addressable {id} (kind {}) missing; {}", key.0, where_is(world, id))),
+            },
+            None => {
+                if !stored_ids.contains(id) {
+                    errs.push(format!("required event {id} (kind {}) missing; {}", e.kind.as_u16(), where_is(world, id)));
+                }
+            }
+        }
+    }
+    // exactly once: nothing was ever saved twice
+    for e in &stored {
+        let n = out.store.saved_count(&e.id);
+        if n != 1 {
+            errs.push(format!("event {} saved {n} times", e.id));
+        }
+    }
+    // (2) nothing unaccepted or forged stored
+    for e in &stored {
+        if e.verify().is_err() {
+            errs.push(format!("stored event {} does not verify (forged)", e.id));
+        }
+        if !model.allowed.contains(&e.id) {
+            errs.push(format!("stored event {} (kind {}) is not acceptable", e.id, e.kind.as_u16()));
+        }
+    }
+    // (3) status transitions follow the state machine, chained per relay.
+    let mut last: BTreeMap<String, ConnectionStatus> = BTreeMap::new();
+    for t in &out.transitions {
+        let prev = last.get(t.relay.as_str()).copied().unwrap_or(ConnectionStatus::Disconnected);
+        if prev != t.from {
+            errs.push(format!("transition chain broken for {}: was {prev:?}, recorded from {:?} at {}", t.relay, t.from, t.at.0));
+        }
+        if !t.from.can_become(t.to) {
+            errs.push(format!("illegal transition {} {:?} -> {:?} at {}", t.relay, t.from, t.to, t.at.0));
+        }
+        last.insert(t.relay.to_string(), t.to);
+    }
+    // (4) totals match the store and the per-relay rows.
+    let status = out.engine.status(out.end);
+    let totals = &status.totals;
+    if totals.unsaved_events != 0 {
+        errs.push(format!("{} accepted events never saved", totals.unsaved_events));
+    }
+    if totals.events_synced != out.saved_outcomes {
+        errs.push(format!("events_synced {} != store Saved outcomes {}", totals.events_synced, out.saved_outcomes));
+    }
+    // Saved outcomes = stored events + addressable versions replaced later.
+    let universe = world.universe();
+    let replaced = universe.keys().filter(|id| !stored_ids.contains(id) && out.store.saved_count(id) == 1).count() as u64;
+    if out.saved_outcomes != stored.len() as u64 + replaced {
+        errs.push(format!("saved outcomes {} != stored {} + replaced {replaced}", out.saved_outcomes, stored.len()));
+    }
+    if totals.relays_tracked != status.relays.len() {
+        errs.push(format!("relays_tracked {} != rows {}", totals.relays_tracked, status.relays.len()));
+    }
+    let connected = status.relays.iter().filter(|r| r.connection_code >= 2).count();
+    if totals.relays_connected != connected {
+        errs.push(format!("relays_connected {} != rows {connected}", totals.relays_connected));
+    }
+    let dead = status.relays.iter().filter(|r| r.health == HealthStatus::Dead).count();
+    if totals.relays_dead != dead {
+        errs.push(format!("relays_dead {} != rows {dead}", totals.relays_dead));
+    }
+    let pending: usize = status.relays.iter().map(|r| r.pending_batches).sum();
+    if totals.pending_batches != pending {
+        errs.push(format!("pending_batches {} != rows {pending}", totals.pending_batches));
+    }
+    let received: u64 = status.relays.iter().map(|r| r.counters.events_received).sum();
+    if totals.events_received != received {
+        errs.push(format!("events_received {} != rows {received}", totals.events_received));
+    }
+    if totals.repositories != status.repositories.len() {
+        errs.push(format!("repositories {} != rows {}", totals.repositories, status.repositories.len()));
+    }
+    for r in &status.relays {
+        if r.connection_code != r.connection.code() || r.health_code != r.health.code() {
+            errs.push(format!("{}: codes do not match states", r.relay));
+        }
+        if last.get(&r.relay).copied().unwrap_or(ConnectionStatus::Disconnected) != r.connection {
+            errs.push(format!("{}: status {:?} differs from last recorded transition", r.relay, r.connection));
+        }
+    }
+    // Repositories: required ⊆ known ⊆ allowed.
+    let known: BTreeSet<&str> = status.repositories.iter().map(|r| r.address.as_str()).collect();
+    for a in &model.required_repos {
+        if !known.contains(a.as_str()) {
+            errs.push(format!("required repository {a} unknown to the engine"));
+        }
+    }
+    for a in &known {
+        if !model.allowed_repos.contains(*a) {
+            errs.push(format!("engine serves repository {a} that is not acceptable"));
+        }
+    }
+    // Relay URL rules: never our own relay, never a private address.
+    for url in [OUR_RELAY, PRIVATE_RELAY] {
+        if out.connect_attempts.contains_key(url) || status.relays.iter().any(|r| r.relay == url) {
+            errs.push(format!("engine tracked or connected to forbidden relay {url}"));
+        }
+    }
+    // Final connection status per relay kind.
+    let rows: BTreeMap<&str, _> = status.relays.iter().map(|r| (r.relay.as_str(), r)).collect();
+    for spec in &world.relays {
+        let row = rows.get(spec.url.as_str());
+        if model.contacted.contains(&spec.url) && row.is_none() {
+            errs.push(format!("{} ({:?}) should be tracked", spec.url, spec.kind));
+            continue;
+        }
+        let Some(row) = row else { continue };
+        let ok = match spec.kind {
+            k if k.reliable() => row.connection == ConnectionStatus::Connected,
+            RelayKind::Withholding | RelayKind::NeverEose => row.connection == ConnectionStatus::ConnectedDegraded,
+            _ => matches!(row.connection, ConnectionStatus::Connected | ConnectionStatus::ConnectedDegraded),
+        };
+        if !ok {
+            errs.push(format!("{} ({:?}) ends {:?}", spec.url, spec.kind, row.connection));
+        }
+        if row.connection == ConnectionStatus::Connected && !row.historic_sync_completed {
+            errs.push(format!("{} Connected without historic_sync_completed", spec.url));
+        }
+    }
+    if let Some(gone) = rows.get(GONE_RELAY) {
+        if gone.connection.is_connected() || gone.failures == 0 {
+            errs.push(format!("{GONE_RELAY} should be failing, is {:?} with {} failures", gone.connection, gone.failures));
+        }
+    }
+    errs.extend(out.liveness.iter().cloned());
+    errs
+}
+
+/// Where an event lives, for failure messages.
+fn where_is(world: &World, id: &EventId) -> String {
+    let mut at: Vec<String> =
+        world.relays.iter().filter(|r| r.events.iter().any(|e| e.id == *id)).map(|r| format!("{} ({:?})", r.url, r.kind)).collect();
+    for l in world.live.iter().filter(|l| l.event.id == *id) {
+        let to: Vec<String> = l.relays.iter().map(|&i| format!("{} ({:?})", world.relays[i].url, world.relays[i].kind)).collect();
+        at.push(format!("published live at +{}ms to {}", l.at.0 - super::dataset::START.0, to.join(", ")));
+    }
+    format!("on {}", at.join(", "))
+}

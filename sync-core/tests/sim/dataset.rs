@@ -1,0 +1,421 @@
+//! Random NIP-34 worlds, one per seed: simulated relays with their kinds
+//! (honest, REQ-only, rate-limiting, flaky, withholding, never-EOSE, forged),
+//! repository announcements listing several of them, states, roots, threads,
+//! noise, forged events and events published live during the run.
+//!
+//! Everything derives from the seed (keys come from a fixed pool), so a seed
+//! always builds the same world; only signature nonces differ, which the
+//! engine never looks at beyond verifying them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use nostr::{Event, EventBuilder, EventId, Keys, Kind, SecretKey, Tag, Timestamp};
+use sync_core::rng::SplitMix64;
+use sync_core::Millis;
+
+/// The server's own relay: announcements listing it are accepted (server policy).
+pub const OUR_RELAY: &str = "wss://grasp.example.com";
+/// A listed relay that never answers (connect attempts time out).
+pub const GONE_RELAY: &str = "wss://gone.sim-relay.net";
+/// A listed relay on a private address: refused by the URL safety rule.
+pub const PRIVATE_RELAY: &str = "ws://127.0.0.1:7777";
+/// Virtual time at which every run starts.
+pub const START: Millis = Millis(1_750_000_000_000);
+
+/// How a simulated relay behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RelayKind {
+    /// Honest, speaks NIP-77.
+    Nip77,
+    /// Honest, answers NEG-OPEN with a NOTICE.
+    ReqOnly,
+    /// Honest, but sometimes answers `CLOSED "rate-limited: slow down"`.
+    RateLimiting,
+    /// Honest after a bad period during which it refuses connects and drops connections.
+    Flaky,
+    /// Negentropy advertises ids that `REQ` never returns.
+    Withholding,
+    /// Never sends EOSE (and answers NEG-OPEN with a NOTICE).
+    NeverEose,
+    /// Serves events with invalid signatures, including forged copies of real ids.
+    Forged,
+}
+
+impl RelayKind {
+    /// Relays whose content the engine must end up with.
+    pub fn reliable(self) -> bool {
+        matches!(self, RelayKind::Nip77 | RelayKind::ReqOnly | RelayKind::RateLimiting | RelayKind::Flaky)
+    }
+
+    const ALL: [RelayKind; 7] = [
+        RelayKind::Nip77,
+        RelayKind::ReqOnly,
+        RelayKind::RateLimiting,
+        RelayKind::Flaky,
+        RelayKind::Withholding,
+        RelayKind::NeverEose,
+        RelayKind::Forged,
+    ];
+}
+
+/// One simulated relay's configuration and initial content.
+#[derive(Debug, Clone)]
+pub struct RelaySpec {
+    /// Normalised URL.
+    pub url: String,
+    /// Behaviour.
+    pub kind: RelayKind,
+    /// Answers NEG-OPEN (otherwise a NOTICE).
+    pub nip77: bool,
+    /// Configured as a bootstrap relay of the engine.
+    pub bootstrap: bool,
+    /// One-way latency in milliseconds.
+    pub latency_ms: u64,
+    /// At most this many stored events per filter in one REQ answer.
+    pub cap: usize,
+    /// Flaky relays misbehave until then.
+    pub bad_until: Millis,
+    /// Valid events stored at the start.
+    pub events: Vec<Event>,
+    /// Ids the relay advertises in negentropy but never returns (withholding).
+    pub withheld: BTreeSet<EventId>,
+    /// Invalid events served in place of (or besides) valid ones (forged).
+    pub forged: Vec<Event>,
+}
+
+/// An event published to some relays during the run.
+#[derive(Debug, Clone)]
+pub struct LiveEvent {
+    /// Publication time.
+    pub at: Millis,
+    /// The event.
+    pub event: Event,
+    /// Indices into `World::relays`.
+    pub relays: Vec<usize>,
+}
+
+/// Engine-side knobs drawn per seed (pagination sizes are shrunk so the
+/// small datasets exercise `until` pagination).
+#[derive(Debug, Clone)]
+pub struct Knobs {
+    /// `SyncConfig::pagination_threshold`.
+    pub threshold: usize,
+    /// `SyncConfig::page_limit`.
+    pub page_limit: usize,
+    /// `SyncConfig::fetch_chunk`.
+    pub fetch_chunk: usize,
+    /// Probability that a store save fails.
+    pub store_failure: f64,
+}
+
+/// Everything one run needs.
+#[derive(Debug, Clone)]
+pub struct World {
+    /// Simulated relays.
+    pub relays: Vec<RelaySpec>,
+    /// Events published during the run.
+    pub live: Vec<LiveEvent>,
+    /// Engine knobs.
+    pub knobs: Knobs,
+}
+
+impl World {
+    /// Every valid event of the world, relays and live publications alike, by id.
+    pub fn universe(&self) -> BTreeMap<EventId, Event> {
+        let mut all = BTreeMap::new();
+        for r in &self.relays {
+            for e in &r.events {
+                all.insert(e.id, e.clone());
+            }
+        }
+        for l in &self.live {
+            all.insert(l.event.id, l.event.clone());
+        }
+        all
+    }
+}
+
+/// A fixed pool of keys, derived once (key derivation is the slow part).
+pub fn key_pool() -> &'static [Keys] {
+    static POOL: OnceLock<Vec<Keys>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        (1..=8u8)
+            .map(|i| {
+                let sk = SecretKey::from_slice(&[i; 32]).expect("valid secret key");
+                Keys::new(sk)
+            })
+            .collect()
+    })
+}
+
+/// Builds and signs an event with explicit time (never the wall clock).
+pub fn build(keys: &Keys, kind: u16, tags: &[&[&str]], content: &str, at: u64) -> Event {
+    let tags: Vec<Tag> = tags.iter().map(|t| Tag::parse(t.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("tag")).collect();
+    EventBuilder::new(Kind::from(kind), content).tags(tags).custom_created_at(Timestamp::from(at)).sign_with_keys(keys).expect("sign")
+}
+
+/// A copy of `event` with the signature of another event: same id, invalid signature.
+pub fn forge(event: &Event, sig_donor: &Event) -> Event {
+    let mut forged = event.clone();
+    forged.sig = sig_donor.sig;
+    forged
+}
+
+/// Historic timestamps: spread over three days, with short same-second runs
+/// (at most 3, below the smallest relay cap) to exercise pagination ties.
+struct Clock {
+    last: u64,
+    run: u32,
+}
+
+impl Clock {
+    fn next(&mut self, rng: &mut SplitMix64) -> u64 {
+        if self.last != 0 && self.run < 3 && rng.chance(0.3) {
+            self.run += 1;
+            return self.last;
+        }
+        self.run = 1;
+        self.last = START.as_secs() - rng.range(120, 3 * 86_400);
+        self.last
+    }
+}
+
+fn pick<T: Copy>(rng: &mut SplitMix64, items: &[T]) -> T {
+    items[rng.range(0, items.len() as u64 - 1) as usize]
+}
+
+/// A random subset of `0..n` of size `lo..=hi` (clamped to `n`).
+fn subset(rng: &mut SplitMix64, n: usize, lo: usize, hi: usize) -> Vec<usize> {
+    let want = rng.range(lo.min(n) as u64, hi.min(n) as u64) as usize;
+    let mut idx: Vec<usize> = (0..n).collect();
+    for i in (1..idx.len()).rev() {
+        let j = rng.range(0, i as u64) as usize;
+        idx.swap(i, j);
+    }
+    idx.truncate(want);
+    idx.sort_unstable();
+    idx
+}
+
+/// A repository as generated (for placing its events).
+struct Repo {
+    addr: String,
+    listed: Vec<usize>,
+    roots: Vec<Event>,
+}
+
+/// Builds the world for `seed`.
+pub fn generate(seed: u64) -> World {
+    let mut rng = SplitMix64::new(seed ^ 0x5EED_DA7A);
+    let keys = key_pool();
+    let n_relays = rng.range(4, 7) as usize;
+    let threshold = rng.range(5, 20) as usize;
+    let knobs = Knobs {
+        threshold,
+        page_limit: rng.range(threshold as u64, 3 * threshold as u64) as usize,
+        fetch_chunk: rng.range(3, 50) as usize,
+        store_failure: if rng.chance(0.3) { 0.05 } else { 0.0 },
+    };
+    let mut relays: Vec<RelaySpec> = (0..n_relays)
+        .map(|i| {
+            let kind = if i == 0 { RelayKind::Nip77 } else { pick(&mut rng, &RelayKind::ALL) };
+            let nip77 = match kind {
+                RelayKind::Nip77 | RelayKind::Withholding | RelayKind::Forged => true,
+                RelayKind::ReqOnly | RelayKind::NeverEose => false,
+                RelayKind::RateLimiting | RelayKind::Flaky => rng.chance(0.5),
+            };
+            RelaySpec {
+                url: format!("wss://r{i}.sim-relay.net"),
+                kind,
+                nip77,
+                bootstrap: i == 0 || rng.chance(0.3),
+                latency_ms: rng.range(5, 250),
+                cap: rng.range(threshold as u64, 100) as usize,
+                bad_until: START + core::time::Duration::from_secs(rng.range(60, 240)),
+                events: Vec::new(),
+                withheld: BTreeSet::new(),
+                forged: Vec::new(),
+            }
+        })
+        .collect();
+    let mut clock = Clock { last: 0, run: 0 };
+    let mut placed: Vec<BTreeSet<usize>> = Vec::new();
+    let mut events: Vec<Event> = Vec::new();
+    let bootstrap: Vec<usize> = relays.iter().enumerate().filter(|(_, r)| r.bootstrap).map(|(i, _)| i).collect();
+    // Places `ev` on some of `home` (at least one) plus, sometimes, a copy elsewhere.
+    let mut place = |rng: &mut SplitMix64, ev: Event, home: &[usize], extra: &[usize]| {
+        let mut at: BTreeSet<usize> = BTreeSet::new();
+        for &h in home {
+            if rng.chance(0.6) {
+                at.insert(h);
+            }
+        }
+        if at.is_empty() && !home.is_empty() {
+            at.insert(pick(rng, home));
+        }
+        for &x in extra {
+            if rng.chance(0.6) {
+                at.insert(x);
+            }
+        }
+        if rng.chance(0.3) {
+            at.insert(rng.range(0, n_relays as u64 - 1) as usize);
+        }
+        events.push(ev);
+        placed.push(at);
+    };
+
+    let n_repos = rng.range(2, 5);
+    let mut repos: Vec<Repo> = Vec::new();
+    for j in 0..n_repos {
+        let owner = &keys[rng.range(0, keys.len() as u64 - 1) as usize];
+        let d = format!("repo-{j}");
+        let addr = format!("30617:{}:{d}", owner.public_key().to_hex());
+        let listed = subset(&mut rng, n_relays, 1, 3);
+        let mut relay_tag: Vec<String> = vec!["relays".into()];
+        relay_tag.extend(listed.iter().map(|&i| relays[i].url.clone()));
+        if rng.chance(0.75) {
+            relay_tag.push(OUR_RELAY.into());
+        }
+        if rng.chance(0.3) {
+            relay_tag.push(GONE_RELAY.into());
+        }
+        if rng.chance(0.2) {
+            relay_tag.push(PRIVATE_RELAY.into());
+        }
+        let maintainer = rng.chance(0.5).then(|| keys[rng.range(0, keys.len() as u64 - 1) as usize].public_key().to_hex());
+        let versions = rng.range(1, 2);
+        let t0 = clock.next(&mut rng);
+        for v in 0..versions {
+            let rt: Vec<&str> = relay_tag.iter().map(String::as_str).collect();
+            let name = format!("repo {j}");
+            let dt = ["d", d.as_str()];
+            let nt = ["name", name.as_str()];
+            let mut tags: Vec<&[&str]> = vec![&dt, &nt, &rt];
+            let m;
+            if let Some(mk) = &maintainer {
+                m = ["maintainers", mk.as_str()];
+                tags.push(&m);
+            }
+            let ev = build(owner, 30617, &tags, &format!("version {v}"), t0 + v * 1000);
+            place(&mut rng, ev, &listed, &bootstrap);
+        }
+        for _ in 0..rng.range(0, 2) {
+            let who = match rng.range(0, 2) {
+                0 => owner.clone(),
+                1 => maintainer.as_ref().map_or(owner.clone(), |_| keys[rng.range(0, keys.len() as u64 - 1) as usize].clone()),
+                _ => keys[rng.range(0, keys.len() as u64 - 1) as usize].clone(),
+            };
+            let ev = build(&who, 30618, &[&["d", &d], &["HEAD", "ref: refs/heads/main"]], "", clock.next(&mut rng));
+            place(&mut rng, ev, &listed, &bootstrap);
+        }
+        let mut roots = Vec::new();
+        for _ in 0..rng.range(0, 4) {
+            let kind = pick(&mut rng, &[1617u16, 1618, 1621]);
+            let author = &keys[rng.range(0, keys.len() as u64 - 1) as usize];
+            let ev = build(author, kind, &[&["a", &addr]], "root", clock.next(&mut rng));
+            roots.push(ev.clone());
+            place(&mut rng, ev, &listed, &[]);
+        }
+        for root in &roots {
+            let rid = root.id.to_hex();
+            for _ in 0..rng.range(0, 3) {
+                let author = &keys[rng.range(0, keys.len() as u64 - 1) as usize];
+                let at = clock.next(&mut rng);
+                let ev = match rng.range(0, 3) {
+                    0 => build(author, 1111, &[&["E", &rid], &["K", &root.kind.as_u16().to_string()]], "comment", at),
+                    1 => build(author, pick(&mut rng, &[1630u16, 1631, 1632, 1633]), &[&["e", &rid]], "status", at),
+                    2 => build(author, 1, &[&["q", &rid]], "quote", at),
+                    _ => build(author, 1619, &[&["E", &rid]], "pr update", at),
+                };
+                place(&mut rng, ev, &listed, &[]);
+            }
+        }
+        for _ in 0..rng.range(0, 2) {
+            let author = &keys[rng.range(0, keys.len() as u64 - 1) as usize];
+            let at = clock.next(&mut rng);
+            let ev = match rng.range(0, 2) {
+                0 => build(author, 1985, &[&["a", &addr], &["L", "sim"]], "label", at),
+                1 => build(author, 1, &[&["q", &addr]], "quote repo", at),
+                _ => build(author, 1111, &[&["A", &addr]], "repo comment", at),
+            };
+            place(&mut rng, ev, &listed, &[]);
+        }
+        repos.push(Repo { addr, listed, roots });
+    }
+    // Noise: unrelated notes, comments on unknown events, events tagging unknown repositories.
+    for i in 0..rng.range(3, 12) {
+        let author = &keys[rng.range(0, keys.len() as u64 - 1) as usize];
+        let at = clock.next(&mut rng);
+        let fake_root = EventId::from_byte_array([i as u8 + 1; 32]).to_hex();
+        let fake_addr = format!("30617:{}:nope-{i}", author.public_key().to_hex());
+        let ev = match rng.range(0, 2) {
+            0 => build(author, 1, &[], &format!("noise {i}"), at),
+            1 => build(author, 1111, &[&["E", &fake_root]], "orphan comment", at),
+            _ => build(author, 1617, &[&["a", &fake_addr]], "patch for nobody", at),
+        };
+        let home = [rng.range(0, n_relays as u64 - 1) as usize];
+        place(&mut rng, ev, &home, &[]);
+    }
+    for (ev, at) in events.iter().zip(&placed) {
+        for &i in at {
+            relays[i].events.push(ev.clone());
+        }
+    }
+    // Misbehaving relays' specials.
+    for r in relays.iter_mut() {
+        match r.kind {
+            RelayKind::Withholding => {
+                let author = &keys[rng.range(0, keys.len() as u64 - 1) as usize];
+                let secret = build(author, 30617, &[&["d", "withheld"], &["relays", OUR_RELAY]], "withheld", clock.next(&mut rng));
+                r.withheld.insert(secret.id);
+                r.events.push(secret);
+                for e in &r.events {
+                    if rng.chance(0.3) {
+                        r.withheld.insert(e.id);
+                    }
+                }
+            }
+            RelayKind::Forged if !r.events.is_empty() => {
+                let donor = r.events[0].clone();
+                let mut forged: Vec<Event> = Vec::new();
+                for e in r.events.iter().skip(1) {
+                    if rng.chance(0.3) {
+                        forged.push(forge(e, &donor));
+                    }
+                }
+                let author = &keys[rng.range(0, keys.len() as u64 - 1) as usize];
+                let fake_ann = build(author, 30617, &[&["d", "forged"], &["relays", OUR_RELAY, &r.url]], "forged", clock.next(&mut rng));
+                forged.push(forge(&fake_ann, &donor));
+                if let Some(repo) = repos.first() {
+                    let fake_patch = build(author, 1617, &[&["a", &repo.addr]], "forged patch", clock.next(&mut rng));
+                    forged.push(forge(&fake_patch, &donor));
+                }
+                r.forged = forged;
+            }
+            _ => {}
+        }
+    }
+    // Live publications during the first 12 virtual minutes.
+    let mut live = Vec::new();
+    for _ in 0..rng.range(0, 6) {
+        let repo = &repos[rng.range(0, repos.len() as u64 - 1) as usize];
+        let at = START + core::time::Duration::from_millis(rng.range(30_000, 12 * 60_000));
+        let author = &keys[rng.range(0, keys.len() as u64 - 1) as usize];
+        let ev = if repo.roots.is_empty() || rng.chance(0.4) {
+            build(author, pick(&mut rng, &[1617u16, 1621]), &[&["a", &repo.addr]], "live root", at.as_secs())
+        } else {
+            let root = &repo.roots[rng.range(0, repo.roots.len() as u64 - 1) as usize];
+            build(author, 1111, &[&["E", &root.id.to_hex()]], "live comment", at.as_secs())
+        };
+        let mut to = subset(&mut rng, repo.listed.len(), 1, 2).into_iter().map(|i| repo.listed[i]).collect::<Vec<_>>();
+        if rng.chance(0.2) {
+            to.push(rng.range(0, n_relays as u64 - 1) as usize);
+        }
+        to.sort_unstable();
+        to.dedup();
+        live.push(LiveEvent { at, event: ev, relays: to });
+    }
+    World { relays, live, knobs }
+}

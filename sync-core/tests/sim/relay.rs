@@ -1,0 +1,197 @@
+//! A simulated relay speaking NIP-01 and NIP-77 over JSON text frames.
+//!
+//! It answers `REQ` newest-first with `limit`/`until` and a relay-side cap
+//! (so the engine must paginate), keeps subscriptions open after EOSE and
+//! pushes events published later, handles `CLOSE`, and answers
+//! `NEG-OPEN`/`NEG-MSG`/`NEG-CLOSE` with [`NegResponder`]. Its
+//! [`RelayKind`] decides how it misbehaves.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use nostr::filter::MatchEventOptions;
+use nostr::{ClientMessage, Event, EventId, Filter, JsonUtil, RelayMessage, SubscriptionId};
+use sync_core::historic::negentropy::NegResponder;
+use sync_core::rng::SplitMix64;
+use sync_core::Millis;
+
+use super::dataset::{RelayKind, RelaySpec};
+
+/// One open connection's state (dropped on disconnect).
+#[derive(Default)]
+struct Conn {
+    subs: BTreeMap<String, Vec<Filter>>,
+    negs: BTreeMap<String, NegResponder>,
+}
+
+/// A simulated relay.
+pub struct SimRelay {
+    /// Configuration.
+    pub spec: RelaySpec,
+    /// What it stores (forged copies replace valid ones with the same id).
+    events: BTreeMap<EventId, Event>,
+    conn: Option<Conn>,
+    rng: SplitMix64,
+    /// Frames received over the whole run (for debugging output).
+    pub frames_in: u64,
+}
+
+impl SimRelay {
+    /// A relay with its initial content.
+    pub fn new(spec: RelaySpec, seed: u64) -> Self {
+        let mut events = BTreeMap::new();
+        for e in spec.events.iter().chain(spec.forged.iter()) {
+            events.insert(e.id, e.clone());
+        }
+        Self { spec, events, conn: None, rng: SplitMix64::new(seed), frames_in: 0 }
+    }
+
+    /// Does the relay accept a connection at `now`?
+    pub fn accepts_connection(&mut self, now: Millis) -> bool {
+        !(self.spec.kind == RelayKind::Flaky && now < self.spec.bad_until && self.rng.chance(0.6))
+    }
+
+    /// When a flaky relay in its bad period drops a connection opened at `now`.
+    pub fn drop_at(&mut self, now: Millis) -> Option<Millis> {
+        if self.spec.kind != RelayKind::Flaky || now >= self.spec.bad_until {
+            return None;
+        }
+        let at = now + core::time::Duration::from_millis(self.rng.range(1_000, 120_000));
+        (at < self.spec.bad_until).then_some(at)
+    }
+
+    /// A new connection is open.
+    pub fn open(&mut self) {
+        self.conn = Some(Conn::default());
+    }
+
+    /// The connection is gone (either side closed it).
+    pub fn close(&mut self) {
+        self.conn = None;
+    }
+
+    fn visible(&self, e: &Event) -> bool {
+        !self.spec.withheld.contains(&e.id)
+    }
+
+    /// Stores a published event; returns frames for open subscriptions it matches.
+    pub fn publish(&mut self, event: Event) -> Vec<String> {
+        self.events.insert(event.id, event.clone());
+        let Some(conn) = &self.conn else { return Vec::new() };
+        if self.spec.withheld.contains(&event.id) {
+            return Vec::new();
+        }
+        let opts = MatchEventOptions::new();
+        conn.subs
+            .iter()
+            .filter(|(_, fs)| fs.iter().any(|f| f.match_event(&event, opts)))
+            .map(|(sub, _)| RelayMessage::event(SubscriptionId::new(sub), event.clone()).as_json())
+            .collect()
+    }
+
+    /// Handles one client frame; returns the answer frames in order.
+    pub fn on_frame(&mut self, text: &str) -> Vec<String> {
+        self.frames_in += 1;
+        if self.conn.is_none() {
+            return Vec::new();
+        }
+        let msg = match ClientMessage::from_json(text) {
+            Ok(m) => m,
+            Err(e) => return vec![RelayMessage::notice(format!("error: bad frame: {e}")).as_json()],
+        };
+        match msg {
+            ClientMessage::Req { subscription_id, filters } => {
+                let filters: Vec<Filter> = filters.into_iter().map(|f| f.into_owned()).collect();
+                self.on_req(subscription_id.into_owned(), filters)
+            }
+            ClientMessage::Close(sub) => {
+                if let Some(c) = self.conn.as_mut() {
+                    c.subs.remove(sub.as_str());
+                }
+                Vec::new()
+            }
+            ClientMessage::NegOpen { subscription_id, filter, initial_message, .. } => {
+                self.on_neg_open(subscription_id.into_owned(), filter.into_owned(), &initial_message)
+            }
+            ClientMessage::NegMsg { subscription_id, message } => {
+                let sub = subscription_id.into_owned();
+                let Some(neg) = self.conn.as_mut().and_then(|c| c.negs.get_mut(sub.as_str())) else {
+                    return vec![neg_err(&sub, "closed: no such negentropy session")];
+                };
+                match neg.reconcile(&message) {
+                    Ok(hex) => vec![neg_msg(&sub, hex)],
+                    Err(e) => vec![neg_err(&sub, &format!("error: {e}"))],
+                }
+            }
+            ClientMessage::NegClose { subscription_id } => {
+                if let Some(c) = self.conn.as_mut() {
+                    c.negs.remove(subscription_id.as_str());
+                }
+                Vec::new()
+            }
+            ClientMessage::Event(e) => vec![RelayMessage::ok(e.id, false, "blocked: read-only simulated relay").as_json()],
+            _ => vec![RelayMessage::notice("error: unsupported message").as_json()],
+        }
+    }
+
+    fn on_req(&mut self, sub: SubscriptionId, filters: Vec<Filter>) -> Vec<String> {
+        if self.spec.kind == RelayKind::RateLimiting && self.rng.chance(0.25) {
+            return vec![RelayMessage::closed(sub, "rate-limited: slow down").as_json()];
+        }
+        let opts = MatchEventOptions::new();
+        let mut out = Vec::new();
+        let mut sent: BTreeSet<EventId> = BTreeSet::new();
+        for f in &filters {
+            let limit = f.limit.unwrap_or(usize::MAX).min(self.spec.cap);
+            let mut matching: Vec<&Event> = self.events.values().filter(|e| self.visible(e) && f.match_event(e, opts)).collect();
+            matching.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+            for e in matching.into_iter().take(limit) {
+                if sent.insert(e.id) {
+                    out.push(RelayMessage::event(sub.clone(), e.clone()).as_json());
+                }
+            }
+        }
+        if self.spec.kind != RelayKind::NeverEose {
+            out.push(RelayMessage::eose(sub.clone()).as_json());
+        }
+        if let Some(c) = self.conn.as_mut() {
+            c.subs.insert(sub.as_str().to_string(), filters);
+        }
+        out
+    }
+
+    fn on_neg_open(&mut self, sub: SubscriptionId, filter: Filter, init: &str) -> Vec<String> {
+        if !self.spec.nip77 {
+            return vec![RelayMessage::notice("ERROR: negentropy is not supported").as_json()];
+        }
+        if self.spec.kind == RelayKind::RateLimiting && self.rng.chance(0.25) {
+            return vec![neg_err(&sub, "rate-limited: slow down")];
+        }
+        let opts = MatchEventOptions::new();
+        let mut f = filter;
+        f.limit = None;
+        // Negentropy advertises everything, withheld ids included.
+        let items: Vec<_> = self.events.values().filter(|e| f.match_event(e, opts)).map(|e| (e.id, e.created_at)).collect();
+        let mut neg = match NegResponder::new(&items, 0) {
+            Ok(n) => n,
+            Err(e) => return vec![neg_err(&sub, &format!("error: {e}"))],
+        };
+        match neg.reconcile(init) {
+            Ok(hex) => {
+                if let Some(c) = self.conn.as_mut() {
+                    c.negs.insert(sub.as_str().to_string(), neg);
+                }
+                vec![neg_msg(&sub, hex)]
+            }
+            Err(e) => vec![neg_err(&sub, &format!("error: {e}"))],
+        }
+    }
+}
+
+fn neg_msg(sub: &SubscriptionId, hex: String) -> String {
+    RelayMessage::NegMsg { subscription_id: std::borrow::Cow::Owned(sub.clone()), message: std::borrow::Cow::Owned(hex) }.as_json()
+}
+
+fn neg_err(sub: &SubscriptionId, reason: &str) -> String {
+    RelayMessage::NegErr { subscription_id: std::borrow::Cow::Owned(sub.clone()), message: std::borrow::Cow::Owned(reason.to_string()) }
+        .as_json()
+}

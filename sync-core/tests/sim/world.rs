@@ -1,0 +1,381 @@
+//! The simulation loop: a virtual clock, an event queue ordered by
+//! `(time, seq)`, simulated relays behind a network with per-relay latency
+//! (frames on one connection stay in order, like TCP), a [`MemoryStore`],
+//! and the engine driven directly: every command is executed right after
+//! each input, and `handle_timeout` runs at `poll_timeout()`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use nostr::{Event, Filter};
+use sync_core::rng::SplitMix64;
+use sync_core::{AcceptancePolicy, Command, Engine, MemoryStore, Millis, RelayUrl, SaveOutcome, SyncConfig, Transition};
+
+use super::dataset::{World, OUR_RELAY, START};
+use super::relay::SimRelay;
+
+/// How long each run lasts in virtual time.
+pub const RUN_FOR: Duration = Duration::from_secs(20 * 60);
+
+/// Something that happens at a virtual instant.
+#[derive(Debug)]
+enum Ev {
+    /// A connect attempt ends.
+    ConnectResult { url: String, epoch: u64, ok: bool },
+    /// A frame reaches the relay.
+    ToRelay { url: String, epoch: u64, text: String },
+    /// A frame reaches the engine.
+    ToEngine { url: String, epoch: u64, text: String },
+    /// A flaky relay drops the connection.
+    Drop { url: String, epoch: u64 },
+    /// A live event is published.
+    Publish { index: usize },
+    /// The store finished a save.
+    Saved { token: u64, events: Vec<Event> },
+    /// The store loaded negentropy items.
+    NegItems { token: u64, filter: Filter },
+}
+
+/// The engine's view of one relay link.
+#[derive(Default)]
+struct Link {
+    /// Current connection generation; frames of older ones are dropped.
+    epoch: u64,
+    /// The connection is open (both sides).
+    open: bool,
+    /// Last scheduled delivery per direction, to keep frames in order.
+    last_to_relay: Millis,
+    last_to_engine: Millis,
+}
+
+/// What a run leaves behind for the invariant checks.
+pub struct Outcome {
+    /// The engine at the end of the run.
+    pub engine: Engine,
+    /// The store.
+    pub store: MemoryStore,
+    /// Every recorded connection-status transition.
+    pub transitions: Vec<Transition>,
+    /// Newly saved events the store reported (`SaveOutcome::Saved`).
+    pub saved_outcomes: u64,
+    /// URLs the engine asked to connect to.
+    pub connect_attempts: BTreeMap<String, u64>,
+    /// Liveness problems seen while running (busy loops).
+    pub liveness: Vec<String>,
+    /// Virtual end time.
+    pub end: Millis,
+}
+
+/// The whole simulated system.
+pub struct Sim {
+    now: Millis,
+    seq: u64,
+    queue: BTreeMap<(Millis, u64), Ev>,
+    rng: SplitMix64,
+    relays: BTreeMap<String, SimRelay>,
+    links: BTreeMap<String, Link>,
+    engine: Engine,
+    store: MemoryStore,
+    world: World,
+    transitions: Vec<Transition>,
+    saved_outcomes: u64,
+    connect_attempts: BTreeMap<String, u64>,
+    liveness: Vec<String>,
+    trace: bool,
+}
+
+/// The engine configuration used by the simulation for this world.
+pub fn sim_config(world: &World) -> SyncConfig {
+    SyncConfig {
+        pagination_threshold: world.knobs.threshold,
+        page_limit: world.knobs.page_limit,
+        fetch_chunk: world.knobs.fetch_chunk,
+        ..SyncConfig::default()
+    }
+}
+
+impl Sim {
+    /// Builds the relays, the store and the engine for `world`.
+    pub fn new(seed: u64, world: World) -> Self {
+        let policy = AcceptancePolicy::Server {
+            relay_urls: [RelayUrl::parse(OUR_RELAY).expect("our url")].into(),
+            domains: ["grasp.example.com".to_string()].into(),
+        };
+        let bootstrap: Vec<String> = world.relays.iter().filter(|r| r.bootstrap).map(|r| r.url.clone()).collect();
+        let mut engine = Engine::new(sim_config(&world), policy, &bootstrap, seed, START).expect("engine");
+        engine.set_record_transitions(true);
+        let relays = world
+            .relays
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| (spec.url.clone(), SimRelay::new(spec.clone(), seed.wrapping_mul(31).wrapping_add(i as u64))))
+            .collect();
+        let mut sim = Self {
+            now: START,
+            seq: 0,
+            queue: BTreeMap::new(),
+            rng: SplitMix64::new(seed.rotate_left(17) ^ 0xA11CE),
+            relays,
+            links: BTreeMap::new(),
+            engine,
+            store: MemoryStore::new(),
+            world,
+            transitions: Vec::new(),
+            saved_outcomes: 0,
+            connect_attempts: BTreeMap::new(),
+            liveness: Vec::new(),
+            trace: std::env::var_os("SIM_TRACE").is_some(),
+        };
+        for index in 0..sim.world.live.len() {
+            let at = sim.world.live[index].at;
+            sim.schedule(at, Ev::Publish { index });
+        }
+        sim
+    }
+
+    fn schedule(&mut self, at: Millis, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((at.max(self.now), self.seq), ev);
+    }
+
+    fn latency(&mut self, url: &str) -> Duration {
+        let base = self.relays.get(url).map_or(50, |r| r.spec.latency_ms);
+        Duration::from_millis(base + self.rng.range(0, base / 2))
+    }
+
+    /// Runs until `START + RUN_FOR` and returns what the checks need.
+    pub fn run(mut self) -> Outcome {
+        let end = START + RUN_FOR;
+        let mut last_timeout_at: Option<Millis> = None;
+        loop {
+            self.pump();
+            let next_ev = self.queue.keys().next().map(|(t, _)| *t);
+            let mut timeout = self.engine.poll_timeout().map(|t| t.max(self.now));
+            if timeout.is_some() && timeout == last_timeout_at {
+                // handle_timeout(now) already ran and the engine still wants a
+                // wake-up at or before now: a real driver would spin. Record it
+                // and let virtual time advance so the run can go on.
+                if self.liveness.len() < 5 {
+                    self.liveness.push(format!("busy loop: poll_timeout() <= now = {} right after handle_timeout(now)", self.now.0));
+                }
+                timeout = timeout.map(|t| t + Duration::from_millis(10));
+            }
+            let next = match (next_ev, timeout) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => break,
+            };
+            if next > end {
+                break;
+            }
+            self.now = next;
+            if next_ev == Some(next) {
+                let key = *self.queue.keys().next().expect("present");
+                let ev = self.queue.remove(&key).expect("present");
+                self.handle(ev);
+            } else {
+                self.engine.handle_timeout(next);
+                last_timeout_at = Some(next);
+                self.transitions.extend(self.engine.take_transitions());
+            }
+        }
+        self.pump();
+        self.transitions.extend(self.engine.take_transitions());
+        Outcome {
+            engine: self.engine,
+            store: self.store,
+            transitions: self.transitions,
+            saved_outcomes: self.saved_outcomes,
+            connect_attempts: self.connect_attempts,
+            liveness: self.liveness,
+            end,
+        }
+    }
+
+    /// Executes every pending engine command.
+    fn pump(&mut self) {
+        while let Some(cmd) = self.engine.poll_command() {
+            self.execute(cmd);
+        }
+    }
+
+    fn execute(&mut self, cmd: Command) {
+        let now = self.now;
+        if self.trace {
+            match &cmd {
+                Command::Send { relay, text } => eprintln!("{} -> {relay} {}", now.0 - START.0, short(text)),
+                Command::SaveEvents { token, events } => eprintln!("{} save #{token} {} events", now.0 - START.0, events.len()),
+                Command::PersistState { state } => eprintln!("{} persist {} bytes", now.0 - START.0, state.len()),
+                other => eprintln!("{} {other:?}", now.0 - START.0),
+            }
+        }
+        match cmd {
+            Command::Connect { relay, timeout } => {
+                let url = relay.to_string();
+                *self.connect_attempts.entry(url.clone()).or_default() += 1;
+                let link = self.links.entry(url.clone()).or_default();
+                link.epoch += 1;
+                link.open = false;
+                let epoch = link.epoch;
+                let accepts = self.relays.get_mut(&url).map(|r| r.accepts_connection(now));
+                match accepts {
+                    Some(true) => {
+                        let rtt = self.latency(&url) * 2;
+                        self.schedule(now + rtt.min(timeout), Ev::ConnectResult { url, epoch, ok: rtt <= timeout });
+                    }
+                    Some(false) => {
+                        let rtt = self.latency(&url);
+                        self.schedule(now + rtt, Ev::ConnectResult { url, epoch, ok: false });
+                    }
+                    // Not simulated: the connection attempt hangs until the timeout.
+                    None => self.schedule(now + timeout, Ev::ConnectResult { url, epoch, ok: false }),
+                }
+            }
+            Command::Disconnect { relay } => {
+                let url = relay.to_string();
+                if let Some(link) = self.links.get_mut(&url) {
+                    link.epoch += 1;
+                    link.open = false;
+                }
+                if let Some(r) = self.relays.get_mut(&url) {
+                    r.close();
+                }
+            }
+            Command::Send { relay, text } => {
+                let url = relay.to_string();
+                let lat = self.latency(&url);
+                let Some(link) = self.links.get_mut(&url) else { return };
+                if !link.open {
+                    return;
+                }
+                let at = (now + lat).max(link.last_to_relay);
+                link.last_to_relay = at;
+                let epoch = link.epoch;
+                self.schedule(at, Ev::ToRelay { url, epoch, text });
+            }
+            Command::SaveEvents { token, events } => {
+                let delay = Duration::from_millis(self.rng.range(0, 30));
+                self.schedule(now + delay, Ev::Saved { token, events });
+            }
+            Command::LoadNegentropyItems { token, filter } => {
+                let delay = Duration::from_millis(self.rng.range(0, 10));
+                self.schedule(now + delay, Ev::NegItems { token, filter });
+            }
+            Command::PersistState { .. } => {}
+        }
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        let now = self.now;
+        match ev {
+            Ev::ConnectResult { url, epoch, ok } => {
+                let relay = RelayUrl::parse(&url).expect("url");
+                let Some(link) = self.links.get_mut(&url) else { return };
+                if link.epoch != epoch {
+                    return;
+                }
+                if ok {
+                    link.open = true;
+                    link.last_to_relay = now;
+                    link.last_to_engine = now;
+                    let drop_at = self.relays.get_mut(&url).and_then(|r| {
+                        r.open();
+                        r.drop_at(now)
+                    });
+                    if let Some(at) = drop_at {
+                        self.schedule(at, Ev::Drop { url: url.clone(), epoch });
+                    }
+                    self.engine.handle_connected(&relay, now);
+                } else {
+                    self.engine.handle_connect_failed(&relay, now, "simulated connect failure");
+                }
+            }
+            Ev::ToRelay { url, epoch, text } => {
+                if !self.links.get(&url).is_some_and(|l| l.open && l.epoch == epoch) {
+                    return;
+                }
+                let answers = self.relays.get_mut(&url).map(|r| r.on_frame(&text)).unwrap_or_default();
+                self.send_to_engine(&url, answers);
+            }
+            Ev::ToEngine { url, epoch, text } => {
+                if !self.links.get(&url).is_some_and(|l| l.open && l.epoch == epoch) {
+                    return;
+                }
+                let relay = RelayUrl::parse(&url).expect("url");
+                if self.trace {
+                    eprintln!("{} <- {relay} {}", now.0 - START.0, short(&text));
+                }
+                self.engine.handle_frame(&relay, &text, now);
+            }
+            Ev::Drop { url, epoch } => {
+                let Some(link) = self.links.get_mut(&url) else { return };
+                if !link.open || link.epoch != epoch {
+                    return;
+                }
+                link.open = false;
+                link.epoch += 1;
+                if let Some(r) = self.relays.get_mut(&url) {
+                    r.close();
+                }
+                self.engine.handle_disconnected(&RelayUrl::parse(&url).expect("url"), now, "simulated drop");
+            }
+            Ev::Publish { index } => {
+                let live = self.world.live[index].clone();
+                for i in live.relays {
+                    let url = self.world.relays[i].url.clone();
+                    let frames = self.relays.get_mut(&url).map(|r| r.publish(live.event.clone())).unwrap_or_default();
+                    self.send_to_engine(&url, frames);
+                }
+            }
+            Ev::Saved { token, events } => {
+                if self.world.knobs.store_failure > 0.0 && self.rng.chance(self.world.knobs.store_failure) {
+                    self.engine.handle_save_failed(token, events, "simulated store failure", now);
+                    return;
+                }
+                let outcomes = self.store.save_sync(events).expect("memory store");
+                self.saved_outcomes += outcomes.iter().filter(|o| **o == SaveOutcome::Saved).count() as u64;
+                self.engine.handle_saved(token, outcomes, now);
+            }
+            Ev::NegItems { token, filter } => {
+                let items = self.store.negentropy_items_sync(&filter).expect("memory store");
+                self.engine.handle_negentropy_items(token, items, now);
+            }
+        }
+        let transitions = self.engine.take_transitions();
+        if self.trace {
+            for t in &transitions {
+                eprintln!("{} status {} {:?} -> {:?}", now.0 - START.0, t.relay, t.from, t.to);
+            }
+        }
+        self.transitions.extend(transitions);
+    }
+
+    fn send_to_engine(&mut self, url: &str, frames: Vec<String>) {
+        if frames.is_empty() {
+            return;
+        }
+        let lat = self.latency(url);
+        let now = self.now;
+        let Some(link) = self.links.get_mut(url) else { return };
+        if !link.open {
+            return;
+        }
+        let epoch = link.epoch;
+        let at = (now + lat).max(link.last_to_engine);
+        link.last_to_engine = at;
+        let url = url.to_string();
+        for text in frames {
+            self.schedule(at, Ev::ToEngine { url: url.clone(), epoch, text });
+        }
+    }
+}
+
+/// A frame shortened for traces.
+fn short(text: &str) -> String {
+    if text.len() > 160 {
+        format!("{}…", &text[..text.char_indices().take_while(|(i, _)| *i < 160).last().map_or(0, |(i, _)| i)])
+    } else {
+        text.to_string()
+    }
+}
