@@ -1,0 +1,431 @@
+//! Daemon configuration: flags, `GRASP_SYNC_*` environment variables and an
+//! optional TOML file (`--config`), in that order of precedence, over the
+//! defaults of SPEC.md (`SyncConfig::default()`).
+//!
+//! Every option is an `Option`/`Vec` in [`Options`] so "not given" can be
+//! told apart from "given the default"; TOML keys are the long flag names
+//! with `_` instead of `-`. Errors name the offending option.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser};
+use serde::Deserialize;
+use sync_core::policy::{parse_maintainer, parse_repo_address};
+use sync_core::{AcceptancePolicy, InterestSet, RelayUrl, SyncConfig};
+
+use crate::duration::Dur;
+
+/// A configuration error; its text names the option.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err(option: &str, msg: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("invalid value for --{option}: {msg}"))
+}
+
+/// Declares every engine tuning knob once: its flag, env var, documented
+/// default and help, and how it is applied to [`SyncConfig`].
+macro_rules! tuning {
+    ($( $field:ident : $ty:ty = $env:literal, $default:literal, $help:literal; )*) => {
+        /// Engine timings and limits (SPEC defaults).
+        #[derive(Args, Debug, Default, Clone, Deserialize)]
+        #[serde(default)]
+        pub struct Tuning {
+            $(
+                #[arg(long, env = $env, help_heading = "Timings and limits", help = concat!($help, " [default: ", $default, "]"))]
+                #[doc = $help]
+                pub $field: Option<$ty>,
+            )*
+        }
+
+        impl Tuning {
+            /// Values set here win over `other`'s.
+            pub fn or(self, other: Tuning) -> Tuning {
+                Tuning { $( $field: self.$field.or(other.$field), )* }
+            }
+
+            /// Writes the values that are set into `config`.
+            pub fn apply(&self, config: &mut SyncConfig) {
+                $( if let Some(v) = self.$field.clone() { config.$field = v.into(); } )*
+            }
+
+            /// `(flag, documented default)` of every knob.
+            pub const DEFAULTS: &'static [(&'static str, &'static str)] = &[ $( (stringify!($field), $default), )* ];
+        }
+    };
+}
+
+tuning! {
+    batch_window: Dur = "GRASP_SYNC_BATCH_WINDOW", "5s", "Collect newly accepted repositories/root events this long before sending new filters";
+    settle_extra: Dur = "GRASP_SYNC_SETTLE_EXTRA", "1s", "Extra quiet time after the batch window before Syncing -> Connected";
+    quick_reconnect_window: Dur = "GRASP_SYNC_QUICK_RECONNECT_WINDOW", "15m", "A reconnect within this long keeps confirmed state (quick reconnect)";
+    since_safety_margin: Dur = "GRASP_SYNC_SINCE_SAFETY_MARGIN", "5m", "Quick-reconnect historic sync asks since = last connection minus this";
+    max_live_filters: usize = "GRASP_SYNC_MAX_LIVE_FILTERS", "70", "More live filters than this on one relay triggers consolidation";
+    reconcile_min: Dur = "GRASP_SYNC_RECONCILE_MIN", "23h", "Daily reconciliation interval, lower bound";
+    reconcile_max: Dur = "GRASP_SYNC_RECONCILE_MAX", "25h", "Daily reconciliation interval, upper bound";
+    backoff_base: Dur = "GRASP_SYNC_BACKOFF_BASE", "5s", "Reconnect backoff base (base x 2^(failures-1)); also the connect timeout";
+    backoff_max: Dur = "GRASP_SYNC_BACKOFF_MAX", "1h", "Reconnect backoff cap";
+    backoff_jitter: f64 = "GRASP_SYNC_BACKOFF_JITTER", "0.1", "Jitter added to each backoff, as a fraction of it (0-1)";
+    dead_after: Dur = "GRASP_SYNC_DEAD_AFTER", "1d", "Continuous failure for this long makes a relay Dead";
+    dead_retry_interval: Dur = "GRASP_SYNC_DEAD_RETRY_INTERVAL", "1d", "A Dead relay is tried once per this interval";
+    rate_limit_cooldown: Dur = "GRASP_SYNC_RATE_LIMIT_COOLDOWN", "65s", "Stop sending to a relay this long after rate-limited:";
+    stability_period: Dur = "GRASP_SYNC_STABILITY_PERIOD", "5m", "A connection up this long is stable (Healthy, failures reset)";
+    tick_interval: Dur = "GRASP_SYNC_TICK_INTERVAL", "2s", "Health and metrics tick";
+    pagination_threshold: usize = "GRASP_SYNC_PAGINATION_THRESHOLD", "75", "A REQ page with at least this many events asks for the next page";
+    page_limit: usize = "GRASP_SYNC_PAGE_LIMIT", "500", "limit sent with each historic REQ page";
+    max_addresses_per_filter: usize = "GRASP_SYNC_MAX_ADDRESSES_PER_FILTER", "100", "Repository addresses per L2 filter";
+    max_ids_per_filter: usize = "GRASP_SYNC_MAX_IDS_PER_FILTER", "100", "Root event ids per L3 filter";
+    fetch_chunk: usize = "GRASP_SYNC_FETCH_CHUNK", "100", "Ids per REQ {ids} when fetching what negentropy found missing";
+    fetch_retries: u32 = "GRASP_SYNC_FETCH_RETRIES", "1", "How often withheld ids are asked again before the batch fails";
+    historic_timeout: Dur = "GRASP_SYNC_HISTORIC_TIMEOUT", "60s", "A historic request without progress for this long is retried, then failed";
+    negentropy_open_timeout: Dur = "GRASP_SYNC_NEGENTROPY_OPEN_TIMEOUT", "10s", "No answer to NEG-OPEN within this long marks the relay REQ-only";
+    negentropy_frame_limit: u64 = "GRASP_SYNC_NEGENTROPY_FRAME_LIMIT", "60000", "Negentropy frame size limit in bytes (0 = unlimited)";
+    max_frame_bytes: usize = "GRASP_SYNC_MAX_FRAME_BYTES", "1048576", "Frames larger than this are ignored unparsed";
+    rejection_ttl: Dur = "GRASP_SYNC_REJECTION_TTL", "6h", "How long a policy rejection is remembered";
+    rejection_capacity: usize = "GRASP_SYNC_REJECTION_CAPACITY", "200000", "How many rejections are remembered";
+    seen_capacity: usize = "GRASP_SYNC_SEEN_CAPACITY", "200000", "Recently seen event ids kept to skip re-verification";
+}
+
+/// Default HTTP address for /metrics, /health, /status.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9464";
+/// Default address of the served read-only relay.
+pub const DEFAULT_RELAY_LISTEN: &str = "127.0.0.1:7780";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "grasp-sync-data";
+
+/// Every option (flags/env/TOML). See `grasp-sync --help`.
+#[derive(Args, Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct Options {
+    /// Server (GRASP) policy: our relay URL(s); announcements listing one in `relays` are served. Repeatable or comma-separated.
+    #[arg(long, env = "GRASP_SYNC_SERVICE_URL", value_delimiter = ',', help_heading = "Policy")]
+    pub service_url: Vec<String>,
+    /// Server policy: our domain(s); announcements with a `clone` URL on one are served.
+    #[arg(long, env = "GRASP_SYNC_SERVICE_DOMAIN", value_delimiter = ',', help_heading = "Policy")]
+    pub service_domain: Vec<String>,
+    /// Client policy: a repository address `30617:<pubkey-hex>:<d>` to sync.
+    #[arg(long, env = "GRASP_SYNC_REPO", value_delimiter = ',', help_heading = "Policy")]
+    pub repo: Vec<String>,
+    /// Client policy: sync every repository of this maintainer (hex pubkey).
+    #[arg(long, env = "GRASP_SYNC_MAINTAINER", value_delimiter = ',', help_heading = "Policy")]
+    pub maintainer: Vec<String>,
+    /// Client policy: sync every repository announcement seen.
+    #[arg(long, env = "GRASP_SYNC_ALL_REPOS", num_args = 0..=1, default_missing_value = "true", help_heading = "Policy")]
+    pub all_repos: Option<bool>,
+
+    /// Relay(s) to start from (never dropped). At least one is required.
+    #[arg(long, env = "GRASP_SYNC_BOOTSTRAP_RELAY", value_delimiter = ',', help_heading = "Relays")]
+    pub bootstrap_relay: Vec<String>,
+    /// Allow loopback/private/link-local relay URLs from announcements (tests, private deployments). [default: false]
+    #[arg(long, env = "GRASP_SYNC_ALLOW_PRIVATE_RELAYS", num_args = 0..=1, default_missing_value = "true", help_heading = "Relays")]
+    pub allow_private_relays: Option<bool>,
+    /// Seed for backoff jitter and reconciliation intervals [default: random]
+    #[arg(long, env = "GRASP_SYNC_SEED", help_heading = "Relays")]
+    pub seed: Option<u64>,
+
+    /// Data directory: LMDB event store and sync state [default: grasp-sync-data]
+    #[arg(long, env = "GRASP_SYNC_DATA_DIR", help_heading = "Storage")]
+    pub data_dir: Option<PathBuf>,
+    /// Write events into this relay (publish with EVENT) instead of the embedded store; disables the served relay.
+    #[arg(long, env = "GRASP_SYNC_STORE_RELAY", help_heading = "Storage")]
+    pub store_relay: Option<String>,
+
+    /// Address for /metrics, /health and /status [default: 127.0.0.1:9464]
+    #[arg(long, env = "GRASP_SYNC_HTTP_LISTEN", help_heading = "Serving")]
+    pub http_listen: Option<String>,
+    /// Address of the served read-only relay (NIP-01 + NIP-77), or `off` [default: 127.0.0.1:7780]
+    #[arg(long, env = "GRASP_SYNC_RELAY_LISTEN", help_heading = "Serving")]
+    pub relay_listen: Option<String>,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    #[allow(missing_docs)]
+    pub tuning: Tuning,
+}
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "grasp-sync",
+    version,
+    about = "GRASP-02 proactive sync daemon: keeps a complete copy of the NIP-34 events of the repositories that list this service",
+    after_help = "Durations accept ms, s, m, h, d (e.g. 500ms, 15m). Every option can also be set with its GRASP_SYNC_* environment variable or in the TOML file given with --config (keys are the option names with `_`, e.g. batch_window = \"5s\"). Precedence: flag > env > file > default. Logs: RUST_LOG (default info)."
+)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, env = "GRASP_SYNC_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub options: Options,
+}
+
+/// Where events go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreMode {
+    /// Embedded LMDB in the data directory.
+    Embedded,
+    /// Publish into this relay.
+    Relay(url::Url),
+}
+
+/// The validated configuration the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Engine configuration.
+    pub sync: SyncConfig,
+    /// Acceptance policy.
+    pub policy: AcceptancePolicy,
+    /// Bootstrap relays (normalised).
+    pub bootstrap: Vec<String>,
+    /// RNG seed.
+    pub seed: u64,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Store mode.
+    pub store: StoreMode,
+    /// HTTP address.
+    pub http_listen: SocketAddr,
+    /// Served relay address (None: off).
+    pub relay_listen: Option<SocketAddr>,
+}
+
+impl Options {
+    /// Values set here win over `file`'s.
+    pub fn or(self, file: Options) -> Options {
+        fn v(a: Vec<String>, b: Vec<String>) -> Vec<String> {
+            if a.is_empty() {
+                b
+            } else {
+                a
+            }
+        }
+        Options {
+            service_url: v(self.service_url, file.service_url),
+            service_domain: v(self.service_domain, file.service_domain),
+            repo: v(self.repo, file.repo),
+            maintainer: v(self.maintainer, file.maintainer),
+            all_repos: self.all_repos.or(file.all_repos),
+            bootstrap_relay: v(self.bootstrap_relay, file.bootstrap_relay),
+            allow_private_relays: self.allow_private_relays.or(file.allow_private_relays),
+            seed: self.seed.or(file.seed),
+            data_dir: self.data_dir.or(file.data_dir),
+            store_relay: self.store_relay.or(file.store_relay),
+            http_listen: self.http_listen.or(file.http_listen),
+            relay_listen: self.relay_listen.or(file.relay_listen),
+            tuning: self.tuning.or(file.tuning),
+        }
+    }
+}
+
+/// Reads the TOML file.
+pub fn load_file(path: &Path) -> Result<Options, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| err("config", format!("{}: {}", path.display(), e.message())))?;
+    // serde cannot deny unknown fields through `flatten`, so keys are checked here.
+    for key in table.keys() {
+        if !OPTION_KEYS.contains(&key.as_str()) && !Tuning::DEFAULTS.iter().any(|(k, _)| k == key) {
+            return Err(err("config", format!("{}: unknown option `{key}`", path.display())));
+        }
+    }
+    Options::deserialize(table).map_err(|e| err("config", format!("{}: {}", path.display(), e.message())))
+}
+
+/// TOML keys of [`Options`] besides the tuning knobs.
+const OPTION_KEYS: &[&str] = &[
+    "service_url",
+    "service_domain",
+    "repo",
+    "maintainer",
+    "all_repos",
+    "bootstrap_relay",
+    "allow_private_relays",
+    "seed",
+    "data_dir",
+    "store_relay",
+    "http_listen",
+    "relay_listen",
+];
+
+/// Merges flags/env over the file and validates everything.
+pub fn resolve(cli: Cli) -> Result<DaemonConfig, ConfigError> {
+    let file = match &cli.config {
+        Some(p) => load_file(p)?,
+        None => Options::default(),
+    };
+    build(cli.options.or(file))
+}
+
+fn build(o: Options) -> Result<DaemonConfig, ConfigError> {
+    let mut sync = SyncConfig::default();
+    o.tuning.apply(&mut sync);
+    sync.allow_private_relays = o.allow_private_relays.unwrap_or(false);
+    sync.validate().map_err(|m| {
+        let field = m.split_whitespace().next().unwrap_or_default().replace('_', "-");
+        ConfigError(format!("invalid value for --{field}: {m}"))
+    })?;
+
+    let mut relay_urls = std::collections::BTreeSet::new();
+    for u in &o.service_url {
+        relay_urls.insert(RelayUrl::parse(u).map_err(|e| err("service-url", format!("`{u}`: {e}")))?);
+    }
+    let mut domains = std::collections::BTreeSet::new();
+    for d in &o.service_domain {
+        let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+        if d.is_empty() || d.contains('/') || d.contains(':') {
+            return Err(err("service-domain", format!("`{d}` is not a bare domain name (e.g. git.example.com)")));
+        }
+        domains.insert(d);
+    }
+    let mut interest = InterestSet { all: o.all_repos.unwrap_or(false), ..Default::default() };
+    for r in &o.repo {
+        interest.repositories.insert(parse_repo_address(r).map_err(|e| err("repo", e))?);
+    }
+    for m in &o.maintainer {
+        interest.maintainers.insert(parse_maintainer(m).map_err(|e| err("maintainer", e))?);
+    }
+    let server = !relay_urls.is_empty() || !domains.is_empty();
+    let client = interest.all || !interest.repositories.is_empty() || !interest.maintainers.is_empty();
+    let policy = match (server, client) {
+        (true, false) => AcceptancePolicy::Server { relay_urls, domains },
+        (false, true) => AcceptancePolicy::Client(interest),
+        (true, true) => {
+            return Err(ConfigError(
+                "invalid value for --service-url: choose either the server policy (--service-url/--service-domain) or the client policy (--repo/--maintainer/--all-repos), not both".into(),
+            ))
+        }
+        (false, false) => {
+            return Err(ConfigError(
+                "missing --service-url: set the server policy (--service-url/--service-domain) or a client policy (--repo/--maintainer/--all-repos)".into(),
+            ))
+        }
+    };
+
+    if o.bootstrap_relay.is_empty() {
+        return Err(ConfigError("missing --bootstrap-relay: at least one bootstrap relay is required".into()));
+    }
+    let mut bootstrap = Vec::new();
+    for b in &o.bootstrap_relay {
+        bootstrap.push(RelayUrl::parse(b).map_err(|e| err("bootstrap-relay", format!("`{b}`: {e}")))?.to_string());
+    }
+
+    let store = match &o.store_relay {
+        None => StoreMode::Embedded,
+        Some(s) => {
+            let u = url::Url::parse(s).map_err(|e| err("store-relay", format!("`{s}`: {e}")))?;
+            if u.scheme() != "ws" && u.scheme() != "wss" {
+                return Err(err("store-relay", format!("`{s}` is not a ws:// or wss:// URL")));
+            }
+            StoreMode::Relay(u)
+        }
+    };
+    let http = o.http_listen.as_deref().unwrap_or(DEFAULT_HTTP_LISTEN);
+    let http_listen: SocketAddr = http.parse().map_err(|e| err("http-listen", format!("`{http}`: {e}")))?;
+    let relay = o.relay_listen.as_deref().unwrap_or(DEFAULT_RELAY_LISTEN);
+    let relay_listen = if relay.eq_ignore_ascii_case("off") || store != StoreMode::Embedded {
+        None
+    } else {
+        Some(relay.parse().map_err(|e| err("relay-listen", format!("`{relay}`: {e}")))?)
+    };
+    let seed = o.seed.unwrap_or_else(|| {
+        let t = crate::clock::now_millis().0;
+        t ^ (u64::from(std::process::id()) << 32)
+    });
+    Ok(DaemonConfig {
+        sync,
+        policy,
+        bootstrap,
+        seed,
+        data_dir: o.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        store,
+        http_listen,
+        relay_listen,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<DaemonConfig, String> {
+        let mut v = vec!["grasp-sync"];
+        v.extend_from_slice(args);
+        let cli = Cli::try_parse_from(v).map_err(|e| e.to_string())?;
+        resolve(cli).map_err(|e| e.to_string())
+    }
+
+    const BASE: &[&str] = &["--service-url", "wss://git.example.com", "--bootstrap-relay", "wss://relay.example.com"];
+
+    #[test]
+    fn defaults_are_spec_defaults() {
+        let c = parse(BASE).unwrap();
+        assert_eq!(c.sync, SyncConfig::default());
+        assert_eq!(c.http_listen.to_string(), DEFAULT_HTTP_LISTEN);
+        assert_eq!(c.relay_listen.unwrap().to_string(), DEFAULT_RELAY_LISTEN);
+        assert_eq!(c.store, StoreMode::Embedded);
+        assert!(matches!(c.policy, AcceptancePolicy::Server { .. }));
+    }
+
+    #[test]
+    fn documented_defaults_match_the_engine_defaults() {
+        let mut args: Vec<String> = BASE.iter().map(|s| s.to_string()).collect();
+        for (field, default) in Tuning::DEFAULTS {
+            args.push(format!("--{}", field.replace('_', "-")));
+            args.push(default.to_string());
+        }
+        let mut v = vec!["grasp-sync".to_string()];
+        v.extend(args);
+        let cli = Cli::try_parse_from(v).unwrap();
+        assert_eq!(resolve(cli).unwrap().sync, SyncConfig::default());
+    }
+
+    #[test]
+    fn flags_set_timings() {
+        let mut a = BASE.to_vec();
+        a.extend(["--batch-window", "500ms", "--backoff-base", "1s", "--allow-private-relays"]);
+        let c = parse(&a).unwrap();
+        assert_eq!(c.sync.batch_window, std::time::Duration::from_millis(500));
+        assert_eq!(c.sync.backoff_base, std::time::Duration::from_secs(1));
+        assert!(c.sync.allow_private_relays);
+    }
+
+    #[test]
+    fn errors_name_the_option() {
+        let mut a = BASE.to_vec();
+        a.extend(["--backoff-base", "0s"]);
+        assert!(parse(&a).unwrap_err().contains("--backoff-base"));
+        let mut a = BASE.to_vec();
+        a.extend(["--backoff-max", "1s"]);
+        assert!(parse(&a).unwrap_err().contains("--backoff-max"));
+        assert!(parse(&["--bootstrap-relay", "wss://r.example.com"]).unwrap_err().contains("--service-url"));
+        assert!(parse(&["--service-url", "wss://a.example.com"]).unwrap_err().contains("--bootstrap-relay"));
+        assert!(parse(&["--service-url", "http://a.example.com", "--bootstrap-relay", "wss://r.example.com"])
+            .unwrap_err()
+            .contains("--service-url"));
+        let mut a = BASE.to_vec();
+        a.extend(["--http-listen", "nowhere"]);
+        assert!(parse(&a).unwrap_err().contains("--http-listen"));
+        let mut a = BASE.to_vec();
+        a.extend(["--repo", "30617:zz:x"]);
+        assert!(parse(&a).unwrap_err().contains("--repo"));
+    }
+
+    #[test]
+    fn toml_file_is_below_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "service_url = [\"wss://git.example.com\"]\nbootstrap_relay = [\"wss://relay.example.com\"]\nbatch_window = \"2s\"\nbackoff_base = 7\nrelay_listen = \"off\"\n",
+        )
+        .unwrap();
+        let c = parse(&["--config", p.to_str().unwrap(), "--batch-window", "3s"]).unwrap();
+        assert_eq!(c.sync.batch_window, std::time::Duration::from_secs(3));
+        assert_eq!(c.sync.backoff_base, std::time::Duration::from_secs(7));
+        assert_eq!(c.relay_listen, None);
+        std::fs::write(&p, "no_such_option = 1\n").unwrap();
+        assert!(parse(&["--config", p.to_str().unwrap()]).unwrap_err().contains("--config"));
+    }
+}

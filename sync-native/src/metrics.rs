@@ -1,0 +1,311 @@
+//! Prometheus metrics rendered from the engine's status snapshot.
+//!
+//! The metric names, labels and value encodings of SPEC §8 are a public
+//! contract (operators' dashboards and alerts use them), so they are spelled
+//! out here once. Values are not accumulated in this process: every scrape
+//! renders the current [`SyncStatus`] through a custom [`Collector`]. The
+//! engine's counters only grow, so the exported counters are monotonic.
+//!
+//! Note: SPEC §8 fixes three *gauges* whose names end in `_total`
+//! (`ngit_sync_relays_{tracked,connected,dead}_total`); `promtool check
+//! metrics` lints that suffix on non-counters. The names are kept as
+//! specified.
+
+use std::sync::Arc;
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use sync_core::SyncStatus;
+
+/// Label values of the unlabelled SPEC totals.
+const NO_LABELS: &[&str] = &[];
+
+/// Something that yields the latest snapshot (the driver handle in the daemon).
+pub type SnapshotSource = Arc<dyn Fn() -> Arc<SyncStatus> + Send + Sync>;
+
+/// A family of metrics, rebuilt on every scrape.
+struct Families {
+    relay_connected: IntGaugeVec,
+    connection_attempts: IntCounterVec,
+    relay_status: IntGaugeVec,
+    relay_failures: IntGaugeVec,
+    events_synced: IntCounterVec,
+    relays_tracked: IntGaugeVec,
+    relays_connected: IntGaugeVec,
+    relays_dead: IntGaugeVec,
+    // extras
+    events_received: IntCounterVec,
+    events_saved: IntCounterVec,
+    events_rejected: IntCounterVec,
+    historic_completed_at: GaugeVec,
+    historic_duration: GaugeVec,
+    pending_batches: IntGaugeVec,
+    live_filters: IntGaugeVec,
+    bytes_received: IntCounterVec,
+    bytes_sent: IntCounterVec,
+    negentropy_rounds: IntCounterVec,
+    repositories: IntGaugeVec,
+    root_events: IntGaugeVec,
+    relays_refused: IntGaugeVec,
+    unsaved_events: IntGaugeVec,
+}
+
+fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("static metric definition")
+}
+
+fn fgauge(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    GaugeVec::new(Opts::new(name, help), labels).expect("static metric definition")
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition")
+}
+
+impl Families {
+    fn new() -> Self {
+        Self {
+            relay_connected: gauge(
+                "ngit_sync_relay_connected",
+                "Connection status: 0 disconnected, 1 connecting, 2 syncing, 3 connected, 4 connected but historic sync failed",
+                &["relay"],
+            ),
+            connection_attempts: counter("ngit_sync_connection_attempts_total", "Connection attempts by result", &["relay", "result"]),
+            relay_status: gauge(
+                "ngit_sync_relay_status",
+                "Health: 1 healthy, 2 disconnected, 3 degraded, 4 dead, 5 rate-limited",
+                &["relay"],
+            ),
+            relay_failures: gauge("ngit_sync_relay_failures", "Consecutive failures", &["relay"]),
+            events_synced: counter("ngit_sync_events_synced_total", "Events newly saved (not duplicates, not rejected)", &[]),
+            relays_tracked: gauge("ngit_sync_relays_tracked_total", "Relays known", &[]),
+            relays_connected: gauge("ngit_sync_relays_connected_total", "Relays with connection status >= 2", &[]),
+            relays_dead: gauge("ngit_sync_relays_dead_total", "Relays in Dead health", &[]),
+            events_received: counter("ngit_sync_events_received_total", "EVENT frames received", &["relay"]),
+            events_saved: counter("ngit_sync_relay_events_saved_total", "Events from this relay newly saved", &["relay"]),
+            events_rejected: counter("ngit_sync_events_rejected_total", "Events not stored, by reason", &["relay", "reason"]),
+            historic_completed_at: fgauge(
+                "ngit_sync_historic_sync_completed_timestamp_seconds",
+                "Unix time historic sync last completed (absent if never)",
+                &["relay"],
+            ),
+            historic_duration: fgauge(
+                "ngit_sync_historic_sync_duration_seconds",
+                "Seconds from connect to historic sync completion, last completion",
+                &["relay"],
+            ),
+            pending_batches: gauge("ngit_sync_pending_batches", "Historic batches in flight", &["relay"]),
+            live_filters: gauge("ngit_sync_live_filters", "Live subscriptions open", &["relay"]),
+            bytes_received: counter("ngit_sync_received_bytes_total", "Bytes received in frames", &["relay"]),
+            bytes_sent: counter("ngit_sync_sent_bytes_total", "Bytes sent in frames", &["relay"]),
+            negentropy_rounds: counter("ngit_sync_negentropy_rounds_total", "NEG-MSG rounds completed", &["relay"]),
+            repositories: gauge("ngit_sync_repositories", "Repositories served", &[]),
+            root_events: gauge("ngit_sync_root_events", "Root events (patches, PRs, issues) known", &[]),
+            relays_refused: gauge("ngit_sync_relay_urls_refused", "Relay URLs refused by the safety rule", &[]),
+            unsaved_events: gauge("ngit_sync_unsaved_events", "Accepted events waiting for the store", &[]),
+        }
+    }
+
+    fn collectors(&self) -> Vec<&dyn Collector> {
+        vec![
+            &self.relay_connected,
+            &self.connection_attempts,
+            &self.relay_status,
+            &self.relay_failures,
+            &self.events_synced,
+            &self.relays_tracked,
+            &self.relays_connected,
+            &self.relays_dead,
+            &self.events_received,
+            &self.events_saved,
+            &self.events_rejected,
+            &self.historic_completed_at,
+            &self.historic_duration,
+            &self.pending_batches,
+            &self.live_filters,
+            &self.bytes_received,
+            &self.bytes_sent,
+            &self.negentropy_rounds,
+            &self.repositories,
+            &self.root_events,
+            &self.relays_refused,
+            &self.unsaved_events,
+        ]
+    }
+
+    /// Fills every family from the snapshot.
+    fn fill(&self, s: &SyncStatus) {
+        for r in &s.relays {
+            let l = [r.relay.as_str()];
+            self.relay_connected.with_label_values(&l).set(r.connection_code.into());
+            self.relay_status.with_label_values(&l).set(r.health_code.into());
+            self.relay_failures.with_label_values(&l).set(r.failures.into());
+            let c = &r.counters;
+            self.connection_attempts.with_label_values(&[r.relay.as_str(), "success"]).inc_by(c.connect_success);
+            self.connection_attempts.with_label_values(&[r.relay.as_str(), "failure"]).inc_by(c.connect_failure);
+            self.events_received.with_label_values(&l).inc_by(c.events_received);
+            self.events_saved.with_label_values(&l).inc_by(c.events_saved);
+            for (reason, n) in &c.events_rejected {
+                self.events_rejected.with_label_values(&[r.relay.as_str(), reason.as_str()]).inc_by(*n);
+            }
+            if let Some(at) = r.historic_sync_completed_at {
+                self.historic_completed_at.with_label_values(&l).set(at.0 as f64 / 1000.0);
+            }
+            if let Some(ms) = r.historic_sync_duration_ms {
+                self.historic_duration.with_label_values(&l).set(ms as f64 / 1000.0);
+            }
+            self.pending_batches.with_label_values(&l).set(r.pending_batches as i64);
+            self.live_filters.with_label_values(&l).set(r.live_filters as i64);
+            self.bytes_received.with_label_values(&l).inc_by(c.bytes_received);
+            self.bytes_sent.with_label_values(&l).inc_by(c.bytes_sent);
+            self.negentropy_rounds.with_label_values(&l).inc_by(c.negentropy_rounds);
+        }
+        let t = &s.totals;
+        self.events_synced.with_label_values(NO_LABELS).inc_by(t.events_synced);
+        self.relays_tracked.with_label_values(NO_LABELS).set(t.relays_tracked as i64);
+        self.relays_connected.with_label_values(NO_LABELS).set(t.relays_connected as i64);
+        self.relays_dead.with_label_values(NO_LABELS).set(t.relays_dead as i64);
+        self.repositories.with_label_values(NO_LABELS).set(t.repositories as i64);
+        self.root_events.with_label_values(NO_LABELS).set(t.root_events as i64);
+        self.relays_refused.with_label_values(NO_LABELS).set(t.relays_refused as i64);
+        self.unsaved_events.with_label_values(NO_LABELS).set(t.unsaved_events as i64);
+    }
+}
+
+/// A [`Collector`] that renders the latest snapshot on every scrape.
+pub struct SnapshotCollector {
+    source: SnapshotSource,
+    descs: Families,
+}
+
+impl SnapshotCollector {
+    /// A collector reading snapshots from `source`.
+    pub fn new(source: SnapshotSource) -> Self {
+        Self { source, descs: Families::new() }
+    }
+}
+
+impl Collector for SnapshotCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.collectors().into_iter().flat_map(|c| c.desc()).collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let fresh = Families::new();
+        fresh.fill(&(self.source)());
+        fresh.collectors().into_iter().flat_map(|c| c.collect()).filter(|mf| !mf.get_metric().is_empty()).collect()
+    }
+}
+
+/// A registry holding the snapshot collector, ready to encode.
+pub struct Metrics {
+    registry: Registry,
+}
+
+impl Metrics {
+    /// Registers the collector.
+    pub fn new(source: SnapshotSource) -> Self {
+        let registry = Registry::new();
+        registry.register(Box::new(SnapshotCollector::new(source))).expect("first registration of a fresh registry");
+        Self { registry }
+    }
+
+    /// The Prometheus text exposition of the current snapshot.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "encoding metrics failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use sync_core::status::{RelayCounters, RelayStatus, Totals};
+    use sync_core::{ConnectionStatus, HealthStatus, Millis};
+
+    fn snapshot(synced: u64) -> SyncStatus {
+        let relay = RelayStatus {
+            relay: "wss://relay.example.com".into(),
+            bootstrap: true,
+            connection: ConnectionStatus::Connected,
+            connection_code: 3,
+            health: HealthStatus::Degraded,
+            health_code: 3,
+            failures: 2,
+            last_connected: Some(Millis(1_000)),
+            disconnected_at: None,
+            announcements_synced: true,
+            historic_sync_completed: true,
+            historic_sync_completed_at: Some(Millis(1_700_000_000_500)),
+            historic_sync_duration_ms: Some(1500),
+            next_attempt_at: None,
+            rate_limited_until: None,
+            req_only: false,
+            pending_batches: 1,
+            live_filters: 3,
+            confirmed_repos: 1,
+            confirmed_roots: 2,
+            counters: RelayCounters {
+                connect_success: 4,
+                connect_failure: 1,
+                events_received: 10,
+                events_saved: synced,
+                events_rejected: BTreeMap::from([("invalid_signature".to_string(), 2)]),
+                ..Default::default()
+            },
+        };
+        SyncStatus {
+            now: Millis(5_000),
+            running: true,
+            relays: vec![relay],
+            totals: Totals { events_synced: synced, relays_tracked: 1, relays_connected: 1, relays_dead: 0, ..Default::default() },
+            repositories: vec![],
+        }
+    }
+
+    #[test]
+    fn spec_names_labels_and_encodings() {
+        let snap = Arc::new(snapshot(7));
+        let m = Metrics::new(Arc::new(move || Arc::clone(&snap)));
+        let text = m.render();
+        for line in [
+            "# TYPE ngit_sync_relay_connected gauge",
+            "ngit_sync_relay_connected{relay=\"wss://relay.example.com\"} 3",
+            "# TYPE ngit_sync_connection_attempts_total counter",
+            "ngit_sync_connection_attempts_total{relay=\"wss://relay.example.com\",result=\"success\"} 4",
+            "ngit_sync_connection_attempts_total{relay=\"wss://relay.example.com\",result=\"failure\"} 1",
+            "# TYPE ngit_sync_relay_status gauge",
+            "ngit_sync_relay_status{relay=\"wss://relay.example.com\"} 3",
+            "ngit_sync_relay_failures{relay=\"wss://relay.example.com\"} 2",
+            "# TYPE ngit_sync_events_synced_total counter",
+            "ngit_sync_events_synced_total 7",
+            "# TYPE ngit_sync_relays_tracked_total gauge",
+            "ngit_sync_relays_tracked_total 1",
+            "ngit_sync_relays_connected_total 1",
+            "ngit_sync_relays_dead_total 0",
+            "ngit_sync_events_rejected_total{reason=\"invalid_signature\",relay=\"wss://relay.example.com\"} 2",
+            "ngit_sync_historic_sync_completed_timestamp_seconds{relay=\"wss://relay.example.com\"} 1700000000.5",
+            "ngit_sync_pending_batches{relay=\"wss://relay.example.com\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
+        }
+    }
+
+    #[test]
+    fn every_scrape_renders_the_latest_snapshot() {
+        let n = Arc::new(std::sync::atomic::AtomicU64::new(1));
+        let n2 = Arc::clone(&n);
+        let m = Metrics::new(Arc::new(move || Arc::new(snapshot(n2.load(std::sync::atomic::Ordering::SeqCst)))));
+        assert!(m.render().contains("ngit_sync_events_synced_total 1\n"));
+        n.store(5, std::sync::atomic::Ordering::SeqCst);
+        assert!(m.render().contains("ngit_sync_events_synced_total 5\n"));
+    }
+}
