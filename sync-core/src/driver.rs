@@ -48,6 +48,9 @@ impl DriverHandle {
     }
 }
 
+/// Status snapshots are published at most this often (except on ticks).
+const PUBLISH_INTERVAL: core::time::Duration = core::time::Duration::from_millis(200);
+
 /// Callback invoked with every changed status snapshot.
 pub type StatusCallback = Box<dyn FnMut(&SyncStatus)>;
 
@@ -85,6 +88,9 @@ pub struct Driver<C: Clock, N: Connector, S: EventStore> {
     next_conn: u64,
     last_published: Option<SyncStatus>,
     last_publish_at: Millis,
+    /// A throttled publish is owed: wake at `last_publish_at + 200 ms` for it,
+    /// so a change (e.g. a live event saved) never waits for the next tick.
+    publish_owed: bool,
 }
 
 impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
@@ -105,6 +111,7 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
             next_conn: 0,
             last_published: None,
             last_publish_at: Millis::ZERO,
+            publish_owed: false,
         }
     }
 
@@ -143,7 +150,11 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
         loop {
             self.execute_commands(&mut tasks).await;
             self.publish(false);
-            let deadline = self.engine.poll_timeout();
+            let mut deadline = self.engine.poll_timeout();
+            if self.publish_owed {
+                let owed = self.last_publish_at + PUBLISH_INTERVAL;
+                deadline = Some(deadline.map_or(owed, |d| d.min(owed)));
+            }
             let sleep = match deadline {
                 Some(t) => Either::Left(self.clock.sleep_until(t)),
                 None => Either::Right(future::pending::<()>()),
@@ -220,7 +231,7 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
     }
 
     fn on_incoming(&mut self, (relay, conn, item): Incoming) {
-        if !self.conns.get(&relay).is_some_and(|c| c.id == conn) {
+        if self.conns.get(&relay).is_none_or(|c| c.id != conn) {
             return; // a connection we already closed
         }
         let now = self.clock.now();
@@ -295,9 +306,11 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
     /// Publishes the snapshot: always on `force` (ticks), otherwise at most every 200 ms.
     fn publish(&mut self, force: bool) {
         let now = self.clock.now();
-        if !force && now.since(self.last_publish_at) < core::time::Duration::from_millis(200) {
+        if !force && now.since(self.last_publish_at) < PUBLISH_INTERVAL {
+            self.publish_owed = true;
             return;
         }
+        self.publish_owed = false;
         self.last_publish_at = now;
         let status = self.engine.status(now);
         let changed = self.last_published.as_ref().is_none_or(|old| {

@@ -64,6 +64,12 @@ impl Relay {
     }
 }
 
+/// SPEC §5: a reconnect within the window after a disconnect (with L1 already
+/// synced) keeps confirmed state; anything else is a fresh start.
+pub(crate) fn is_quick_reconnect(sync: &RelaySyncEntry, now: Millis, window: core::time::Duration) -> bool {
+    sync.announcements_synced && sync.disconnected_at.is_some_and(|d| now.since(d) <= window)
+}
+
 /// A recorded connection-status transition (for tests and simulation).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
@@ -300,8 +306,7 @@ impl Engine {
         }
         relay.counters.connect_success += 1;
         relay.sync.health.record_connected(now);
-        let quick_window = self.config.quick_reconnect_window;
-        let quick = relay.sync.announcements_synced && relay.sync.disconnected_at.is_some_and(|d| now.since(d) <= quick_window);
+        let quick = is_quick_reconnect(&relay.sync, now, self.config.quick_reconnect_window);
         let since = if quick {
             relay.sync.last_connected.or(relay.sync.disconnected_at).map(|t| (t - self.config.since_safety_margin).as_secs())
         } else {
@@ -449,7 +454,7 @@ impl Engine {
                 Job {
                     batch: batch_id,
                     filter,
-                    kind: JobKind::Page(Paginator::new(Filter::new())),
+                    kind: JobKind::Page(Box::new(Paginator::new(Filter::new()))),
                     last_request: None,
                     deadline: now + historic_timeout,
                     restarts: 0,
@@ -488,7 +493,7 @@ impl Engine {
         let Some(job) = self.job_mut(url, sub) else { return };
         let mut p = Paginator::new(job.filter.clone());
         let f = p.request(limit);
-        job.kind = JobKind::Page(p);
+        job.kind = JobKind::Page(Box::new(p));
         job.last_request = Some(f.clone());
         job.deadline = now + timeout;
         self.send(url, ClientMessage::req(SubscriptionId::new(sub), vec![f]), now);
@@ -509,7 +514,7 @@ impl Engine {
         }
         match NegSession::open(&items, frame_limit) {
             Ok((session, init)) => {
-                job.kind = JobKind::NegOpen(session);
+                job.kind = JobKind::NegOpen(Box::new(session));
                 job.deadline = now + open_timeout;
                 let filter = job.filter.clone();
                 self.send(

@@ -1,1 +1,777 @@
+//! Engine unit tests, one per SPEC rule, driven by hand with a virtual clock.
+//! A tiny scripted relay answers REQ (newest first, capped), NEG-OPEN/NEG-MSG
+//! (via `NegResponder`) and CLOSE, so each test reads as a short story.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use nostr::{ClientMessage, Event, EventId, JsonUtil, Keys, RelayMessage, SubscriptionId};
+
+use crate::command::Command;
+use crate::config::SyncConfig;
+use crate::engine::Engine;
+use crate::historic::negentropy::NegResponder;
+use crate::nip34;
+use crate::policy::AcceptancePolicy;
+use crate::relay_url::RelayUrl;
+use crate::status::{ConnectionStatus, HealthStatus};
+use crate::store::memory::MemoryStore;
+use crate::testutil::*;
+use crate::time::Millis;
+
+const OURS: &str = "wss://grasp.example.com";
+const R1: &str = "wss://r1.example.com";
+const R2: &str = "wss://r2.example.com";
+
+fn url(s: &str) -> RelayUrl {
+    RelayUrl::parse(s).unwrap()
+}
+
+fn server_policy() -> AcceptancePolicy {
+    AcceptancePolicy::Server { relay_urls: [url(OURS)].into(), domains: Default::default() }
+}
+
+/// How a scripted relay behaves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Nip77,
+    ReqOnly,
+    /// Negentropy works, but `REQ {ids}` returns nothing.
+    Withholding,
+    /// REQ-only (NOTICE on NEG-OPEN) and never sends EOSE for historic REQs.
+    NeverEose,
+    /// Never answers NEG-OPEN at all; REQ works.
+    SilentNeg,
+}
+
+struct ScriptRelay {
+    events: Vec<Event>,
+    mode: Mode,
+    cap: usize,
+    neg: BTreeMap<String, NegResponder>,
+    live: BTreeMap<String, Vec<nostr::Filter>>,
+    connected: bool,
+    rate_limit_next_req: bool,
+}
+
+impl ScriptRelay {
+    fn new(mode: Mode, events: Vec<Event>) -> Self {
+        Self { events, mode, cap: 100, neg: BTreeMap::new(), live: BTreeMap::new(), connected: false, rate_limit_next_req: false }
+    }
+
+    fn answer(&mut self, frame: &str) -> Vec<String> {
+        let msg = ClientMessage::from_json(frame).expect("engine sends valid frames");
+        let opts = nostr::filter::MatchEventOptions::new();
+        match msg {
+            ClientMessage::Req { subscription_id, filters } => {
+                if self.rate_limit_next_req {
+                    self.rate_limit_next_req = false;
+                    return vec![RelayMessage::closed(subscription_id.into_owned(), "rate-limited: slow down").as_json()];
+                }
+                let sub = subscription_id.into_owned();
+                let mut out = Vec::new();
+                let live = filters.iter().all(|f| f.limit == Some(0));
+                if live {
+                    self.live.insert(sub.to_string(), filters.iter().map(|f| f.clone().into_owned()).collect());
+                    return vec![RelayMessage::eose(sub).as_json()];
+                }
+                for f in &filters {
+                    if self.mode == Mode::Withholding && f.ids.is_some() {
+                        continue;
+                    }
+                    let mut m: Vec<&Event> = self.events.iter().filter(|e| f.match_event(e, opts)).collect();
+                    m.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+                    m.truncate(self.cap.min(f.limit.unwrap_or(usize::MAX)));
+                    out.extend(m.into_iter().map(|e| RelayMessage::event(sub.clone(), e.clone()).as_json()));
+                }
+                if self.mode != Mode::NeverEose || filters.iter().any(|f| f.ids.is_some()) {
+                    out.push(RelayMessage::eose(sub).as_json());
+                }
+                out
+            }
+            ClientMessage::NegOpen { subscription_id, filter, initial_message, .. } => {
+                if self.mode == Mode::SilentNeg {
+                    return vec![];
+                }
+                if self.mode == Mode::ReqOnly || self.mode == Mode::NeverEose {
+                    return vec![RelayMessage::notice("ERROR: unknown message type NEG-OPEN").as_json()];
+                }
+                let items: Vec<_> = self.events.iter().filter(|e| filter.match_event(e, opts)).map(|e| (e.id, e.created_at)).collect();
+                let mut r = NegResponder::new(&items, 60_000).unwrap();
+                let answer = r.reconcile(&initial_message).unwrap();
+                self.neg.insert(subscription_id.to_string(), r);
+                vec![RelayMessage::NegMsg { subscription_id, message: std::borrow::Cow::Owned(answer) }.as_json()]
+            }
+            ClientMessage::NegMsg { subscription_id, message } => {
+                let Some(r) = self.neg.get_mut(subscription_id.as_str()) else { return vec![] };
+                let answer = r.reconcile(&message).unwrap();
+                vec![RelayMessage::NegMsg { subscription_id, message: std::borrow::Cow::Owned(answer) }.as_json()]
+            }
+            ClientMessage::NegClose { subscription_id } => {
+                self.neg.remove(subscription_id.as_str());
+                vec![]
+            }
+            ClientMessage::Close(sub) => {
+                self.live.remove(sub.as_str());
+                vec![]
+            }
+            _ => vec![],
+        }
+    }
+
+    /// Publishes a new event to matching live subscriptions.
+    fn publish(&mut self, e: Event) -> Vec<String> {
+        let opts = nostr::filter::MatchEventOptions::new();
+        self.events.push(e.clone());
+        self.live
+            .iter()
+            .filter(|(_, fs)| fs.iter().any(|f| f.match_event(&e, opts)))
+            .map(|(s, _)| RelayMessage::event(SubscriptionId::new(s), e.clone()).as_json())
+            .collect()
+    }
+}
+
+struct Harness {
+    engine: Engine,
+    now: Millis,
+    store: MemoryStore,
+    relays: BTreeMap<RelayUrl, ScriptRelay>,
+    /// Frames the engine sent, per relay.
+    sent: BTreeMap<RelayUrl, Vec<String>>,
+    connects: Vec<(Millis, RelayUrl)>,
+    disconnects: Vec<RelayUrl>,
+    persisted: Option<Vec<u8>>,
+    /// Relays that refuse connections.
+    down: Vec<RelayUrl>,
+}
+
+impl Harness {
+    fn new(config: SyncConfig, policy: AcceptancePolicy, bootstrap: &[&str], relays: Vec<(&str, ScriptRelay)>) -> Self {
+        let now = Millis(1_800_000_000_000);
+        let boot: Vec<String> = bootstrap.iter().map(|s| s.to_string()).collect();
+        let mut engine = Engine::new(config, policy, &boot, 42, now).unwrap();
+        engine.set_record_transitions(true);
+        Self {
+            engine,
+            now,
+            store: MemoryStore::new(),
+            relays: relays.into_iter().map(|(u, r)| (url(u), r)).collect(),
+            sent: BTreeMap::new(),
+            connects: Vec::new(),
+            disconnects: Vec::new(),
+            persisted: None,
+            down: Vec::new(),
+        }
+    }
+
+    /// Executes every pending command; relays answer immediately.
+    fn pump(&mut self) {
+        let mut guard = 0;
+        while let Some(cmd) = self.engine.poll_command() {
+            guard += 1;
+            assert!(guard < 1_000_000, "command storm");
+            match cmd {
+                Command::Connect { relay, .. } => {
+                    self.connects.push((self.now, relay.clone()));
+                    if self.down.contains(&relay) || !self.relays.contains_key(&relay) {
+                        self.engine.handle_connect_failed(&relay, self.now, "refused");
+                    } else {
+                        self.relays.get_mut(&relay).unwrap().connected = true;
+                        self.engine.handle_connected(&relay, self.now);
+                    }
+                }
+                Command::Disconnect { relay } => {
+                    self.disconnects.push(relay.clone());
+                    if let Some(r) = self.relays.get_mut(&relay) {
+                        r.connected = false;
+                        r.live.clear();
+                    }
+                }
+                Command::Send { relay, text } => {
+                    self.sent.entry(relay.clone()).or_default().push(text.clone());
+                    let answers = self.relays.get_mut(&relay).map(|r| r.answer(&text)).unwrap_or_default();
+                    for a in answers {
+                        self.engine.handle_frame(&relay, &a, self.now);
+                    }
+                }
+                Command::SaveEvents { token, events } => {
+                    let out = self.store.save_sync(events).unwrap();
+                    self.engine.handle_saved(token, out, self.now);
+                }
+                Command::LoadNegentropyItems { token, filter } => {
+                    let items = self.store.negentropy_items_sync(&filter).unwrap();
+                    self.engine.handle_negentropy_items(token, items, self.now);
+                }
+                Command::PersistState { state } => self.persisted = Some(state),
+            }
+        }
+    }
+
+    /// Advances virtual time by `d`, firing every timeout on the way.
+    fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        self.pump();
+        let mut stuck = 0;
+        while let Some(t) = self.engine.poll_timeout() {
+            if t > end {
+                break;
+            }
+            stuck = if t <= self.now { stuck + 1 } else { 0 };
+            assert!(stuck < 1000, "engine keeps asking for a timeout at {t:?} without progress (now {:?})", self.now);
+            self.now = self.now.max(t);
+            self.engine.handle_timeout(self.now);
+            self.pump();
+        }
+        self.now = end;
+    }
+
+    fn status(&self, relay: &str) -> ConnectionStatus {
+        self.engine.status(self.now).relays.iter().find(|r| r.relay == url(relay).as_str()).map(|r| r.connection).expect("tracked")
+    }
+
+    fn health(&self, relay: &str) -> HealthStatus {
+        self.engine.status(self.now).relays.iter().find(|r| r.relay == url(relay).as_str()).map(|r| r.health).expect("tracked")
+    }
+
+    fn tracked(&self, relay: &str) -> bool {
+        self.engine.status(self.now).relays.iter().any(|r| r.relay == url(relay).as_str())
+    }
+
+    fn drop_connection(&mut self, relay: &str) {
+        let u = url(relay);
+        self.relays.get_mut(&u).unwrap().connected = false;
+        self.relays.get_mut(&u).unwrap().live.clear();
+        self.engine.handle_disconnected(&u, self.now, "test drop");
+        self.pump();
+    }
+
+    fn sent_to(&self, relay: &str) -> Vec<String> {
+        self.sent.get(&url(relay)).cloned().unwrap_or_default()
+    }
+
+    fn publish(&mut self, relay: &str, e: Event) {
+        let u = url(relay);
+        let frames = self.relays.get_mut(&u).unwrap().publish(e);
+        for f in frames {
+            self.engine.handle_frame(&u, &f, self.now);
+        }
+        self.pump();
+    }
+}
+
+/// A repo listing our service and R1, with a patch, a comment and a status;
+/// plus noise. Returns (events, accepted ids).
+fn dataset(keys: &Keys) -> (Vec<Event>, Vec<EventId>) {
+    let ann = announcement(keys, "repo", &[OURS, R1], &[]);
+    let addr = nip34::repo_address(&ann);
+    let patch = tagged(keys, 1617, "a", &addr);
+    let comment = tagged(keys, 1111, "E", &patch.id.to_hex());
+    let status = tagged(keys, 1631, "e", &patch.id.to_hex());
+    let other = announcement(keys, "not-ours", &["wss://elsewhere.example.org"], &[]);
+    let noise = tagged(keys, 1111, "E", &EventId::all_zeros().to_hex());
+    let accepted = vec![ann.id, patch.id, comment.id, status.id];
+    (vec![ann, patch, comment, status, other, noise], accepted)
+}
+
+fn stored_ids(h: &Harness) -> Vec<EventId> {
+    let mut v: Vec<EventId> = h.store.all().into_iter().map(|e| e.id).collect();
+    v.sort();
+    v
+}
+
+fn sorted(mut v: Vec<EventId>) -> Vec<EventId> {
+    v.sort();
+    v
+}
+
+fn cfg() -> SyncConfig {
+    SyncConfig { backoff_jitter: 0.0, ..Default::default() }
+}
+
+#[test]
+fn three_layers_sync_accepted_events_via_negentropy() {
+    let k = Keys::generate();
+    let (events, accepted) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(stored_ids(&h), sorted(accepted.clone()));
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+    let st = h.engine.status(h.now);
+    assert_eq!(st.totals.events_synced, 4);
+    assert_eq!(st.totals.repositories, 1);
+    assert_eq!(st.totals.root_events, 1);
+    assert!(h.sent_to(R1).iter().any(|f| f.starts_with("[\"NEG-OPEN\"")));
+    assert!(accepted.iter().all(|id| h.store.saved_count(id) == 1));
+}
+
+#[test]
+fn req_only_relay_answering_neg_open_with_notice_falls_back_to_req() {
+    let k = Keys::generate();
+    let (events, accepted) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::ReqOnly, events))]);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(stored_ids(&h), sorted(accepted));
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+    assert!(h.engine.status(h.now).relays[0].req_only);
+}
+
+#[test]
+fn silent_neg_open_times_out_to_req_only() {
+    let k = Keys::generate();
+    let (events, accepted) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::SilentNeg, events))]);
+    h.advance(Duration::from_secs(9));
+    assert!(!h.engine.status(h.now).relays[0].req_only, "still waiting within the 10 s NEG-OPEN timeout");
+    h.advance(Duration::from_secs(60));
+    assert!(h.engine.status(h.now).relays[0].req_only);
+    assert_eq!(stored_ids(&h), sorted(accepted));
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+}
+
+#[test]
+fn forged_events_are_never_stored() {
+    let k = Keys::generate();
+    let (mut events, accepted) = dataset(&k);
+    // forge: same content with the patch's id but a broken signature
+    let patch = events[1].clone();
+    let mut json: serde_json::Value = serde_json::from_str(&patch.as_json()).unwrap();
+    json["sig"] = serde_json::Value::String("00".repeat(64));
+    let forged_comment = {
+        let c = tagged_at(&k, 1111, "E", &patch.id.to_hex(), nostr::Timestamp::from(1_700_000_999));
+        let mut j: serde_json::Value = serde_json::from_str(&c.as_json()).unwrap();
+        j["sig"] = serde_json::Value::String("11".repeat(64));
+        Event::from_json(j.to_string()).unwrap()
+    };
+    events.push(forged_comment.clone());
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::ReqOnly, events))]);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(stored_ids(&h), sorted(accepted));
+    assert_eq!(h.store.saved_count(&forged_comment.id), 0);
+    let rejected = &h.engine.status(h.now).totals.events_rejected;
+    assert!(rejected.get("invalid_signature").copied().unwrap_or(0) >= 1, "{rejected:?}");
+}
+
+#[test]
+fn malformed_and_oversized_frames_are_counted_and_ignored() {
+    let k = Keys::generate();
+    let (events, accepted) = dataset(&k);
+    let config = SyncConfig { max_frame_bytes: 4096, ..cfg() };
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(1));
+    let r1 = url(R1);
+    h.engine.handle_frame(&r1, "not json", h.now);
+    h.engine.handle_frame(&r1, "[\"EVENT\",\"x\",{\"id\":1}]", h.now);
+    h.engine.handle_frame(&r1, &"x".repeat(5000), h.now);
+    h.engine.handle_frame(&r1, "[\"NEG-MSG\",\"hist1\",\"zz\"]", h.now);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(stored_ids(&h), sorted(accepted));
+    let rejected = &h.engine.status(h.now).totals.events_rejected;
+    assert_eq!(rejected.get("malformed"), Some(&2));
+    assert_eq!(rejected.get("oversized"), Some(&1));
+}
+
+#[test]
+fn l2_work_discovered_late_is_batched_over_the_5s_window() {
+    let k = Keys::generate();
+    let (events, _) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::ZERO);
+    h.pump();
+    // the announcement arrived through L1; L2 for it must wait for the window
+    let l2_now = h.sent_to(R1).iter().filter(|f| f.contains("\"#a\"")).count();
+    assert_eq!(l2_now, 0, "no L2 filter before the batch window closes");
+    h.advance(Duration::from_millis(4_900));
+    assert_eq!(h.sent_to(R1).iter().filter(|f| f.contains("\"#a\"")).count(), 0);
+    h.advance(Duration::from_millis(200));
+    assert!(h.sent_to(R1).iter().any(|f| f.contains("\"#a\"")), "L2 sent after 5 s");
+}
+
+#[test]
+fn syncing_becomes_connected_only_after_the_settle_window() {
+    let k = Keys::generate();
+    let (events, _) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::ZERO);
+    assert_eq!(h.status(R1), ConnectionStatus::Syncing);
+    // L1 done at t0, L2 at t0+5s, L3 at t0+10s; settle = 6 s after the last batch ends
+    h.advance(Duration::from_secs(15));
+    assert_eq!(h.status(R1), ConnectionStatus::Syncing);
+    h.advance(Duration::from_millis(1_100));
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+    let row = h.engine.status(h.now).relays[0].clone();
+    assert!(row.historic_sync_completed);
+    assert!(row.historic_sync_completed_at.is_some());
+}
+
+#[test]
+fn degraded_when_a_relay_withholds_negentropy_ids_twice() {
+    let k = Keys::generate();
+    let (events, _) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Withholding, events))]);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.status(R1), ConnectionStatus::ConnectedDegraded);
+    let ids_reqs = h.sent_to(R1).iter().filter(|f| f.starts_with("[\"REQ\",\"ids")).count();
+    assert_eq!(ids_reqs, 2, "asked once and retried once");
+    assert!(h.engine.status(h.now).relays[0].counters.batches_failed >= 1);
+}
+
+#[test]
+fn never_eose_relay_times_out_retries_then_degrades() {
+    let k = Keys::generate();
+    let (events, _) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::NeverEose, events))]);
+    h.advance(Duration::from_secs(59));
+    assert_eq!(h.status(R1), ConnectionStatus::Syncing);
+    let l1_reqs = |h: &Harness| h.sent_to(R1).iter().filter(|f| f.starts_with("[\"REQ\",\"hist") && f.contains("\"kinds\":[30617")).count();
+    assert_eq!(l1_reqs(&h), 1);
+    h.advance(Duration::from_secs(3));
+    assert_eq!(l1_reqs(&h), 2, "retried once after the 60 s historic timeout");
+    // L2/L3 batches (discovered from the events that did arrive) time out the same way
+    h.advance(Duration::from_secs(140));
+    assert_eq!(h.status(R1), ConnectionStatus::ConnectedDegraded, "failed after the retry");
+    assert_eq!(l1_reqs(&h), 2);
+}
+
+#[test]
+fn quick_reconnect_at_14_59_but_fresh_start_at_15_01() {
+    let window = SyncConfig::default().quick_reconnect_window;
+    let t0 = Millis(1_000_000);
+    let entry = crate::state::RelaySyncEntry { announcements_synced: true, disconnected_at: Some(t0), ..Default::default() };
+    assert!(crate::engine::is_quick_reconnect(&entry, t0 + Duration::from_secs(14 * 60 + 59), window));
+    assert!(!crate::engine::is_quick_reconnect(&entry, t0 + Duration::from_secs(15 * 60 + 1), window));
+    let never_synced = crate::state::RelaySyncEntry { announcements_synced: false, ..entry.clone() };
+    assert!(!crate::engine::is_quick_reconnect(&never_synced, t0 + Duration::from_secs(60), window));
+}
+
+#[test]
+fn reconnect_after_10_minutes_resumes_but_after_20_minutes_starts_fresh() {
+    for (gap_secs, expect_quick) in [(10 * 60u64, true), (20 * 60u64, false)] {
+        let k = Keys::generate();
+        let (events, _) = dataset(&k);
+        // the first retry comes exactly one backoff after the drop
+        let config = SyncConfig { backoff_base: Duration::from_secs(gap_secs), backoff_max: Duration::from_secs(gap_secs), ..cfg() };
+        let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+        h.advance(Duration::from_secs(30));
+        assert_eq!(h.status(R1), ConnectionStatus::Connected);
+        h.drop_connection(R1);
+        h.sent.clear();
+        h.advance(Duration::from_secs(gap_secs + 3));
+        let frames = h.sent_to(R1);
+        assert!(!frames.is_empty(), "reconnected after {gap_secs}s");
+        let with_since = frames
+            .iter()
+            .filter(|f| (f.starts_with("[\"NEG-OPEN\"") || f.starts_with("[\"REQ\",\"hist")) && f.contains("\"since\""))
+            .count();
+        assert_eq!(with_since > 0, expect_quick, "gap {gap_secs}s: {frames:?}");
+        if !expect_quick {
+            assert!(frames.iter().any(|f| f.contains("\"#a\"") && !f.contains("since")), "fresh start asks L2 in full");
+        }
+        h.advance(Duration::from_secs(30));
+        assert_eq!(h.status(R1), ConnectionStatus::Connected);
+    }
+}
+
+#[test]
+fn quick_reconnect_since_is_last_connection_minus_margin() {
+    let k = Keys::generate();
+    let (events, _) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(30));
+    let dropped_at = h.now;
+    h.drop_connection(R1);
+    h.sent.clear();
+    h.advance(Duration::from_secs(10));
+    let since = (dropped_at - SyncConfig::default().since_safety_margin).as_secs();
+    assert!(h.sent_to(R1).iter().any(|f| f.contains(&format!("\"since\":{since}"))), "{:?}", h.sent_to(R1));
+}
+
+#[test]
+fn consolidation_at_70_vs_71_live_filters() {
+    for (repos, expect_consolidated) in [(69usize, false), (70usize, true)] {
+        // 1 L1 live filter + one L2 live filter per repo (max 1 address per filter)
+        let k = Keys::generate();
+        let mut events = Vec::new();
+        for i in 0..repos {
+            events.push(announcement(&k, &format!("r{i}"), &[OURS, R1], &[]));
+        }
+        let config = SyncConfig { max_addresses_per_filter: 1, ..cfg() };
+        let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+        h.advance(Duration::from_secs(30));
+        let row = h.engine.status(h.now).relays[0].clone();
+        let closes = h.sent_to(R1).iter().filter(|f| f.starts_with("[\"CLOSE\",\"live")).count();
+        if expect_consolidated {
+            assert_eq!(closes, 1 + repos, "all {} live filters closed", 1 + repos);
+            assert!(row.live_filters <= 71);
+        } else {
+            assert_eq!(closes, 0);
+            assert_eq!(row.live_filters, 1 + repos);
+        }
+        assert_eq!(h.status(R1), ConnectionStatus::Connected);
+    }
+}
+
+#[test]
+fn consolidation_reopens_the_fewest_filters() {
+    let k = Keys::generate();
+    let mut events = Vec::new();
+    for i in 0..80 {
+        events.push(announcement(&k, &format!("r{i}"), &[OURS, R1], &[]));
+    }
+    // each repo discovered in its own window -> one live filter per repo
+    let config = SyncConfig { max_addresses_per_filter: 1, ..cfg() };
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(30));
+    // after consolidation with 1 address per filter: L1 + 80 repos = 81 > 70 again is unavoidable;
+    // with the default 100 per filter it is 2
+    let mut h2 = {
+        let mut events = Vec::new();
+        for i in 0..80 {
+            events.push(announcement(&k, &format!("r{i}"), &[OURS, R1], &[]));
+        }
+        Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))])
+    };
+    h2.advance(Duration::from_secs(30));
+    assert_eq!(h2.engine.status(h2.now).relays[0].live_filters, 2);
+    assert!(h.engine.status(h.now).relays[0].live_filters >= 2);
+}
+
+#[test]
+fn rate_limited_relay_gets_nothing_for_65_seconds() {
+    let k = Keys::generate();
+    let (events, accepted) = dataset(&k);
+    let mut relay = ScriptRelay::new(Mode::ReqOnly, events);
+    relay.rate_limit_next_req = true;
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, relay)]);
+    h.advance(Duration::ZERO);
+    assert_eq!(h.health(R1), HealthStatus::RateLimited);
+    let sent_before = h.sent_to(R1).len();
+    h.advance(Duration::from_secs(64));
+    assert_eq!(h.sent_to(R1).len(), sent_before, "nothing sent during the cooldown");
+    h.advance(Duration::from_secs(30));
+    assert!(h.sent_to(R1).len() > sent_before);
+    assert_ne!(h.health(R1), HealthStatus::RateLimited);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(stored_ids(&h), sorted(accepted));
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+}
+
+#[test]
+fn daily_reconciliation_between_23_and_25_hours() {
+    let k = Keys::generate();
+    let (events, _) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(30));
+    let start = h.now;
+    h.sent.clear();
+    h.advance(Duration::from_secs(23 * 3600 - 60));
+    assert!(!h.sent_to(R1).iter().any(|f| f.starts_with("[\"NEG-OPEN\"")), "no reconciliation before 23 h");
+    h.advance(Duration::from_secs(2 * 3600 + 120));
+    let at = h.engine.take_transitions().into_iter().filter(|t| t.to == ConnectionStatus::Syncing && t.at > start).map(|t| t.at).next();
+    let at = at.expect("a reconciliation happened");
+    let elapsed = at.since(start - Duration::from_secs(30));
+    assert!(elapsed >= Duration::from_secs(23 * 3600) && elapsed <= Duration::from_secs(25 * 3600 + 2), "{elapsed:?}");
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+}
+
+#[test]
+fn hostile_relay_urls_are_not_contacted() {
+    let k = Keys::generate();
+    let ann = announcement(&k, "evil", &[OURS, "ws://127.0.0.1:7777", "ws://10.0.0.1", "http://relay.example.com", R2], &[]);
+    let mut h = Harness::new(
+        cfg(),
+        server_policy(),
+        &[R1],
+        vec![(R1, ScriptRelay::new(Mode::Nip77, vec![ann])), (R2, ScriptRelay::new(Mode::Nip77, vec![]))],
+    );
+    h.advance(Duration::from_secs(30));
+    let contacted: Vec<String> = h.connects.iter().map(|(_, u)| u.to_string()).collect();
+    assert!(contacted.contains(&R2.to_string()));
+    assert!(contacted.iter().all(|u| !u.contains("127.0.0.1") && !u.contains("10.0.0.1") && !u.starts_with("http")));
+    assert_eq!(h.engine.status(h.now).totals.relays_refused, 3);
+    assert!(!h.tracked("ws://127.0.0.1:7777"));
+}
+
+#[test]
+fn our_own_relay_is_never_contacted_in_server_policy() {
+    let k = Keys::generate();
+    let (events, _) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(30));
+    assert!(h.connects.iter().all(|(_, u)| u.as_str() != OURS));
+}
+
+#[test]
+fn relays_listed_by_announcements_are_connected_and_idle_ones_dropped() {
+    let k = Keys::generate();
+    let (mut events, _) = dataset(&k);
+    // the repo now also lists R2
+    events[0] = announcement(&k, "repo", &[OURS, R1, R2], &[]);
+    let mut h = Harness::new(
+        cfg(),
+        server_policy(),
+        &[R1],
+        vec![(R1, ScriptRelay::new(Mode::Nip77, events)), (R2, ScriptRelay::new(Mode::Nip77, vec![]))],
+    );
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.status(R2), ConnectionStatus::Connected);
+    // a newer announcement drops R2
+    let newer = announcement_at(&k, "repo", &[OURS, R1], nostr::Timestamp::from(1_700_000_500));
+    h.publish(R1, newer);
+    h.advance(Duration::from_secs(10));
+    assert!(!h.tracked(R2), "R2 no longer listed: dropped");
+    assert!(h.disconnects.contains(&url(R2)));
+    assert!(h.tracked(R1), "bootstrap relay never dropped");
+}
+
+#[test]
+fn bootstrap_relay_is_kept_even_when_nothing_lists_it() {
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, vec![]))]);
+    h.advance(Duration::from_secs(60));
+    assert!(h.tracked(R1));
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+}
+
+#[test]
+fn live_events_after_historic_sync_are_stored() {
+    let k = Keys::generate();
+    let (events, _) = dataset(&k);
+    let patch_id = events[1].id;
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(30));
+    let live_comment = tagged(&k, 1111, "E", &patch_id.to_hex());
+    h.publish(R1, live_comment.clone());
+    assert_eq!(h.store.saved_count(&live_comment.id), 1);
+}
+
+#[test]
+fn backoff_and_connection_attempts_follow_the_schedule() {
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, vec![]))]);
+    h.down.push(url(R1));
+    h.advance(Duration::from_secs(200));
+    let times: Vec<u64> = h.connects.iter().map(|(t, _)| t.0).collect();
+    let gaps: Vec<u64> = times.windows(2).map(|w| (w[1] - w[0]) / 1000).collect();
+    // 5, 10, 20, 40, 80 s (rounded up to the 2 s tick)
+    assert_eq!(gaps.len(), 5, "{gaps:?}");
+    for (g, want) in gaps.iter().zip([5u64, 10, 20, 40, 80]) {
+        assert!(*g >= want && *g <= want + 2, "gap {g} want {want}");
+    }
+    assert_eq!(h.health(R1), HealthStatus::Degraded);
+    assert_eq!(h.engine.status(h.now).relays[0].counters.connect_failure, 6);
+}
+
+#[test]
+fn status_transitions_follow_the_state_machine() {
+    let k = Keys::generate();
+    let (events, _) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(30));
+    h.drop_connection(R1);
+    h.advance(Duration::from_secs(60));
+    let t = h.engine.take_transitions();
+    use ConnectionStatus::*;
+    let seq: Vec<ConnectionStatus> = t.iter().map(|t| t.to).collect();
+    assert_eq!(seq, vec![Connecting, Syncing, Connected, Disconnected, Connecting, Syncing, Connected]);
+    assert!(t.iter().all(|t| t.from.can_become(t.to)));
+}
+
+#[test]
+fn restart_from_persisted_state_is_a_quick_reconnect() {
+    let k = Keys::generate();
+    let (events, accepted) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events.clone()))]);
+    h.advance(Duration::from_secs(30));
+    h.engine.shutdown(h.now);
+    h.pump();
+    let state = h.persisted.clone().expect("state persisted on shutdown");
+    // new process, same store, 5 minutes later
+    let store = std::mem::take(&mut h.store);
+    let mut h2 = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h2.store = store;
+    h2.now = h.now + Duration::from_secs(300);
+    h2.engine.restore(&state).unwrap();
+    h2.advance(Duration::from_secs(30));
+    assert!(h2.sent_to(R1).iter().any(|f| f.contains("\"since\"")), "quick reconnect uses since");
+    assert_eq!(h2.status(R1), ConnectionStatus::Connected);
+    assert_eq!(stored_ids(&h2), sorted(accepted));
+    assert_eq!(h2.engine.status(h2.now).totals.repositories, 1);
+}
+
+#[test]
+fn corrupt_state_is_a_clear_error() {
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![]);
+    let err = h.engine.restore(b"{not json").unwrap_err();
+    assert!(err.to_string().contains("sync state is corrupt"));
+}
+
+#[test]
+fn store_failure_loses_nothing() {
+    let k = Keys::generate();
+    let (events, accepted) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    // Fail the first saves by closing the store, then reopen it.
+    h.store.close();
+    let mut failures = 0;
+    for _ in 0..50 {
+        while let Some(cmd) = h.engine.poll_command() {
+            match cmd {
+                Command::SaveEvents { token, events } => match h.store.save_sync(events.clone()) {
+                    Ok(out) => h.engine.handle_saved(token, out, h.now),
+                    Err(e) => {
+                        failures += 1;
+                        h.engine.handle_save_failed(token, events, &e.0, h.now);
+                    }
+                },
+                Command::Connect { relay, .. } => h.engine.handle_connected(&relay, h.now),
+                Command::Send { relay, text } => {
+                    for a in h.relays.get_mut(&relay).unwrap().answer(&text) {
+                        h.engine.handle_frame(&relay, &a, h.now);
+                    }
+                }
+                Command::LoadNegentropyItems { token, .. } => h.engine.handle_negentropy_items(token, vec![], h.now),
+                _ => {}
+            }
+        }
+        h.now = h.now + Duration::from_millis(500);
+        h.engine.handle_timeout(h.now);
+    }
+    assert!(failures > 0);
+    h.store.reopen();
+    h.advance(Duration::from_secs(30));
+    assert_eq!(stored_ids(&h), sorted(accepted));
+}
+
+#[test]
+fn client_policy_follows_interest_set() {
+    let k = Keys::generate();
+    let (events, _) = dataset(&k);
+    let other_addr = nip34::repo_address(&events[4]);
+    let policy = AcceptancePolicy::Client(crate::policy::InterestSet { repositories: [other_addr.clone()].into(), ..Default::default() });
+    let mut h = Harness::new(cfg(), policy, &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events.clone()))]);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(stored_ids(&h), vec![events[4].id]);
+    assert_eq!(h.engine.status(h.now).repositories[0].address, other_addr);
+}
+
+#[test]
+fn pagination_through_the_engine_keeps_same_second_events() {
+    let k = Keys::generate();
+    let ann = announcement(&k, "repo", &[OURS, R1], &[]);
+    let addr = nip34::repo_address(&ann);
+    let mut events = vec![ann];
+    for i in 0..250u64 {
+        let tags = [nostr::Tag::parse(["a".to_string(), addr.clone()]).unwrap()];
+        let at = nostr::Timestamp::from(1_700_000_000 + i / 30); // 30 events share each second
+        events.push(
+            nostr::EventBuilder::new(nostr::Kind::Custom(1621), format!("issue {i}"))
+                .tags(tags)
+                .custom_created_at(at)
+                .sign_with_keys(&k)
+                .unwrap(),
+        );
+    }
+    let accepted: Vec<EventId> = events.iter().map(|e| e.id).collect();
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::ReqOnly, events))]);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(stored_ids(&h), sorted(accepted));
+    assert!(h.sent_to(R1).iter().any(|f| f.contains("\"until\"")));
+}

@@ -57,7 +57,7 @@ impl Health {
 
     /// May we start a connection attempt now?
     pub fn may_attempt(&self, now: Millis) -> bool {
-        now >= self.next_attempt_at && !self.rate_limited_until.is_some_and(|t| now < t)
+        now >= self.next_attempt_at && self.rate_limited_until.is_none_or(|t| now >= t)
     }
 
     /// Connect timeout for the next attempt: the base backoff, growing with the

@@ -18,11 +18,11 @@ pub enum JobKind {
     /// Waiting for our negentropy items from the store (token).
     LoadingItems(u64),
     /// NEG-OPEN sent; no answer yet (silence or NOTICE means REQ-only).
-    NegOpen(NegSession),
+    NegOpen(Box<NegSession>),
     /// Negentropy rounds in progress.
-    Neg(NegSession),
+    Neg(Box<NegSession>),
     /// REQ+EOSE pagination.
-    Page(Paginator),
+    Page(Box<Paginator>),
     /// Fetching needed ids.
     Fetch(Fetch),
 }

@@ -10,6 +10,8 @@ use nostr::{EventId, Filter};
 pub struct Fetch {
     requested: BTreeSet<EventId>,
     received: BTreeSet<EventId>,
+    /// `received.len()` at the previous EOSE, to tell progress from withholding.
+    received_at_last_eose: usize,
     /// Attempts made (1 after the first request).
     pub attempts: u32,
 }
@@ -30,7 +32,7 @@ impl Fetch {
     pub fn new(ids: Vec<EventId>) -> (Self, Filter) {
         let requested: BTreeSet<EventId> = ids.into_iter().collect();
         let filter = Filter::new().ids(requested.iter().copied());
-        (Self { requested, received: BTreeSet::new(), attempts: 1 }, filter)
+        (Self { requested, received: BTreeSet::new(), received_at_last_eose: 0, attempts: 1 }, filter)
     }
 
     /// A valid event arrived (or one we already have / deliberately rejected).
@@ -41,11 +43,16 @@ impl Fetch {
     }
 
     /// EOSE: complete, retry the missing ids, or fail after `retries` retries.
+    /// An answer that brought new ids is a relay truncating its result (its
+    /// per-REQ cap is below our chunk), not withholding: the rest is asked
+    /// for again whatever the retry count.
     pub fn on_eose(&mut self, retries: u32) -> FetchOutcome {
         let missing: Vec<EventId> = self.requested.difference(&self.received).copied().collect();
+        let progressed = self.received.len() > self.received_at_last_eose;
+        self.received_at_last_eose = self.received.len();
         if missing.is_empty() {
             FetchOutcome::Complete
-        } else if self.attempts <= retries {
+        } else if self.attempts <= retries || progressed {
             self.attempts += 1;
             FetchOutcome::Retry(Filter::new().ids(missing))
         } else {
@@ -85,6 +92,22 @@ mod tests {
         assert!(matches!(f.on_eose(1), FetchOutcome::Retry(_)));
         f.on_event(id(1));
         assert_eq!(f.on_eose(1), FetchOutcome::Complete);
+    }
+
+    #[test]
+    fn a_relay_truncating_its_answer_is_asked_until_it_stops_progressing() {
+        // a relay capping each answer at 2 events
+        let (mut f, _) = Fetch::new((1..=6).map(id).collect());
+        f.on_event(id(1));
+        f.on_event(id(2));
+        assert!(matches!(f.on_eose(1), FetchOutcome::Retry(_)));
+        f.on_event(id(3));
+        f.on_event(id(4));
+        assert!(matches!(f.on_eose(1), FetchOutcome::Retry(_)), "progress: truncating, not withholding");
+        f.on_event(id(5));
+        assert!(matches!(f.on_eose(1), FetchOutcome::Retry(_)));
+        // id 6 is withheld: an answer without progress after the retries fails
+        assert_eq!(f.on_eose(1), FetchOutcome::Failed(vec![id(6)]));
     }
 
     #[test]

@@ -78,7 +78,7 @@ mod tests {
 
     /// A relay's answer to one page: newest first, `until` inclusive, capped at `cap`.
     fn serve(all: &[(EventId, u64)], f: &Filter, cap: usize) -> Vec<(EventId, u64)> {
-        let mut v: Vec<_> = all.iter().filter(|(_, t)| f.until.is_none_or(|u| *t <= u.as_u64())).copied().collect();
+        let mut v: Vec<_> = all.iter().filter(|(_, t)| f.until.is_none_or(|u| *t <= u.as_secs())).copied().collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         v.truncate(cap.min(f.limit.unwrap_or(usize::MAX)));
         v
