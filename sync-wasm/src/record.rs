@@ -1,0 +1,208 @@
+//! How an event is laid out in IndexedDB, and which index answers a filter.
+//!
+//! Pure Rust (no browser APIs) so it is unit-tested on the host; the
+//! IndexedDB store only moves these records in and out.
+
+use std::collections::BTreeSet;
+
+use nostr::{Event, Filter, JsonUtil, SingleLetterTag};
+use serde::{Deserialize, Serialize};
+use sync_core::nip34;
+
+/// Tag names whose first value is indexed: the ones the sync layers query
+/// (`#a`, `#A`, `#q` for repositories, `#e`, `#E`, `#q` for root events) and `d`.
+pub const INDEXED_TAGS: [&str; 6] = ["a", "A", "e", "E", "q", "d"];
+
+/// Object store holding events, keyed by `id`.
+pub const EVENTS: &str = "events";
+/// Object store holding the engine's sync state (out-of-line key [`STATE_KEY`]).
+pub const META: &str = "meta";
+/// Key of the persisted sync state in [`META`].
+pub const STATE_KEY: &str = "sync_state";
+/// Index over `kind`.
+pub const IDX_KIND: &str = "kind";
+/// Index over `pubkey`.
+pub const IDX_PUBKEY: &str = "pubkey";
+/// Index over `created_at`.
+pub const IDX_CREATED_AT: &str = "created_at";
+/// Multi-entry index over [`Record::tags`] (`"<name>:<value>"`).
+pub const IDX_TAGS: &str = "tags";
+/// Index over [`Record::addr`] (addressable events only).
+pub const IDX_ADDR: &str = "addr";
+
+/// One stored event. The indexed fields are copies; `json` is the event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Event id (hex), the primary key.
+    pub id: String,
+    /// Event kind.
+    pub kind: u16,
+    /// Author (hex).
+    pub pubkey: String,
+    /// `created_at` (unix seconds).
+    pub created_at: u64,
+    /// Index keys `"<name>:<value>"` for the [`INDEXED_TAGS`].
+    pub tags: Vec<String>,
+    /// `"<kind>:<pubkey>:<d>"` for addressable kinds (30000–39999), else absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<String>,
+    /// The event as NIP-01 JSON.
+    pub json: String,
+}
+
+impl Record {
+    /// The record for `event`.
+    pub fn from_event(event: &Event) -> Self {
+        let mut tags: Vec<String> = Vec::new();
+        for tag in event.tags.iter() {
+            let slice = tag.as_slice();
+            if let (Some(name), Some(value)) = (slice.first(), slice.get(1)) {
+                if INDEXED_TAGS.contains(&name.as_str()) {
+                    let key = tag_key(name, value);
+                    if !tags.contains(&key) {
+                        tags.push(key);
+                    }
+                }
+            }
+        }
+        Self {
+            id: event.id.to_hex(),
+            kind: event.kind.as_u16(),
+            pubkey: event.pubkey.to_hex(),
+            created_at: event.created_at.as_secs(),
+            tags,
+            addr: address_key(event),
+            json: event.as_json(),
+        }
+    }
+
+    /// Parses the stored event back.
+    pub fn event(&self) -> Result<Event, String> {
+        Event::from_json(&self.json).map_err(|e| format!("stored event {} is corrupt: {e}", self.id))
+    }
+}
+
+/// The multi-entry index key of one tag value.
+pub fn tag_key(name: &str, value: &str) -> String {
+    format!("{name}:{value}")
+}
+
+/// `"<kind>:<pubkey>:<d>"` for addressable events (the replacement key).
+pub fn address_key(event: &Event) -> Option<String> {
+    nip34::is_addressable(event.kind).then(|| format!("{}:{}:{}", event.kind.as_u16(), event.pubkey.to_hex(), nip34::d_tag(event)))
+}
+
+/// NIP-01 replacement: does `(new_at, new_id)` beat the stored `(old_at, old_id)`?
+/// Newer wins; on a tie the lowest id wins.
+pub fn replaces(new_at: u64, new_id: &str, old_at: u64, old_id: &str) -> bool {
+    new_at > old_at || (new_at == old_at && new_id < old_id)
+}
+
+/// Which index narrows a filter down before exact matching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Primary-key lookups.
+    Ids(Vec<String>),
+    /// [`IDX_TAGS`] lookups, one per key.
+    Tags(Vec<String>),
+    /// [`IDX_PUBKEY`] lookups.
+    Authors(Vec<String>),
+    /// [`IDX_KIND`] lookups.
+    Kinds(Vec<u16>),
+    /// [`IDX_CREATED_AT`] range (or everything when both bounds are open).
+    TimeRange {
+        /// Lower bound (inclusive).
+        since: Option<u64>,
+        /// Upper bound (inclusive).
+        until: Option<u64>,
+    },
+}
+
+/// Picks the most selective index for `filter`: ids, then an indexed tag
+/// (the one with the fewest values), then authors, kinds, and time. Every
+/// candidate is still checked with `Filter::match_event`, so the plan only
+/// has to return a superset.
+pub fn plan(filter: &Filter) -> Plan {
+    if let Some(ids) = filter.ids.as_ref() {
+        return Plan::Ids(ids.iter().map(|id| id.to_hex()).collect());
+    }
+    let mut best: Option<Vec<String>> = None;
+    for name in INDEXED_TAGS {
+        let Some(Ok(letter)) = name.chars().next().map(SingleLetterTag::from_char) else { continue };
+        if let Some(values) = filter.generic_tags.get(&letter) {
+            let keys: Vec<String> = values.iter().map(|v| tag_key(name, v)).collect();
+            if best.as_ref().is_none_or(|b| keys.len() < b.len()) {
+                best = Some(keys);
+            }
+        }
+    }
+    if let Some(keys) = best {
+        return Plan::Tags(keys);
+    }
+    if let Some(authors) = filter.authors.as_ref() {
+        return Plan::Authors(authors.iter().map(|a| a.to_hex()).collect());
+    }
+    if let Some(kinds) = filter.kinds.as_ref() {
+        let kinds: BTreeSet<u16> = kinds.iter().map(|k| k.as_u16()).collect();
+        return Plan::Kinds(kinds.into_iter().collect());
+    }
+    Plan::TimeRange { since: filter.since.map(|t| t.as_secs()), until: filter.until.map(|t| t.as_secs()) }
+}
+
+/// Exact matching, newest-first ordering (ties by id) and `limit`, applied
+/// to the plan's candidates.
+pub fn finish(filter: &Filter, candidates: Vec<Event>) -> Vec<Event> {
+    let opts = nostr::filter::MatchEventOptions::new();
+    let mut seen = BTreeSet::new();
+    let mut out: Vec<Event> = candidates.into_iter().filter(|e| seen.insert(e.id) && filter.match_event(e, opts)).collect();
+    out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    if let Some(limit) = filter.limit {
+        out.truncate(limit);
+    }
+    out
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use nostr::{EventBuilder, Keys, Kind, Tag, TagKind, Timestamp};
+
+    fn event(keys: &Keys, kind: u16, tags: Vec<Tag>, at: u64) -> Event {
+        EventBuilder::new(Kind::from(kind), "x").tags(tags).custom_created_at(Timestamp::from(at)).sign_with_keys(keys).unwrap()
+    }
+
+    fn tag(name: &str, value: &str) -> Tag {
+        Tag::custom(TagKind::custom(name), [value])
+    }
+
+    #[test]
+    fn record_indexes_layer_tags_and_addressable_key() {
+        let k = Keys::generate();
+        let e = event(&k, 30617, vec![tag("d", "repo"), tag("a", "x"), tag("p", "ignored"), tag("a", "x")], 5);
+        let r = Record::from_event(&e);
+        assert_eq!(r.tags, vec!["d:repo".to_string(), "a:x".to_string()]);
+        assert_eq!(r.addr, Some(format!("30617:{}:repo", k.public_key().to_hex())));
+        assert_eq!(r.event().unwrap(), e);
+        let note = event(&k, 1621, vec![tag("E", "root")], 5);
+        assert_eq!(Record::from_event(&note).addr, None);
+    }
+
+    #[test]
+    fn plan_prefers_ids_then_smallest_tag_set() {
+        let f = Filter::new()
+            .custom_tags(SingleLetterTag::from_char('a').unwrap(), ["1", "2"])
+            .custom_tags(SingleLetterTag::from_char('E').unwrap(), ["3"]);
+        assert_eq!(plan(&f), Plan::Tags(vec!["E:3".into()]));
+        let f = Filter::new().kinds([Kind::from(30617u16), Kind::from(30618u16)]);
+        assert_eq!(plan(&f), Plan::Kinds(vec![30617, 30618]));
+        assert_eq!(plan(&Filter::new()), Plan::TimeRange { since: None, until: None });
+    }
+
+    #[test]
+    fn replacement_rule_newer_then_lowest_id() {
+        assert!(replaces(2, "b", 1, "a"));
+        assert!(!replaces(1, "a", 2, "b"));
+        assert!(replaces(1, "a", 1, "b"));
+        assert!(!replaces(1, "b", 1, "a"));
+    }
+}

@@ -1,0 +1,162 @@
+// Browser end-to-end test: real relays on 127.0.0.1 (tests/src/bin/wasm-e2e-relays.rs),
+// the demo page served locally, Debian's Chromium driven by playwright-core.
+//
+//   node web-demo/tests/e2e.mjs
+//
+// Needs web-demo/pkg (scripts/test-wasm builds it) and the relay helper
+// binary (RELAYS_BIN, default ${CARGO_TARGET_DIR:-target}/debug/wasm-e2e-relays).
+// Screenshots go to test-artifacts/.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+import { serve } from '../serve.mjs';
+
+const repo = fileURLToPath(new URL('../..', import.meta.url));
+const targetDir = process.env.CARGO_TARGET_DIR ?? join(repo, 'target');
+const relaysBin = process.env.RELAYS_BIN ?? join(targetDir, 'debug', 'wasm-e2e-relays');
+const artifacts = join(repo, 'test-artifacts');
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const log = (...a) => console.log(`[e2e ${new Date().toISOString().slice(11, 23)}]`, ...a);
+
+assert.ok(existsSync(join(repo, 'web-demo/pkg/sync_wasm.js')), 'web-demo/pkg missing: build it with scripts/test-wasm or scripts/demo');
+assert.ok(existsSync(relaysBin), `relay helper missing: ${relaysBin} (cargo build -p grasp-sync-tests --bin wasm-e2e-relays)`);
+mkdirSync(artifacts, { recursive: true });
+
+// --- relays -----------------------------------------------------------------
+const helper = spawn(relaysBin, [], { stdio: ['pipe', 'pipe', 'inherit'] });
+const helperLines = createInterface({ input: helper.stdout });
+const waiters = [];
+helperLines.on('line', (line) => waiters.shift()?.(JSON.parse(line)));
+const nextLine = () => new Promise((resolve) => waiters.push(resolve));
+const relays = await nextLine();
+log('relays', JSON.stringify({ solo: relays.solo.relay, nip77: relays.pair.nip77, reqOnly: relays.pair.reqOnly }));
+
+// --- page and browser -------------------------------------------------------
+const server = await serve(0);
+const base = `http://127.0.0.1:${server.address().port}/`;
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
+});
+
+let failed = false;
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1400 } });
+
+  // ---- scenario 1: one NIP-77 relay ----------------------------------------
+  {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => log('page error:', e.message));
+    page.on('console', (m) => m.type() === 'error' && log('console error:', m.text()));
+    const db = `e2e-solo-${Date.now()}`;
+    const q = new URLSearchParams({ relays: relays.solo.relay, repos: relays.solo.repository, db, private: '1', batch: '500' });
+    const t0 = Date.now();
+    await page.goto(`${base}?${q}`);
+    const row = page.locator(`#relay-table tr[data-relay="${relays.solo.relay}"]`);
+    await row.and(page.locator('[data-status="Connected"]')).waitFor({ timeout: 30_000 });
+    const tConnected = Date.now() - t0;
+    const expected = relays.solo.expectedIds;
+    await page.waitForFunction((n) => document.getElementById('t-stored').textContent === String(n), expected.length, { timeout: 10_000 });
+    log(`solo: Connected after ${tConnected} ms, ${expected.length} events stored`);
+    assert.equal(await page.textContent('#t-synced'), String(expected.length), 'events synced total');
+    assert.equal(await page.textContent('#t-repos'), '1', 'repositories');
+    assert.equal(await page.textContent('#t-roots'), String(relays.solo.roots), 'root events');
+    assert.equal(await row.locator('.events-synced').textContent(), String(expected.length), 'relay events synced');
+    assert.notEqual(await row.locator('.completed-at').textContent(), '—', 'historic sync completed at');
+    assert.equal(await page.locator(`#repositories li[data-address="${relays.solo.repository}"]`).count(), 1);
+    assert.deepEqual((await idbIds(page, db)).sort(), [...expected].sort(), 'IndexedDB holds exactly the accepted events');
+
+    // a live event appears on the page within 2 s
+    helper.stdin.write('live\n');
+    const tLive = Date.now();
+    const { live } = await nextLine();
+    await page.locator(`#events li[data-id="${live}"]`).waitFor({ timeout: 2_000 });
+    log(`solo: live event on the page after ${Date.now() - tLive} ms`);
+    assert.ok((await idbIds(page, db)).includes(live), 'live event stored');
+    await page.screenshot({ path: join(artifacts, 'web-demo-solo.png'), fullPage: true });
+
+    // the JS API: query/count, clear errors
+    const api = await page.evaluate(async (addr) => {
+      const s = window.graspSync;
+      const issues = await s.query({ kinds: [1621], '#a': [addr] });
+      const n = await s.count({ '#a': [addr] });
+      const errors = [];
+      try { new window.graspSync.constructor({ bootstrapRelays: [] }); } catch (e) { errors.push(e instanceof Error ? e.message : 'not an Error'); }
+      try { await s.query({ kinds: 'nope' }); } catch (e) { errors.push(e instanceof Error ? e.message : 'not an Error'); }
+      await s.close();
+      try { await s.count({}); } catch (e) { errors.push(e instanceof Error ? e.message : 'not an Error'); }
+      return { issues: issues.length, n, errors, status: s.status().running };
+    }, relays.solo.repository);
+    assert.equal(api.issues, 4, '3 issues + the live one');
+    assert.ok(api.n > 0);
+    assert.match(api.errors[0], /bootstrapRelays/);
+    assert.match(api.errors[1], /invalid filter/);
+    assert.match(api.errors[2], /closed/);
+    assert.equal(api.status, false);
+    await page.close();
+  }
+
+  // ---- scenario 2: one NIP-77 relay and one REQ-only relay; reload resumes -
+  {
+    const page = await context.newPage();
+    page.on('pageerror', (e) => log('page error:', e.message));
+    const db = `e2e-pair-${Date.now()}`;
+    const { nip77, reqOnly, repository, expectedIds } = relays.pair;
+    const q = new URLSearchParams({ relays: `${nip77},${reqOnly}`, repos: repository, db, private: '1', batch: '500' });
+    const t0 = Date.now();
+    await page.goto(`${base}?${q}`);
+    for (const url of [nip77, reqOnly]) {
+      await page.locator(`#relay-table tr[data-relay="${url}"][data-status="Connected"]`).waitFor({ timeout: 60_000 });
+    }
+    await page.waitForFunction((n) => document.getElementById('t-stored').textContent === String(n), expectedIds.length, { timeout: 10_000 });
+    log(`pair: both relays Connected after ${Date.now() - t0} ms, ${expectedIds.length} events stored`);
+    const mode = await page.locator(`#relay-table tr[data-relay="${reqOnly}"] .mode`).textContent();
+    assert.equal(mode, 'REQ only', 'the proxy relay is marked REQ-only');
+    assert.equal(await page.locator(`#relay-table tr[data-relay="${nip77}"] .mode`).textContent(), 'negentropy / REQ');
+    assert.equal(await page.textContent('#t-roots'), String(relays.pair.roots));
+    assert.deepEqual((await idbIds(page, db)).sort(), [...expectedIds].sort(), 'IndexedDB holds exactly the accepted events');
+    await page.screenshot({ path: join(artifacts, 'web-demo-pair.png'), fullPage: true });
+
+    // reload: the persisted sync state is restored (repositories known at once), nothing is saved twice
+    await page.evaluate(() => window.graspSync.stop());
+    await page.reload();
+    await page.waitForFunction(() => window.demoReady === true);
+    await page.waitForFunction((addr) => !!document.querySelector(`#repositories li[data-address="${addr}"]`), repository, { timeout: 5_000 });
+    for (const url of [nip77, reqOnly]) {
+      await page.locator(`#relay-table tr[data-relay="${url}"][data-status="Connected"]`).waitFor({ timeout: 60_000 });
+    }
+    assert.equal(await page.textContent('#t-synced'), '0', 'nothing new after reload');
+    assert.deepEqual((await idbIds(page, db)).sort(), [...expectedIds].sort());
+    log(`pair: reload resumed, Connected again`);
+    await page.close();
+  }
+  log('ALL BROWSER E2E CHECKS PASSED');
+} catch (e) {
+  failed = true;
+  console.error(e);
+} finally {
+  await browser.close();
+  server.close();
+  helper.stdin.end();
+  helper.kill();
+}
+process.exit(failed ? 1 : 0);
+
+/** Event ids in the page's IndexedDB, read with the raw IndexedDB API (not through sync-wasm). */
+async function idbIds(page, db) {
+  return page.evaluate((name) => new Promise((resolve, reject) => {
+    const open = indexedDB.open(name);
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const req = open.result.transaction('events').objectStore('events').getAllKeys();
+      req.onsuccess = () => { open.result.close(); resolve(req.result); };
+      req.onerror = () => reject(req.error);
+    };
+  }), db);
+}
