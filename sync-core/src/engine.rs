@@ -300,10 +300,11 @@ impl Engine {
 
     /// The driver opened the connection requested by `Command::Connect`.
     pub fn handle_connected(&mut self, url: &RelayUrl, now: Millis) {
-        let Some(relay) = self.relays.get_mut(url) else { return };
-        if relay.status != ConnectionStatus::Connecting {
+        let Some(relay) = self.relays.get_mut(url).filter(|r| r.status == ConnectionStatus::Connecting) else {
+            // Dropped or shut down while connecting: close the socket the driver just opened.
+            self.commands.push_back(Command::Disconnect { relay: url.clone() });
             return;
-        }
+        };
         relay.counters.connect_success += 1;
         relay.sync.health.record_connected(now);
         let quick = is_quick_reconnect(&relay.sync, now, self.config.quick_reconnect_window);

@@ -30,6 +30,8 @@ mod snapshot;
 pub mod state;
 pub mod status;
 pub mod store;
+#[doc(hidden)]
+pub mod testkit;
 pub mod time;
 
 #[cfg(test)]
