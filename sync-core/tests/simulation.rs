@@ -10,6 +10,8 @@
 
 mod sim;
 
+use sim::stats::Stats;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -32,10 +34,12 @@ fn report(seed: u64, errs: &[String]) -> String {
     s
 }
 
-/// Runs `first..first + count` on a few threads; returns failing seeds with their errors, sorted.
-fn sweep(first: u64, count: u64) -> Vec<(u64, Vec<String>)> {
+/// Runs `first..first + count` on a few threads; returns failing seeds with
+/// their errors (sorted) and the summed coverage counters.
+fn sweep(first: u64, count: u64) -> (Vec<(u64, Vec<String>)>, Stats) {
     let next = AtomicU64::new(first);
     let failures = Mutex::new(Vec::new());
+    let total = Mutex::new(Stats::default());
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4) as u64;
     std::thread::scope(|s| {
         for _ in 0..threads.min(count.max(1)) {
@@ -44,7 +48,8 @@ fn sweep(first: u64, count: u64) -> Vec<(u64, Vec<String>)> {
                 if seed >= first + count {
                     break;
                 }
-                let errs = sim::run_seed(seed);
+                let (errs, stats) = sim::run_seed(seed);
+                *total.lock().expect("not poisoned") += &stats;
                 if !errs.is_empty() {
                     eprintln!("{}", report(seed, &errs));
                     failures.lock().expect("not poisoned").push((seed, errs));
@@ -54,7 +59,7 @@ fn sweep(first: u64, count: u64) -> Vec<(u64, Vec<String>)> {
     });
     let mut f = failures.into_inner().expect("not poisoned");
     f.sort();
-    f
+    (f, total.into_inner().expect("not poisoned"))
 }
 
 #[test]
@@ -64,13 +69,17 @@ fn simulation_sweep() {
         None => (env_u64("SIM_FIRST").unwrap_or(0), env_u64("SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)),
     };
     let started = Instant::now();
-    let failures = sweep(first, count);
+    let (failures, stats) = sweep(first, count);
     eprintln!("simulation: {count} seed(s) from {first} in {:.1?}, {} failed", started.elapsed(), failures.len());
+    eprintln!("coverage: {stats:?}");
     let seeds: Vec<u64> = failures.iter().map(|(s, _)| *s).collect();
     assert!(
         failures.is_empty(),
         "failing seeds: {seeds:?}; replay one with SIM_SEED=<seed> cargo test -p sync-core --test simulation -- --nocapture"
     );
+    if count >= 200 {
+        assert!(stats.gaps().is_empty(), "the sweep never exercised {:?}: {stats:?}", stats.gaps());
+    }
 }
 
 #[test]

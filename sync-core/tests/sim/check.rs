@@ -7,6 +7,7 @@ use sync_core::{ConnectionStatus, HealthStatus};
 
 use super::dataset::{RelayKind, World, GONE_RELAY, OUR_RELAY, PRIVATE_RELAY};
 use super::model::Model;
+use super::stats::Stats;
 use super::world::Outcome;
 
 fn addr_key(e: &Event) -> Option<(u16, String, String)> {
@@ -23,6 +24,22 @@ fn addr_key(e: &Event) -> Option<(u16, String, String)> {
 /// NIP-01 ordering for replaceable events: newer wins, lower id on a tie.
 fn newer_or_same(a: &Event, b: &Event) -> bool {
     a.created_at > b.created_at || (a.created_at == b.created_at && a.id <= b.id)
+}
+
+/// Coverage counters that come from the final snapshot and store.
+pub fn snapshot_stats(out: &Outcome) -> Stats {
+    let status = out.engine.status(out.end);
+    let mut s = out.stats.clone();
+    for r in &status.relays {
+        s.rate_limited += r.counters.rate_limited;
+        s.connect_failures += r.counters.connect_failure;
+        s.degraded += u64::from(r.connection == ConnectionStatus::ConnectedDegraded);
+    }
+    s.invalid_signatures += status.totals.events_rejected.get("invalid_signature").copied().unwrap_or(0);
+    s.not_accepted += status.totals.events_rejected.get("not_accepted").copied().unwrap_or(0);
+    s.stored += out.store.len() as u64;
+    s.replaced += (out.saved_outcomes + out.prestored).saturating_sub(out.store.len() as u64);
+    s
 }
 
 /// Every violated invariant, as one line each (empty when the run is good).
@@ -88,11 +105,13 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
     if totals.events_synced != out.saved_outcomes {
         errs.push(format!("events_synced {} != store Saved outcomes {}", totals.events_synced, out.saved_outcomes));
     }
-    // Saved outcomes = stored events + addressable versions replaced later.
+    // Saved outcomes (plus what was in the store before) = stored events +
+    // addressable versions replaced later by a newer one.
     let universe = world.universe();
     let replaced = universe.keys().filter(|id| !stored_ids.contains(id) && out.store.saved_count(id) == 1).count() as u64;
-    if out.saved_outcomes != stored.len() as u64 + replaced {
-        errs.push(format!("saved outcomes {} != stored {} + replaced {replaced}", out.saved_outcomes, stored.len()));
+    let before = world.prestored.len() as u64;
+    if out.saved_outcomes + before != stored.len() as u64 + replaced {
+        errs.push(format!("saved outcomes {} + prestored {before} != stored {} + replaced {replaced}", out.saved_outcomes, stored.len()));
     }
     if totals.relays_tracked != status.relays.len() {
         errs.push(format!("relays_tracked {} != rows {}", totals.relays_tracked, status.relays.len()));

@@ -8,7 +8,7 @@
 //! engine never looks at beyond verifying them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use nostr::{Event, EventBuilder, EventId, Keys, Kind, SecretKey, Tag, Timestamp};
 use sync_core::rng::SplitMix64;
@@ -74,6 +74,9 @@ pub struct RelaySpec {
     pub latency_ms: u64,
     /// At most this many stored events per filter in one REQ answer.
     pub cap: usize,
+    /// Negentropy frame size limit of the relay (0: unlimited; 4096 makes
+    /// large reconciliations take several rounds).
+    pub neg_frame_limit: u64,
     /// Flaky relays misbehave until then.
     pub bad_until: Millis,
     /// Valid events stored at the start.
@@ -118,6 +121,9 @@ pub struct World {
     pub live: Vec<LiveEvent>,
     /// Engine knobs.
     pub knobs: Knobs,
+    /// Events already in the store when the run starts (an earlier run's data
+    /// without its sync state).
+    pub prestored: Vec<Event>,
 }
 
 impl World {
@@ -147,6 +153,41 @@ pub fn key_pool() -> &'static [Keys] {
             })
             .collect()
     })
+}
+
+/// Announcements of repositories that do not list our relay, signed once
+/// and shared by every seed (signing is the expensive part of a dataset).
+pub fn noise_pool() -> &'static [Event] {
+    static POOL: OnceLock<Vec<Event>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let keys = key_pool();
+        (0..240u64)
+            .map(|i| {
+                let k = &keys[(i % keys.len() as u64) as usize];
+                let d = format!("elsewhere-{i}");
+                // two per second, to exercise pagination ties
+                build(k, 30617, &[&["d", &d], &["relays", "wss://elsewhere.example.org"]], "", START.as_secs() - 86_400 - i / 2)
+            })
+            .collect()
+    })
+}
+
+/// 40 labels tagging repository `addr`, signed once per address and shared
+/// by every seed that uses it.
+pub fn busy_thread(addr: &str) -> Vec<Event> {
+    static CACHE: OnceLock<Mutex<BTreeMap<String, Vec<Event>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(BTreeMap::new()));
+    if let Some(v) = cache.lock().expect("not poisoned").get(addr) {
+        return v.clone();
+    }
+    let keys = key_pool();
+    let events: Vec<Event> = (0..40u64)
+        .map(|i| {
+            let k = &keys[(i % keys.len() as u64) as usize];
+            build(k, 1985, &[&["a", addr], &["L", "busy"]], &format!("busy {i}"), START.as_secs() - 7_200 - i * 7)
+        })
+        .collect();
+    cache.lock().expect("not poisoned").entry(addr.to_string()).or_insert(events).clone()
 }
 
 /// Builds and signs an event with explicit time (never the wall clock).
@@ -201,6 +242,7 @@ fn subset(rng: &mut SplitMix64, n: usize, lo: usize, hi: usize) -> Vec<usize> {
 /// A repository as generated (for placing its events).
 struct Repo {
     addr: String,
+    ours: bool,
     listed: Vec<usize>,
     roots: Vec<Event>,
 }
@@ -210,10 +252,15 @@ pub fn generate(seed: u64) -> World {
     let mut rng = SplitMix64::new(seed ^ 0x5EED_DA7A);
     let keys = key_pool();
     let n_relays = rng.range(4, 7) as usize;
-    let threshold = rng.range(5, 20) as usize;
+    // Small pages so that tens of events already paginate. Pages (the
+    // engine's limit and the relay's cap) stay above the longest same-second
+    // run (3): more events in one second than a page holds cannot be paged
+    // through with `until` by any client.
+    let threshold = rng.range(2, 10) as usize;
+    let min_page = threshold.max(4) as u64;
     let knobs = Knobs {
         threshold,
-        page_limit: rng.range(threshold as u64, 3 * threshold as u64) as usize,
+        page_limit: rng.range(min_page, 40) as usize,
         fetch_chunk: rng.range(3, 50) as usize,
         store_failure: if rng.chance(0.3) { 0.05 } else { 0.0 },
     };
@@ -231,7 +278,8 @@ pub fn generate(seed: u64) -> World {
                 nip77,
                 bootstrap: i == 0 || rng.chance(0.3),
                 latency_ms: rng.range(5, 250),
-                cap: rng.range(threshold as u64, 100) as usize,
+                cap: rng.range(min_page, 60) as usize,
+                neg_frame_limit: if rng.chance(0.5) { 4096 } else { 0 },
                 bad_until: START + core::time::Duration::from_secs(rng.range(60, 240)),
                 events: Vec::new(),
                 withheld: BTreeSet::new(),
@@ -275,7 +323,8 @@ pub fn generate(seed: u64) -> World {
         let listed = subset(&mut rng, n_relays, 1, 3);
         let mut relay_tag: Vec<String> = vec!["relays".into()];
         relay_tag.extend(listed.iter().map(|&i| relays[i].url.clone()));
-        if rng.chance(0.75) {
+        let ours = rng.chance(0.75);
+        if ours {
             relay_tag.push(OUR_RELAY.into());
         }
         if rng.chance(0.3) {
@@ -342,7 +391,20 @@ pub fn generate(seed: u64) -> World {
             };
             place(&mut rng, ev, &listed, &[]);
         }
-        repos.push(Repo { addr, listed, roots });
+        repos.push(Repo { addr, ours, listed, roots });
+    }
+    // Sometimes a busy repository: enough L2 events that the second relay's
+    // negentropy reconciliation starts from fingerprints (several rounds).
+    let mut prestored = Vec::new();
+    if rng.chance(0.3) {
+        let (addr, listed) = (repos[0].addr.clone(), repos[0].listed.clone());
+        let keep = repos[0].ours && rng.chance(0.7);
+        for ev in busy_thread(&addr) {
+            if keep && rng.chance(0.8) {
+                prestored.push(ev.clone());
+            }
+            place(&mut rng, ev, &listed, &[]);
+        }
     }
     // Noise: unrelated notes, comments on unknown events, events tagging unknown repositories.
     for i in 0..rng.range(3, 12) {
@@ -361,6 +423,18 @@ pub fn generate(seed: u64) -> World {
     for (ev, at) in events.iter().zip(&placed) {
         for &i in at {
             relays[i].events.push(ev.clone());
+        }
+    }
+    // Busy relays: many announcements of repositories that do not list us
+    // (L1 paginates, negentropy needs several rounds, rejections pile up).
+    for r in relays.iter_mut() {
+        if rng.chance(0.2) {
+            let pool = noise_pool();
+            let start = rng.range(0, 40) as usize;
+            // more than 128 ids do not fit a 4096-byte negentropy frame
+            let n = if rng.chance(0.3) { rng.range(130, 200) } else { rng.range(30, 80) } as usize;
+            debug_assert!(start + n <= pool.len());
+            r.events.extend(pool[start..start + n].iter().cloned());
         }
     }
     // Misbehaving relays' specials.
@@ -417,5 +491,5 @@ pub fn generate(seed: u64) -> World {
         to.dedup();
         live.push(LiveEvent { at, event: ev, relays: to });
     }
-    World { relays, live, knobs }
+    World { relays, live, knobs, prestored }
 }

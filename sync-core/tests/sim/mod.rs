@@ -2,18 +2,20 @@
 //!
 //! [`dataset`] builds a random world per seed, [`relay`] plays the relays,
 //! [`world`] runs the engine on a virtual clock, [`model`] says independently
-//! what must and may be stored, and [`check`] compares the two.
+//! what must and may be stored, [`check`] compares the two and [`stats`]
+//! counts what the runs exercised.
 
 pub mod check;
 pub mod dataset;
 pub mod model;
 pub mod relay;
+pub mod stats;
 pub mod world;
 
-/// Result of one seed: the violated invariants (empty when fine).
-pub fn run_seed(seed: u64) -> Vec<String> {
+/// Result of one seed: the violated invariants (empty when fine) and coverage counters.
+pub fn run_seed(seed: u64) -> (Vec<String>, stats::Stats) {
     let world = dataset::generate(seed);
     let model = model::Model::new(&world);
     let outcome = world::Sim::new(seed, world.clone()).run();
-    check::check(&world, &model, &outcome)
+    (check::check(&world, &model, &outcome), check::snapshot_stats(&outcome))
 }

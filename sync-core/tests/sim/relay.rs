@@ -27,8 +27,9 @@ struct Conn {
 pub struct SimRelay {
     /// Configuration.
     pub spec: RelaySpec,
-    /// What it stores (forged copies replace valid ones with the same id).
-    events: BTreeMap<EventId, Event>,
+    /// What it stores (forged copies replace valid ones with the same id),
+    /// with each event's JSON serialised once.
+    events: BTreeMap<EventId, (Event, String)>,
     conn: Option<Conn>,
     rng: SplitMix64,
     /// Frames received over the whole run (for debugging output).
@@ -40,7 +41,7 @@ impl SimRelay {
     pub fn new(spec: RelaySpec, seed: u64) -> Self {
         let mut events = BTreeMap::new();
         for e in spec.events.iter().chain(spec.forged.iter()) {
-            events.insert(e.id, e.clone());
+            events.insert(e.id, (e.clone(), e.as_json()));
         }
         Self { spec, events, conn: None, rng: SplitMix64::new(seed), frames_in: 0 }
     }
@@ -75,7 +76,7 @@ impl SimRelay {
 
     /// Stores a published event; returns frames for open subscriptions it matches.
     pub fn publish(&mut self, event: Event) -> Vec<String> {
-        self.events.insert(event.id, event.clone());
+        self.events.insert(event.id, (event.clone(), event.as_json()));
         let Some(conn) = &self.conn else { return Vec::new() };
         if self.spec.withheld.contains(&event.id) {
             return Vec::new();
@@ -134,7 +135,7 @@ impl SimRelay {
     }
 
     fn on_req(&mut self, sub: SubscriptionId, filters: Vec<Filter>) -> Vec<String> {
-        if self.spec.kind == RelayKind::RateLimiting && self.rng.chance(0.25) {
+        if self.spec.kind == RelayKind::RateLimiting && self.rng.chance(0.15) {
             return vec![RelayMessage::closed(sub, "rate-limited: slow down").as_json()];
         }
         let opts = MatchEventOptions::new();
@@ -142,11 +143,12 @@ impl SimRelay {
         let mut sent: BTreeSet<EventId> = BTreeSet::new();
         for f in &filters {
             let limit = f.limit.unwrap_or(usize::MAX).min(self.spec.cap);
-            let mut matching: Vec<&Event> = self.events.values().filter(|e| self.visible(e) && f.match_event(e, opts)).collect();
-            matching.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-            for e in matching.into_iter().take(limit) {
+            let mut matching: Vec<&(Event, String)> =
+                self.events.values().filter(|(e, _)| self.visible(e) && f.match_event(e, opts)).collect();
+            matching.sort_by(|(a, _), (b, _)| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+            for (e, json) in matching.into_iter().take(limit) {
                 if sent.insert(e.id) {
-                    out.push(RelayMessage::event(sub.clone(), e.clone()).as_json());
+                    out.push(event_frame(&sub, e, json));
                 }
             }
         }
@@ -163,15 +165,15 @@ impl SimRelay {
         if !self.spec.nip77 {
             return vec![RelayMessage::notice("ERROR: negentropy is not supported").as_json()];
         }
-        if self.spec.kind == RelayKind::RateLimiting && self.rng.chance(0.25) {
+        if self.spec.kind == RelayKind::RateLimiting && self.rng.chance(0.15) {
             return vec![neg_err(&sub, "rate-limited: slow down")];
         }
         let opts = MatchEventOptions::new();
         let mut f = filter;
         f.limit = None;
         // Negentropy advertises everything, withheld ids included.
-        let items: Vec<_> = self.events.values().filter(|e| f.match_event(e, opts)).map(|e| (e.id, e.created_at)).collect();
-        let mut neg = match NegResponder::new(&items, 0) {
+        let items: Vec<_> = self.events.values().filter(|(e, _)| f.match_event(e, opts)).map(|(e, _)| (e.id, e.created_at)).collect();
+        let mut neg = match NegResponder::new(&items, self.spec.neg_frame_limit) {
             Ok(n) => n,
             Err(e) => return vec![neg_err(&sub, &format!("error: {e}"))],
         };
@@ -184,6 +186,17 @@ impl SimRelay {
             }
             Err(e) => vec![neg_err(&sub, &format!("error: {e}"))],
         }
+    }
+}
+
+/// `["EVENT", sub, event]` from the event's cached JSON when the
+/// subscription id needs no escaping (the engine's never do).
+fn event_frame(sub: &SubscriptionId, event: &Event, event_json: &str) -> String {
+    let id = sub.as_str();
+    if id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        format!("[\"EVENT\",\"{id}\",{event_json}]")
+    } else {
+        RelayMessage::event(sub.clone(), event.clone()).as_json()
     }
 }
 

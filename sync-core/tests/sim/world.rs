@@ -13,6 +13,7 @@ use sync_core::{AcceptancePolicy, Command, Engine, MemoryStore, Millis, RelayUrl
 
 use super::dataset::{World, OUR_RELAY, START};
 use super::relay::SimRelay;
+use super::stats::Stats;
 
 /// How long each run lasts in virtual time.
 pub const RUN_FOR: Duration = Duration::from_secs(20 * 60);
@@ -64,6 +65,10 @@ pub struct Outcome {
     pub liveness: Vec<String>,
     /// Virtual end time.
     pub end: Millis,
+    /// Events in the store before the run.
+    pub prestored: u64,
+    /// Coverage counters gathered while running (status-derived ones are added by the checks).
+    pub stats: Stats,
 }
 
 /// The whole simulated system.
@@ -82,6 +87,7 @@ pub struct Sim {
     connect_attempts: BTreeMap<String, u64>,
     liveness: Vec<String>,
     trace: bool,
+    stats: Stats,
 }
 
 /// The engine configuration used by the simulation for this world.
@@ -125,7 +131,9 @@ impl Sim {
             connect_attempts: BTreeMap::new(),
             liveness: Vec::new(),
             trace: std::env::var_os("SIM_TRACE").is_some(),
+            stats: Stats { runs: 1, ..Stats::default() },
         };
+        sim.store.save_sync(sim.world.prestored.clone()).expect("memory store");
         for index in 0..sim.world.live.len() {
             let at = sim.world.live[index].at;
             sim.schedule(at, Ev::Publish { index });
@@ -190,6 +198,8 @@ impl Sim {
             connect_attempts: self.connect_attempts,
             liveness: self.liveness,
             end,
+            stats: self.stats,
+            prestored: self.world.prestored.len() as u64,
         }
     }
 
@@ -243,6 +253,7 @@ impl Sim {
                 }
             }
             Command::Send { relay, text } => {
+                self.stats.on_sent(&text);
                 let url = relay.to_string();
                 let lat = self.latency(&url);
                 let Some(link) = self.links.get_mut(&url) else { return };
@@ -318,9 +329,11 @@ impl Sim {
                 if let Some(r) = self.relays.get_mut(&url) {
                     r.close();
                 }
+                self.stats.drops += 1;
                 self.engine.handle_disconnected(&RelayUrl::parse(&url).expect("url"), now, "simulated drop");
             }
             Ev::Publish { index } => {
+                self.stats.live_published += 1;
                 let live = self.world.live[index].clone();
                 for i in live.relays {
                     let url = self.world.relays[i].url.clone();
@@ -330,6 +343,7 @@ impl Sim {
             }
             Ev::Saved { token, events } => {
                 if self.world.knobs.store_failure > 0.0 && self.rng.chance(self.world.knobs.store_failure) {
+                    self.stats.store_failures += 1;
                     self.engine.handle_save_failed(token, events, "simulated store failure", now);
                     return;
                 }
