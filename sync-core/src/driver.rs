@@ -141,6 +141,12 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "could not load sync state; starting fresh"),
         }
+        for filter in Engine::stored_index_filters() {
+            match self.store.query(filter).await {
+                Ok(events) => self.engine.index_stored(&events, self.clock.now()),
+                Err(e) => tracing::warn!(error = %e, "could not index stored events"),
+            }
+        }
         let mut incoming: SelectAll<LocalBoxStream<'static, Incoming>> = SelectAll::new();
         let mut tasks: FuturesUnordered<LocalBoxFuture<'static, TaskResult>> = FuturesUnordered::new();
         // keep SelectAll/FuturesUnordered non-empty so `next()` pends instead of ending

@@ -181,6 +181,46 @@ impl Engine {
         Ok(())
     }
 
+    /// Indexes events already in the store (announcements first, then root
+    /// events) without saving them again. The driver calls this at start-up:
+    /// negentropy treats stored events as "have", so without it an
+    /// announcement that reached the store some other way (a lost state file,
+    /// users publishing straight to the operator's relay in relay-store mode)
+    /// would never become a repository to sync.
+    pub fn index_stored(&mut self, events: &[Event], now: Millis) {
+        let mut grew = false;
+        for event in events {
+            match self.policy.classify(event, &self.repos) {
+                Verdict::Announcement => {
+                    let change = self.repos.add_announcement(event, self.config.allow_private_relays);
+                    grew |= change.updated;
+                }
+                Verdict::Root(repos) => {
+                    for repo in repos {
+                        grew |= self.repos.add_root(&repo, event.id);
+                    }
+                }
+                _ => continue,
+            }
+            self.seen.insert(event.id);
+        }
+        if grew {
+            for r in self.repos.all_relays() {
+                self.ensure_relay(&r);
+            }
+            self.accepted_set_grew(now);
+        }
+    }
+
+    /// Filters whose stored events `index_stored` should see, in order.
+    pub fn stored_index_filters() -> [Filter; 2] {
+        use nostr::Kind;
+        [
+            Filter::new().kind(Kind::Custom(nip34::REPO_ANNOUNCEMENT)),
+            Filter::new().kinds([Kind::Custom(nip34::PATCH), Kind::Custom(nip34::PULL_REQUEST), Kind::Custom(nip34::ISSUE)]),
+        ]
+    }
+
     /// Records every connection-status transition (simulation invariants).
     pub fn set_record_transitions(&mut self, on: bool) {
         self.record_transitions = on;
@@ -724,11 +764,14 @@ impl Engine {
         } else {
             self.ingest(url, event, now)
         };
-        if delivered {
-            if let Some(job) = self.job_mut(url, sub) {
-                if let JobKind::Fetch(f) = &mut job.kind {
-                    f.on_event(id);
-                }
+        // An invalid event under a requested id still answers the fetch: the
+        // relay returned its (bad) copy rather than withholding the id, and
+        // the rejection is already counted. Otherwise one forged event on a
+        // NIP-77 relay would leave it ConnectedDegraded after every sync.
+        let _ = delivered;
+        if let Some(job) = self.job_mut(url, sub) {
+            if let JobKind::Fetch(f) = &mut job.kind {
+                f.on_event(id);
             }
         }
     }

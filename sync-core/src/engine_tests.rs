@@ -544,3 +544,19 @@ fn pagination_through_the_engine_keeps_same_second_events() {
     assert_eq!(stored_ids(&h), sorted(accepted));
     assert!(h.sent_to(R1).iter().any(|f| f.contains("\"until\"")));
 }
+
+#[test]
+fn announcements_already_in_the_store_are_indexed_at_start() {
+    let k = Keys::generate();
+    let (events, accepted) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events.clone()))]);
+    // the announcement and the patch reached the store some other way
+    h.store.save_sync(vec![events[0].clone(), events[1].clone()]).unwrap();
+    for f in crate::engine::Engine::stored_index_filters() {
+        let stored = h.store.query_sync(&f).unwrap();
+        h.engine.index_stored(&stored, h.now);
+    }
+    h.advance(Duration::from_secs(30));
+    assert_eq!(stored_ids(&h), sorted(accepted));
+    assert_eq!(h.engine.status(h.now).totals.root_events, 1);
+}
