@@ -112,7 +112,12 @@ impl GraspSync {
     #[wasm_bindgen(constructor)]
     pub fn new(#[wasm_bindgen(unchecked_param_type = "GraspSyncConfig")] config: JsValue) -> Result<GraspSync, JsValue> {
         console_error_panic_hook::set_once();
-        let parsed: JsConfig = serde_wasm_bindgen::from_value(config).map_err(|e| js_error(format!("invalid GraspSync config: {e}")))?;
+        // through JSON so that unknown (misspelt) fields are refused, not ignored
+        let json: String = js_sys::JSON::stringify(&config)
+            .ok()
+            .and_then(|s| s.as_string())
+            .ok_or_else(|| js_error("invalid GraspSync config: expected a plain object"))?;
+        let parsed: JsConfig = serde_json::from_str(&json).map_err(|e| js_error(format!("invalid GraspSync config: {e}")))?;
         let settings = parsed.into_settings().map_err(|e| js_error(format!("invalid GraspSync config: {e}")))?;
         Ok(GraspSync {
             shared: Rc::new(State {

@@ -227,7 +227,6 @@ impl IdbStore {
                 }
             }
         }
-        drop(store);
         drop(tx); // read-only: nothing to commit
         values.into_iter().map(from_js).collect()
     }
@@ -270,7 +269,7 @@ impl IdbStore {
     }
 
     /// Number of stored events (all of them).
-    pub async fn len(&self) -> Result<u32, StoreError> {
+    pub async fn count_all(&self) -> Result<u32, StoreError> {
         let db = self.db()?;
         let tx = db.transaction(record::EVENTS).build().map_err(|e| err("count", e))?;
         let store = tx.object_store(record::EVENTS).map_err(|e| err("count", e))?;
