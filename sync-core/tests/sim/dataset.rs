@@ -280,7 +280,7 @@ pub fn generate(seed: u64) -> World {
                 latency_ms: rng.range(5, 250),
                 cap: rng.range(min_page, 60) as usize,
                 neg_frame_limit: if rng.chance(0.5) { 4096 } else { 0 },
-                bad_until: START + core::time::Duration::from_secs(rng.range(60, 240)),
+                bad_until: START + core::time::Duration::from_secs(rng.range(60, 180)),
                 events: Vec::new(),
                 withheld: BTreeSet::new(),
                 forged: Vec::new(),
@@ -471,11 +471,11 @@ pub fn generate(seed: u64) -> World {
             _ => {}
         }
     }
-    // Live publications during the first 12 virtual minutes.
+    // Live publications during the first 6 virtual minutes.
     let mut live = Vec::new();
     for _ in 0..rng.range(0, 6) {
         let repo = &repos[rng.range(0, repos.len() as u64 - 1) as usize];
-        let at = START + core::time::Duration::from_millis(rng.range(30_000, 12 * 60_000));
+        let at = START + core::time::Duration::from_millis(rng.range(30_000, 6 * 60_000));
         let author = &keys[rng.range(0, keys.len() as u64 - 1) as usize];
         let ev = if repo.roots.is_empty() || rng.chance(0.4) {
             build(author, pick(&mut rng, &[1617u16, 1621]), &[&["a", &repo.addr]], "live root", at.as_secs())

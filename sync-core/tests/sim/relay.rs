@@ -6,6 +6,7 @@
 //! `NEG-OPEN`/`NEG-MSG`/`NEG-CLOSE` with [`NegResponder`]. Its
 //! [`RelayKind`] decides how it misbehaves.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use nostr::filter::MatchEventOptions;
@@ -28,8 +29,8 @@ pub struct SimRelay {
     /// Configuration.
     pub spec: RelaySpec,
     /// What it stores (forged copies replace valid ones with the same id),
-    /// with each event's JSON serialised once.
-    events: BTreeMap<EventId, (Event, String)>,
+    /// with each event's JSON serialised once, when first sent.
+    events: BTreeMap<EventId, (Event, OnceCell<String>)>,
     conn: Option<Conn>,
     rng: SplitMix64,
     /// Frames received over the whole run (for debugging output).
@@ -41,7 +42,7 @@ impl SimRelay {
     pub fn new(spec: RelaySpec, seed: u64) -> Self {
         let mut events = BTreeMap::new();
         for e in spec.events.iter().chain(spec.forged.iter()) {
-            events.insert(e.id, (e.clone(), e.as_json()));
+            events.insert(e.id, (e.clone(), OnceCell::new()));
         }
         Self { spec, events, conn: None, rng: SplitMix64::new(seed), frames_in: 0 }
     }
@@ -76,7 +77,7 @@ impl SimRelay {
 
     /// Stores a published event; returns frames for open subscriptions it matches.
     pub fn publish(&mut self, event: Event) -> Vec<String> {
-        self.events.insert(event.id, (event.clone(), event.as_json()));
+        self.events.insert(event.id, (event.clone(), OnceCell::new()));
         let Some(conn) = &self.conn else { return Vec::new() };
         if self.spec.withheld.contains(&event.id) {
             return Vec::new();
@@ -143,12 +144,12 @@ impl SimRelay {
         let mut sent: BTreeSet<EventId> = BTreeSet::new();
         for f in &filters {
             let limit = f.limit.unwrap_or(usize::MAX).min(self.spec.cap);
-            let mut matching: Vec<&(Event, String)> =
+            let mut matching: Vec<&(Event, OnceCell<String>)> =
                 self.events.values().filter(|(e, _)| self.visible(e) && f.match_event(e, opts)).collect();
             matching.sort_by(|(a, _), (b, _)| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
             for (e, json) in matching.into_iter().take(limit) {
                 if sent.insert(e.id) {
-                    out.push(event_frame(&sub, e, json));
+                    out.push(event_frame(&sub, e, json.get_or_init(|| e.as_json())));
                 }
             }
         }

@@ -9,14 +9,18 @@ use std::time::Duration;
 
 use nostr::{Event, Filter};
 use sync_core::rng::SplitMix64;
-use sync_core::{AcceptancePolicy, Command, Engine, MemoryStore, Millis, RelayUrl, SaveOutcome, SyncConfig, Transition};
+use sync_core::{AcceptancePolicy, Command, ConnectionStatus, Engine, MemoryStore, Millis, RelayUrl, SaveOutcome, SyncConfig, Transition};
 
 use super::dataset::{World, OUR_RELAY, START};
 use super::relay::SimRelay;
 use super::stats::Stats;
 
-/// How long each run lasts in virtual time.
-pub const RUN_FOR: Duration = Duration::from_secs(20 * 60);
+/// A run stops once the system is quiescent (see [`Sim::settled`]), checked
+/// this often, but never later than [`MAX_RUN`].
+pub const SETTLE_CHECK: Duration = Duration::from_secs(30);
+/// Upper bound on a run's virtual duration; a run that has not settled by
+/// then fails its status checks.
+pub const MAX_RUN: Duration = Duration::from_secs(3 * 3600);
 
 /// Something that happens at a virtual instant.
 #[derive(Debug)]
@@ -151,9 +155,19 @@ impl Sim {
         Duration::from_millis(base + self.rng.range(0, base / 2))
     }
 
-    /// Runs until `START + RUN_FOR` and returns what the checks need.
+    /// Runs until quiescent (or `START + MAX_RUN`) and returns what the checks need.
     pub fn run(mut self) -> Outcome {
-        let end = START + RUN_FOR;
+        let mut end = START + MAX_RUN;
+        // Nothing may be judged before the last publication and the end of
+        // every flaky relay's bad period.
+        let mut next_check =
+            self.world.live.iter().map(|l| l.at).chain(self.world.relays.iter().map(|r| r.bad_until)).max().unwrap_or(START) + SETTLE_CHECK;
+        let mut last_fingerprint = None;
+        if let Some(mins) = std::env::var("SIM_RUN_MINUTES").ok().and_then(|v| v.parse::<u64>().ok()) {
+            // Debugging aid: a fixed virtual duration instead of stopping when quiescent.
+            end = START + Duration::from_secs(mins * 60);
+            next_check = end + SETTLE_CHECK;
+        }
         let mut last_timeout_at: Option<Millis> = None;
         loop {
             self.pump();
@@ -177,6 +191,16 @@ impl Sim {
             if next > end {
                 break;
             }
+            if next >= next_check {
+                let fingerprint = self.settled_fingerprint(next_check);
+                if fingerprint.is_some() && fingerprint == last_fingerprint {
+                    end = next_check;
+                    self.now = self.now.max(end);
+                    break;
+                }
+                last_fingerprint = fingerprint;
+                next_check = next_check + SETTLE_CHECK;
+            }
             self.now = next;
             if next_ev == Some(next) {
                 let key = *self.queue.keys().next().expect("present");
@@ -185,7 +209,7 @@ impl Sim {
             } else {
                 self.engine.handle_timeout(next);
                 last_timeout_at = Some(next);
-                self.transitions.extend(self.engine.take_transitions());
+                self.record_transitions();
             }
         }
         self.pump();
@@ -201,6 +225,35 @@ impl Sim {
             stats: self.stats,
             prestored: self.world.prestored.len() as u64,
         }
+    }
+
+    /// When the system looks quiescent at `at`: nothing pending or unsaved,
+    /// no rate-limit cooldown running, reliable relays Connected and the others
+    /// Connected or ConnectedDegraded; returns a fingerprint of that state
+    /// (two equal fingerprints one check apart end the run).
+    fn settled_fingerprint(&self, at: Millis) -> Option<(u64, usize, Vec<u8>)> {
+        let st = self.engine.status(at);
+        if st.totals.pending_batches > 0 || st.totals.unsaved_events > 0 {
+            return None;
+        }
+        let mut codes = Vec::new();
+        for r in &st.relays {
+            if r.rate_limited_until.is_some() {
+                return None;
+            }
+            if let Some(sim) = self.relays.get(&r.relay) {
+                let ok = if sim.spec.kind.reliable() {
+                    r.connection == ConnectionStatus::Connected
+                } else {
+                    matches!(r.connection, ConnectionStatus::Connected | ConnectionStatus::ConnectedDegraded)
+                };
+                if !ok {
+                    return None;
+                }
+            }
+            codes.push(r.connection_code);
+        }
+        Some((st.totals.events_synced, st.totals.root_events, codes))
     }
 
     /// Executes every pending engine command.
@@ -356,10 +409,15 @@ impl Sim {
                 self.engine.handle_negentropy_items(token, items, now);
             }
         }
+        self.record_transitions();
+    }
+
+    /// Collects the engine's status transitions (and traces them).
+    fn record_transitions(&mut self) {
         let transitions = self.engine.take_transitions();
         if self.trace {
             for t in &transitions {
-                eprintln!("{} status {} {:?} -> {:?}", now.0 - START.0, t.relay, t.from, t.to);
+                eprintln!("{} status {} {:?} -> {:?}", t.at.0 - START.0, t.relay, t.from, t.to);
             }
         }
         self.transitions.extend(transitions);
