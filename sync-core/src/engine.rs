@@ -790,12 +790,20 @@ impl Engine {
         }
         let verdict = self.policy.classify(&event, &self.repos);
         if let Verdict::Reject(kind) = verdict {
-            self.rejections.insert(event.id, kind, now + self.config.rejection_ttl);
-            reject(self, "not_accepted");
             // L1 brings announcements and states together, newest first: a
             // state often arrives before the announcement that makes it
-            // acceptable, and no later batch asks for it again.
-            if kind == Rejection::Conditional && event.kind.as_u16() == nip34::REPO_STATE {
+            // acceptable, and no later batch asks for it again, so it is
+            // parked. Only a genuine one: a forged copy must neither be parked
+            // nor make its id look "already handled" to negentropy, or the
+            // real event would never be fetched from an honest relay.
+            let park = kind == Rejection::Conditional && event.kind.as_u16() == nip34::REPO_STATE;
+            if park && !event.verify_signature() {
+                reject(self, "invalid_signature");
+                return false;
+            }
+            self.rejections.insert(event.id, kind, now + self.config.rejection_ttl);
+            reject(self, "not_accepted");
+            if park {
                 if self.parked_states.len() >= PARKED_STATES_MAX {
                     self.parked_states.pop_front();
                 }

@@ -110,6 +110,9 @@ pub struct Knobs {
     pub fetch_chunk: usize,
     /// Probability that a store save fails.
     pub store_failure: f64,
+    /// Restart the engine (shutdown, persisted state, restore) at this time,
+    /// down for this long: under 15 min is a quick reconnect, over is a fresh start.
+    pub restart: Option<(Millis, core::time::Duration)>,
 }
 
 /// Everything one run needs.
@@ -263,6 +266,11 @@ pub fn generate(seed: u64) -> World {
         page_limit: rng.range(min_page, 40) as usize,
         fetch_chunk: rng.range(3, 50) as usize,
         store_failure: if rng.chance(0.3) { 0.05 } else { 0.0 },
+        restart: rng.chance(0.25).then(|| {
+            let at = START + core::time::Duration::from_millis(rng.range(20_000, 5 * 60_000));
+            let down = if rng.chance(0.6) { rng.range(1, 10 * 60) } else { rng.range(16 * 60, 20 * 60) };
+            (at, core::time::Duration::from_secs(down))
+        }),
     };
     let mut relays: Vec<RelaySpec> = (0..n_relays)
         .map(|i| {

@@ -39,6 +39,8 @@ pub struct Stats {
     pub replaced: u64,
     /// Events stored.
     pub stored: u64,
+    /// Engine restarts (shutdown, persisted state, restore).
+    pub restarts: u64,
 }
 
 impl AddAssign<&Stats> for Stats {
@@ -59,6 +61,7 @@ impl AddAssign<&Stats> for Stats {
         self.degraded += o.degraded;
         self.replaced += o.replaced;
         self.stored += o.stored;
+        self.restarts += o.restarts;
     }
 }
 
@@ -101,6 +104,7 @@ impl Stats {
             ("live_published", self.live_published),
             ("degraded", self.degraded),
             ("replaced", self.replaced),
+            ("restarts", self.restarts),
         ];
         all.iter().filter(|(_, n)| *n == 0).map(|(name, _)| *name).collect()
     }

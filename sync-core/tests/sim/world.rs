@@ -35,6 +35,10 @@ enum Ev {
     Drop { url: String, epoch: u64 },
     /// A live event is published.
     Publish { index: usize },
+    /// The engine shuts down (the process stops).
+    Restart { down: Duration },
+    /// A new engine starts from the persisted state.
+    Start,
     /// The store finished a save.
     Saved { token: u64, events: Vec<Event> },
     /// The store loaded negentropy items.
@@ -71,6 +75,8 @@ pub struct Outcome {
     pub end: Millis,
     /// Events in the store before the run.
     pub prestored: u64,
+    /// `events_synced` of engines shut down by a restart.
+    pub synced_before: u64,
     /// Coverage counters gathered while running (status-derived ones are added by the checks).
     pub stats: Stats,
 }
@@ -84,6 +90,11 @@ pub struct Sim {
     relays: BTreeMap<String, SimRelay>,
     links: BTreeMap<String, Link>,
     engine: Engine,
+    seed: u64,
+    /// Latest `PersistState` bytes.
+    persisted: Option<Vec<u8>>,
+    /// `events_synced` of engines that were shut down.
+    synced_before: u64,
     store: MemoryStore,
     world: World,
     transitions: Vec<Transition>,
@@ -92,6 +103,18 @@ pub struct Sim {
     liveness: Vec<String>,
     trace: bool,
     stats: Stats,
+}
+
+/// A new engine for `world` (server policy, its bootstrap relays), recording transitions.
+fn new_engine(world: &World, seed: u64, now: Millis) -> Engine {
+    let policy = AcceptancePolicy::Server {
+        relay_urls: [RelayUrl::parse(OUR_RELAY).expect("our url")].into(),
+        domains: ["grasp.example.com".to_string()].into(),
+    };
+    let bootstrap: Vec<String> = world.relays.iter().filter(|r| r.bootstrap).map(|r| r.url.clone()).collect();
+    let mut engine = Engine::new(sim_config(world), policy, &bootstrap, seed, now).expect("engine");
+    engine.set_record_transitions(true);
+    engine
 }
 
 /// The engine configuration used by the simulation for this world.
@@ -107,13 +130,7 @@ pub fn sim_config(world: &World) -> SyncConfig {
 impl Sim {
     /// Builds the relays, the store and the engine for `world`.
     pub fn new(seed: u64, world: World) -> Self {
-        let policy = AcceptancePolicy::Server {
-            relay_urls: [RelayUrl::parse(OUR_RELAY).expect("our url")].into(),
-            domains: ["grasp.example.com".to_string()].into(),
-        };
-        let bootstrap: Vec<String> = world.relays.iter().filter(|r| r.bootstrap).map(|r| r.url.clone()).collect();
-        let mut engine = Engine::new(sim_config(&world), policy, &bootstrap, seed, START).expect("engine");
-        engine.set_record_transitions(true);
+        let engine = new_engine(&world, seed, START);
         let relays = world
             .relays
             .iter()
@@ -128,6 +145,9 @@ impl Sim {
             relays,
             links: BTreeMap::new(),
             engine,
+            seed,
+            persisted: None,
+            synced_before: 0,
             store: MemoryStore::new(),
             world,
             transitions: Vec::new(),
@@ -141,6 +161,9 @@ impl Sim {
         for index in 0..sim.world.live.len() {
             let at = sim.world.live[index].at;
             sim.schedule(at, Ev::Publish { index });
+        }
+        if let Some((at, down)) = sim.world.knobs.restart {
+            sim.schedule(at, Ev::Restart { down });
         }
         sim
     }
@@ -224,6 +247,7 @@ impl Sim {
             end,
             stats: self.stats,
             prestored: self.world.prestored.len() as u64,
+            synced_before: self.synced_before,
         }
     }
 
@@ -326,8 +350,39 @@ impl Sim {
                 let delay = Duration::from_millis(self.rng.range(0, 10));
                 self.schedule(now + delay, Ev::NegItems { token, filter });
             }
-            Command::PersistState { .. } => {}
+            Command::PersistState { state } => self.persisted = Some(state),
         }
+    }
+
+    /// The process stops: finish the store work in flight, shut the engine
+    /// down, execute its last commands (saves and state complete
+    /// synchronously, as a driver awaits them), and start again after `down`.
+    fn restart(&mut self, down: Duration) {
+        let now = self.now;
+        let pending: Vec<(Millis, u64)> =
+            self.queue.iter().filter(|(_, ev)| matches!(ev, Ev::Saved { .. } | Ev::NegItems { .. })).map(|(k, _)| *k).collect();
+        for key in pending {
+            if let Some(Ev::Saved { token, events }) = self.queue.remove(&key) {
+                self.save_now(token, events);
+            }
+        }
+        self.engine.shutdown(now);
+        while let Some(cmd) = self.engine.poll_command() {
+            match cmd {
+                Command::SaveEvents { token, events } => self.save_now(token, events),
+                other => self.execute(other),
+            }
+        }
+        self.record_transitions();
+        self.synced_before += self.engine.status(now).totals.events_synced;
+        self.stats.restarts += 1;
+        self.schedule(now + down, Ev::Start);
+    }
+
+    fn save_now(&mut self, token: u64, events: Vec<Event>) {
+        let outcomes = self.store.save_sync(events).expect("memory store");
+        self.saved_outcomes += outcomes.iter().filter(|o| **o == SaveOutcome::Saved).count() as u64;
+        self.engine.handle_saved(token, outcomes, self.now);
     }
 
     fn handle(&mut self, ev: Ev) {
@@ -400,9 +455,15 @@ impl Sim {
                     self.engine.handle_save_failed(token, events, "simulated store failure", now);
                     return;
                 }
-                let outcomes = self.store.save_sync(events).expect("memory store");
-                self.saved_outcomes += outcomes.iter().filter(|o| **o == SaveOutcome::Saved).count() as u64;
-                self.engine.handle_saved(token, outcomes, now);
+                self.save_now(token, events);
+            }
+            Ev::Restart { down } => self.restart(down),
+            Ev::Start => {
+                let mut engine = new_engine(&self.world, self.seed.wrapping_add(1), now);
+                if let Some(state) = &self.persisted {
+                    engine.restore(state).expect("persisted state restores");
+                }
+                self.engine = engine;
             }
             Ev::NegItems { token, filter } => {
                 let items = self.store.negentropy_items_sync(&filter).expect("memory store");
