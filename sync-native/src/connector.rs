@@ -7,6 +7,7 @@
 //! connect is not covered; operators who need that run behind an egress
 //! firewall.)
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -20,19 +21,21 @@ use sync_core::{Connector, FrameSink, FrameStream, RelayUrl, TransportError};
 #[derive(Debug, Clone)]
 pub struct WsConnector {
     allow_private: bool,
+    trusted: BTreeSet<RelayUrl>,
 }
 
 impl WsConnector {
-    /// A connector; `allow_private` disables the resolved-address check.
-    pub fn new(allow_private: bool) -> Self {
-        Self { allow_private }
+    /// A connector; `allow_private` disables the resolved-address check,
+    /// which never applies to `trusted` relays (the operator's bootstrap list).
+    pub fn new(allow_private: bool, trusted: impl IntoIterator<Item = RelayUrl>) -> Self {
+        Self { allow_private, trusted: trusted.into_iter().collect() }
     }
 }
 
 impl Connector for WsConnector {
     fn connect(&self, relay: &RelayUrl, timeout: Duration) -> LocalBoxFuture<'static, Result<(FrameSink, FrameStream), TransportError>> {
         let relay = relay.clone();
-        let allow_private = self.allow_private;
+        let allow_private = self.allow_private || self.trusted.contains(&relay);
         async move {
             let url = async_wsocket::Url::parse(relay.as_str()).map_err(|e| TransportError(format!("invalid url: {e}")))?;
             if !allow_private {
@@ -64,15 +67,13 @@ pub async fn check_resolved(url: &async_wsocket::Url) -> Result<(), TransportErr
 fn split(socket: WebSocket) -> (FrameSink, FrameStream) {
     let (tx, rx) = socket.split();
     let sink = tx.sink_map_err(|e| TransportError(e.to_string())).with(|text: String| future::ready(Ok(Message::Text(text))));
-    let stream = rx
-        .take_while(|item| future::ready(!matches!(item, Ok(Message::Close(_)))))
-        .filter_map(|item| {
-            future::ready(match item {
-                Ok(Message::Text(text)) => Some(Ok(text)),
-                Ok(_) => None,
-                Err(e) => Some(Err(TransportError(e.to_string()))),
-            })
-        });
+    let stream = rx.take_while(|item| future::ready(!matches!(item, Ok(Message::Close(_))))).filter_map(|item| {
+        future::ready(match item {
+            Ok(Message::Text(text)) => Some(Ok(text)),
+            Ok(_) => None,
+            Err(e) => Some(Err(TransportError(e.to_string()))),
+        })
+    });
     (Box::pin(sink), Box::pin(stream))
 }
 
@@ -95,8 +96,11 @@ mod tests {
         local
             .run_until(async {
                 let relay = RelayUrl::parse("ws://localhost:9").unwrap();
-                let res = WsConnector::new(false).connect(&relay, Duration::from_secs(1)).await;
+                let res = WsConnector::new(false, []).connect(&relay, Duration::from_secs(1)).await;
                 assert!(res.err().unwrap().0.contains("non-public"));
+                // an operator-chosen (bootstrap) relay is exempt: the attempt gets past the check
+                let res = WsConnector::new(false, [relay.clone()]).connect(&relay, Duration::from_secs(1)).await;
+                assert!(!res.err().unwrap().0.contains("non-public"));
             })
             .await;
     }

@@ -62,7 +62,8 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
 
 async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
     let engine = Engine::new(config.sync.clone(), config.policy.clone(), &config.bootstrap, config.seed, now_millis())?;
-    let connector = WsConnector::new(config.sync.allow_private_relays);
+    let bootstrap = config.bootstrap.iter().filter_map(|b| sync_core::RelayUrl::parse(b).ok());
+    let connector = WsConnector::new(config.sync.allow_private_relays, bootstrap);
     tracing::info!(
         bootstrap = ?config.bootstrap,
         data_dir = %config.data_dir.display(),
@@ -95,7 +96,12 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
     }
 }
 
-async fn drive<S: EventStore + 'static>(engine: Engine, connector: WsConnector, store: S, config: &DaemonConfig) -> Result<(), DaemonError> {
+async fn drive<S: EventStore + 'static>(
+    engine: Engine,
+    connector: WsConnector,
+    store: S,
+    config: &DaemonConfig,
+) -> Result<(), DaemonError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
 
@@ -119,7 +125,10 @@ async fn drive<S: EventStore + 'static>(engine: Engine, connector: WsConnector, 
         None => match tokio::time::timeout(SHUTDOWN_BUDGET, run).await {
             Ok(Ok(driver)) => {
                 let s = driver.handle().status();
-                tracing::info!(events_synced = s.totals.events_synced, "stopped cleanly: relays closed, store flushed, sync state persisted");
+                tracing::info!(
+                    events_synced = s.totals.events_synced,
+                    "stopped cleanly: relays closed, store flushed, sync state persisted"
+                );
                 Ok(())
             }
             Ok(Err(e)) => Err(DaemonError::Driver(e.to_string())),

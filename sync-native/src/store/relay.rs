@@ -160,7 +160,10 @@ impl EventStore for RelayStore {
     fn load_state(&self) -> LocalBoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
         let file = self.state.clone();
         async move {
-            tokio::task::spawn_blocking(move || file.load()).await.map_err(|e| StoreError(e.to_string()))?.map_err(|e| StoreError(e.to_string()))
+            tokio::task::spawn_blocking(move || file.load())
+                .await
+                .map_err(|e| StoreError(e.to_string()))?
+                .map_err(|e| StoreError(e.to_string()))
         }
         .boxed_local()
     }
