@@ -4,6 +4,14 @@
 //! [`world`] runs the engine on a virtual clock, [`model`] says independently
 //! what must and may be stored, [`check`] compares the two and [`stats`]
 //! counts what the runs exercised.
+//!
+//! A run: a world of 4–7 relays of mixed kinds plus an unreachable and a
+//! private URL, 2–5 repositories (most listing our relay), their states,
+//! roots, threads and noise, events published live during the first minutes,
+//! sometimes an engine restart from persisted state; it ends when the system
+//! is quiescent. Then: every required event stored exactly once, nothing
+//! unacceptable or forged stored, status histories legal, totals consistent
+//! with the store and the per-relay rows, relays in their expected states.
 
 pub mod check;
 pub mod dataset;

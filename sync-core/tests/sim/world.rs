@@ -2,7 +2,8 @@
 //! `(time, seq)`, simulated relays behind a network with per-relay latency
 //! (frames on one connection stay in order, like TCP), a [`MemoryStore`],
 //! and the engine driven directly: every command is executed right after
-//! each input, and `handle_timeout` runs at `poll_timeout()`.
+//! each input, and `handle_timeout` runs at `poll_timeout()`. A restart
+//! shuts the engine down and starts a new one from its persisted state.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
