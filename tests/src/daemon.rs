@@ -20,7 +20,17 @@ pub fn binary() -> PathBuf {
     BIN.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
+        let mut cmd = Command::new(cargo);
+        // `cargo test` exports CARGO_PKG_*/CARGO_MANIFEST_* etc. to the test
+        // process; build scripts (ring, via cc) watch some of them, so passing
+        // them on would rebuild the TLS stack instead of reusing the build.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k.starts_with("CARGO_") && k != "CARGO_TARGET_DIR" && k != "CARGO_HOME" {
+                cmd.env_remove(&key);
+            }
+        }
+        let out = cmd
             .current_dir(&workspace)
             .args(["build", "-p", "sync-native", "--bin", "grasp-sync", "--message-format=json-render-diagnostics"])
             .stderr(Stdio::inherit())

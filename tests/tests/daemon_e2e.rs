@@ -240,7 +240,7 @@ async fn relay_killed_mid_sync_degrades_backs_off_and_recovers() {
 async fn sigkill_mid_sync_then_restart_loses_nothing_and_reconnects_quickly() {
     let w = world().await;
     let (a, b) = (w.a.url(), w.b.url());
-    w.b.set_delay_ms(40);
+    w.b.set_delay_ms(80); // B takes ~10 s: the kill lands mid-sync
     let mut d1 = Daemon::spawn(w.opts(true));
     wait_connected(&d1, &a, 3.0, Duration::from_secs(60)).await;
     let state_file = w.dir.path().join("data").join("sync-state.json");
