@@ -18,7 +18,7 @@ use indexed_db_futures::prelude::*;
 use indexed_db_futures::transaction::TransactionMode;
 use indexed_db_futures::KeyPath;
 use js_sys::Uint8Array;
-use nostr::{Event, Filter};
+use nostr::{Event, EventId, Filter, Timestamp};
 use sync_core::{EventStore, NegentropyItem, SaveOutcome, StoreError};
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -187,7 +187,12 @@ impl IdbStore {
     /// Stored events matching `filter`, newest first, honouring `limit`.
     pub async fn query_events(&self, filter: &Filter) -> Result<Vec<Event>, StoreError> {
         let records = self.candidates(filter).await?;
-        let events = records.iter().map(|r| r.event().map_err(StoreError)).collect::<Result<Vec<_>, _>>()?;
+        // only records that may match are parsed
+        let events = records
+            .iter()
+            .filter(|r| r.matches(filter) != Some(false))
+            .map(|r| r.event().map_err(StoreError))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(record::finish(filter, events))
     }
 
@@ -232,10 +237,33 @@ impl IdbStore {
     }
 
     /// `(id, created_at)` of every stored event matching `filter` (no limit).
+    /// Decided from the indexed fields when possible, without parsing events.
     pub async fn negentropy_items_for(&self, filter: &Filter) -> Result<Vec<NegentropyItem>, StoreError> {
         let mut f = filter.clone();
         f.limit = None;
-        Ok(self.query_events(&f).await?.into_iter().map(|e| (e.id, e.created_at)).collect())
+        let opts = nostr::filter::MatchEventOptions::new();
+        let mut seen = BTreeSet::new();
+        let mut items = Vec::new();
+        for r in self.candidates(&f).await? {
+            let item = match r.matches(&f) {
+                Some(false) => continue,
+                Some(true) => {
+                    let id = EventId::from_hex(&r.id).map_err(|e| err("stored event id", e))?;
+                    (id, Timestamp::from(r.created_at))
+                }
+                None => {
+                    let e = r.event().map_err(StoreError)?;
+                    if !f.match_event(&e, opts) {
+                        continue;
+                    }
+                    (e.id, e.created_at)
+                }
+            };
+            if seen.insert(item.0) {
+                items.push(item);
+            }
+        }
+        Ok(items)
     }
 
     /// The persisted sync state.

@@ -76,6 +76,23 @@ impl Record {
         }
     }
 
+    /// Decides `filter` from the indexed fields alone (no JSON parsing), the
+    /// same way `Filter::match_event` does. `None` when the filter uses
+    /// something the record does not index (search, a tag outside
+    /// [`INDEXED_TAGS`]): then the caller parses the event and matches it.
+    pub fn matches(&self, filter: &Filter) -> Option<bool> {
+        if filter.search.is_some() || filter.generic_tags.keys().any(|l| !INDEXED_TAGS.contains(&l.as_str())) {
+            return None;
+        }
+        let ok = filter.ids.as_ref().is_none_or(|ids| ids.is_empty() || ids.iter().any(|i| i.to_hex() == self.id))
+            && filter.authors.as_ref().is_none_or(|a| a.is_empty() || a.iter().any(|p| p.to_hex() == self.pubkey))
+            && filter.kinds.as_ref().is_none_or(|k| k.is_empty() || k.iter().any(|k| k.as_u16() == self.kind))
+            && filter.since.is_none_or(|t| self.created_at >= t.as_secs())
+            && filter.until.is_none_or(|t| self.created_at <= t.as_secs())
+            && filter.generic_tags.iter().all(|(letter, values)| values.iter().any(|v| self.tags.contains(&tag_key(letter.as_str(), v))));
+        Some(ok)
+    }
+
     /// Parses the stored event back.
     pub fn event(&self) -> Result<Event, String> {
         Event::from_json(&self.json).map_err(|e| format!("stored event {} is corrupt: {e}", self.id))
@@ -123,7 +140,7 @@ pub enum Plan {
 /// candidate is still checked with `Filter::match_event`, so the plan only
 /// has to return a superset.
 pub fn plan(filter: &Filter) -> Plan {
-    if let Some(ids) = filter.ids.as_ref() {
+    if let Some(ids) = filter.ids.as_ref().filter(|s| !s.is_empty()) {
         return Plan::Ids(ids.iter().map(|id| id.to_hex()).collect());
     }
     let mut best: Option<Vec<String>> = None;
@@ -139,10 +156,10 @@ pub fn plan(filter: &Filter) -> Plan {
     if let Some(keys) = best {
         return Plan::Tags(keys);
     }
-    if let Some(authors) = filter.authors.as_ref() {
+    if let Some(authors) = filter.authors.as_ref().filter(|s| !s.is_empty()) {
         return Plan::Authors(authors.iter().map(|a| a.to_hex()).collect());
     }
-    if let Some(kinds) = filter.kinds.as_ref() {
+    if let Some(kinds) = filter.kinds.as_ref().filter(|s| !s.is_empty()) {
         let kinds: BTreeSet<u16> = kinds.iter().map(|k| k.as_u16()).collect();
         return Plan::Kinds(kinds.into_iter().collect());
     }
@@ -196,6 +213,30 @@ mod tests {
         let f = Filter::new().kinds([Kind::from(30617u16), Kind::from(30618u16)]);
         assert_eq!(plan(&f), Plan::Kinds(vec![30617, 30618]));
         assert_eq!(plan(&Filter::new()), Plan::TimeRange { since: None, until: None });
+    }
+
+    #[test]
+    fn record_matching_agrees_with_match_event() {
+        let k = Keys::generate();
+        let e = event(&k, 1621, vec![tag("a", "30617:x:y"), tag("E", "root"), tag("p", "someone")], 50);
+        let r = Record::from_event(&e);
+        let a = SingleLetterTag::from_char('a').unwrap();
+        let p = SingleLetterTag::from_char('p').unwrap();
+        let filters = [
+            Filter::new(),
+            Filter::new().kind(Kind::from(1621u16)),
+            Filter::new().kind(Kind::from(1u16)),
+            Filter::new().author(k.public_key()).since(Timestamp::from(50)).until(Timestamp::from(50)),
+            Filter::new().since(Timestamp::from(51)),
+            Filter::new().custom_tags(a, ["30617:x:y", "other"]),
+            Filter::new().custom_tags(a, ["other"]),
+            Filter::new().id(e.id).custom_tags(SingleLetterTag::from_char('E').unwrap(), ["root"]),
+        ];
+        let opts = nostr::filter::MatchEventOptions::new();
+        for f in filters {
+            assert_eq!(r.matches(&f), Some(f.match_event(&e, opts)), "{f:?}");
+        }
+        assert_eq!(r.matches(&Filter::new().custom_tags(p, ["someone"])), None);
     }
 
     #[test]
