@@ -755,20 +755,17 @@ impl Engine {
                 job.deadline = now + self.config.historic_timeout;
             }
         }
-        let delivered = if self.seen.contains(&id) {
+        if self.seen.contains(&id) {
             relay.counters.events_duplicate += 1;
-            true
         } else if self.rejections.contains(&id, now) {
             *relay.counters.events_rejected.entry("not_accepted".into()).or_default() += 1;
-            true
         } else {
-            self.ingest(url, event, now)
-        };
-        // An invalid event under a requested id still answers the fetch: the
-        // relay returned its (bad) copy rather than withholding the id, and
-        // the rejection is already counted. Otherwise one forged event on a
-        // NIP-77 relay would leave it ConnectedDegraded after every sync.
-        let _ = delivered;
+            self.ingest(url, event, now);
+        }
+        // Any event under a requested id answers the fetch, even an invalid
+        // one: the relay returned its (bad) copy rather than withholding the
+        // id, and the rejection is already counted. Otherwise one forged event
+        // on a NIP-77 relay would leave it ConnectedDegraded after every sync.
         if let Some(job) = self.job_mut(url, sub) {
             if let JobKind::Fetch(f) = &mut job.kind {
                 f.on_event(id);
@@ -776,9 +773,8 @@ impl Engine {
         }
     }
 
-    /// Policy, verification and queueing for save. True when the event counts
-    /// as delivered (valid, whether accepted or deliberately rejected).
-    fn ingest(&mut self, url: &RelayUrl, event: Event, now: Millis) -> bool {
+    /// Policy, verification and queueing for save.
+    fn ingest(&mut self, url: &RelayUrl, event: Event, now: Millis) {
         let reject = |engine: &mut Engine, reason: &str| {
             if let Some(r) = engine.relays.get_mut(url) {
                 *r.counters.events_rejected.entry(reason.into()).or_default() += 1;
@@ -786,7 +782,7 @@ impl Engine {
         };
         if !event.verify_id() {
             reject(self, "invalid_id");
-            return false;
+            return;
         }
         let verdict = self.policy.classify(&event, &self.repos);
         if let Verdict::Reject(kind) = verdict {
@@ -799,7 +795,7 @@ impl Engine {
             let park = kind == Rejection::Conditional && event.kind.as_u16() == nip34::REPO_STATE;
             if park && !event.verify_signature() {
                 reject(self, "invalid_signature");
-                return false;
+                return;
             }
             self.rejections.insert(event.id, kind, now + self.config.rejection_ttl);
             reject(self, "not_accepted");
@@ -809,12 +805,12 @@ impl Engine {
                 }
                 self.parked_states.push_back((event, url.clone()));
             }
-            return true;
+            return;
         }
         if !event.verify_signature() {
             reject(self, "invalid_signature");
             tracing::debug!(relay = %url, id = %event.id, "invalid signature");
-            return false;
+            return;
         }
         self.seen.insert(event.id);
         match verdict {
@@ -845,7 +841,6 @@ impl Engine {
             _ => {}
         }
         self.unsaved.push((event, url.clone()));
-        true
     }
 
     fn accepted_set_grew(&mut self, now: Millis) {
