@@ -67,6 +67,15 @@ pub struct SyncConfig {
     pub rejection_capacity: usize,
     /// Ids of recently seen (verified or stored) events kept to skip re-verification.
     pub seen_capacity: usize,
+    /// Historic requests (REQ pages, `REQ {ids}`, negentropy sessions) in
+    /// flight per relay (SPEC §5: 8); halved when the relay says too many.
+    pub max_in_flight: usize,
+    /// Stop starting historic requests while this many accepted events are
+    /// not yet confirmed saved (SPEC §5: 5,000).
+    pub max_unsaved: usize,
+    /// Needed ids waiting to be fetched per batch before the next negentropy
+    /// round is held back (fetch while reconciling, bounded).
+    pub fetch_queue_max: usize,
     /// Allow loopback/private/link-local relay URLs (tests, private deployments).
     pub allow_private_relays: bool,
 }
@@ -102,6 +111,9 @@ impl Default for SyncConfig {
             rejection_ttl: Duration::from_secs(6 * 3600),
             rejection_capacity: 200_000,
             seen_capacity: 200_000,
+            max_in_flight: 8,
+            max_unsaved: 5_000,
+            fetch_queue_max: 2_000,
             allow_private_relays: false,
         }
     }
@@ -143,6 +155,9 @@ impl SyncConfig {
             ("max_ids_per_filter", self.max_ids_per_filter),
             ("fetch_chunk", self.fetch_chunk),
             ("max_frame_bytes", self.max_frame_bytes),
+            ("max_in_flight", self.max_in_flight),
+            ("max_unsaved", self.max_unsaved),
+            ("fetch_queue_max", self.fetch_queue_max),
         ];
         for (name, n) in counts {
             if n == 0 {
@@ -181,6 +196,8 @@ mod tests {
         assert_eq!(c.pagination_threshold, 75);
         assert_eq!(c.max_addresses_per_filter, 100);
         assert_eq!(c.max_ids_per_filter, 100);
+        assert_eq!(c.max_in_flight, 8);
+        assert_eq!(c.max_unsaved, 5_000);
         assert!(c.validate().is_ok());
     }
 

@@ -140,19 +140,37 @@ fn malformed_and_oversized_frames_are_counted_and_ignored() {
 }
 
 #[test]
-fn l2_work_discovered_late_is_batched_over_the_5s_window() {
+fn fresh_start_sends_the_next_layer_as_soon_as_the_previous_one_ends() {
     let k = Keys::generate();
     let (events, _) = dataset(&k);
     let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
     h.advance(Duration::ZERO);
     h.pump();
-    // the announcement arrived through L1; L2 for it must wait for the window
-    let l2_now = h.sent_to(R1).iter().filter(|f| f.contains("\"#a\"")).count();
-    assert_eq!(l2_now, 0, "no L2 filter before the batch window closes");
+    // L1 ended at once: L2 (for the announcement) and then L3 (for the
+    // patch) went out without waiting for the 5 s batch window
+    let sent = h.sent_to(R1);
+    assert!(sent.iter().any(|f| f.contains("\"#a\"")), "L2 sent when L1 ended: {sent:?}");
+    assert!(sent.iter().any(|f| f.contains("\"#e\"")), "L3 sent when L2 ended: {sent:?}");
+}
+
+#[test]
+fn live_discoveries_are_batched_over_the_5s_window() {
+    let k = Keys::generate();
+    let (events, _) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+    // a new repository arrives live: its L2 work waits for the window
+    let ann = announcement(&k, "late", &[OURS, R1], &[]);
+    let addr = nip34::repo_address(&ann);
+    h.publish(R1, ann);
+    h.pump();
+    let l2_for = |h: &Harness| h.sent_to(R1).iter().filter(|f| f.contains("\"#a\"") && f.contains(&addr)).count();
+    assert_eq!(l2_for(&h), 0, "no L2 filter before the batch window closes");
     h.advance(Duration::from_millis(4_900));
-    assert_eq!(h.sent_to(R1).iter().filter(|f| f.contains("\"#a\"")).count(), 0);
+    assert_eq!(l2_for(&h), 0);
     h.advance(Duration::from_millis(200));
-    assert!(h.sent_to(R1).iter().any(|f| f.contains("\"#a\"")), "L2 sent after 5 s");
+    assert!(l2_for(&h) > 0, "L2 sent after 5 s");
 }
 
 #[test]
@@ -162,10 +180,10 @@ fn syncing_becomes_connected_only_after_the_settle_window() {
     let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
     h.advance(Duration::ZERO);
     assert_eq!(h.status(R1), ConnectionStatus::Syncing);
-    // L1 done at t0, L2 at t0+5s, L3 at t0+10s; settle = 6 s after the last batch ends
-    h.advance(Duration::from_secs(15));
+    // L1, L2 and L3 all end at t0 (no idle waits); settle = 6 s after that
+    h.advance(Duration::from_millis(5_900));
     assert_eq!(h.status(R1), ConnectionStatus::Syncing);
-    h.advance(Duration::from_millis(1_100));
+    h.advance(Duration::from_millis(200));
     assert_eq!(h.status(R1), ConnectionStatus::Connected);
     let row = h.engine.status(h.now).relays[0].clone();
     assert!(row.historic_sync_completed);
@@ -257,26 +275,50 @@ fn quick_reconnect_since_is_last_connection_minus_margin() {
 #[test]
 fn consolidation_at_70_vs_71_live_filters() {
     for (repos, expect_consolidated) in [(69usize, false), (70usize, true)] {
-        // 1 L1 live filter + one L2 live filter per repo (max 1 address per filter)
+        // 1 L1 live filter + one L2 live filter per repository, each
+        // repository discovered live in its own batch window
         let k = Keys::generate();
-        let mut events = Vec::new();
+        let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, Vec::new()))]);
+        h.advance(Duration::from_secs(10));
         for i in 0..repos {
-            events.push(announcement(&k, &format!("r{i}"), &[OURS, R1], &[]));
+            h.publish(R1, announcement(&k, &format!("r{i}"), &[OURS, R1], &[]));
+            h.advance(Duration::from_secs(6));
         }
-        let config = SyncConfig { max_addresses_per_filter: 1, ..cfg() };
-        let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
-        h.advance(Duration::from_secs(30));
+        h.advance(Duration::from_secs(10));
         let row = h.engine.status(h.now).relays[0].clone();
+        let live_reqs = h.sent_to(R1).iter().filter(|f| f.starts_with("[\"REQ\",\"live")).count();
         let closes = h.sent_to(R1).iter().filter(|f| f.starts_with("[\"CLOSE\",\"live")).count();
         if expect_consolidated {
             assert_eq!(closes, 1 + repos, "all {} live filters closed", 1 + repos);
-            assert!(row.live_filters <= 71);
+            assert_eq!(row.live_filters, 2, "L1 + one L2 filter of 70 addresses");
+            // make-before-break: the covering REQs went out before the first CLOSE
+            let sent = h.sent_to(R1);
+            let first_close = sent.iter().position(|f| f.starts_with("[\"CLOSE\",\"live")).unwrap();
+            assert!(
+                sent[..first_close].iter().rev().take(2).all(|f| f.starts_with("[\"REQ\",\"live")),
+                "{:?}",
+                &sent[first_close - 3..first_close + 1]
+            );
+            assert_eq!(live_reqs, 1 + repos + 2);
         } else {
             assert_eq!(closes, 0);
             assert_eq!(row.live_filters, 1 + repos);
         }
         assert_eq!(h.status(R1), ConnectionStatus::Connected);
     }
+}
+
+#[test]
+fn consolidation_that_cannot_lower_the_count_never_runs() {
+    // 1 address per filter: the covering set is as large as what is open
+    let k = Keys::generate();
+    let events: Vec<Event> = (0..80).map(|i| announcement(&k, &format!("r{i}"), &[OURS, R1], &[])).collect();
+    let config = SyncConfig { max_addresses_per_filter: 1, ..cfg() };
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.sent_to(R1).iter().filter(|f| f.starts_with("[\"CLOSE\",\"live")).count(), 0);
+    assert_eq!(h.engine.status(h.now).relays[0].live_filters, 81);
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
 }
 
 #[test]

@@ -15,6 +15,7 @@ pub mod config;
 pub mod driver;
 pub mod engine;
 pub mod filters;
+pub mod flow;
 pub mod health;
 pub mod historic;
 pub mod ingest;

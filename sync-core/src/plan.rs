@@ -54,17 +54,8 @@ mod tests {
         let mut confirmed = RelaySyncEntry::default();
         confirmed.confirmed_repos.insert(addrs[0].clone());
         confirmed.confirmed_roots.insert(root1);
-        let mut session = Session::new(Millis(0), Millis(0));
-        session.batches.insert(
-            1,
-            PendingBatch {
-                items: BatchItems::Repos(vec![addrs[1].clone()]),
-                jobs_left: 3,
-                failed: false,
-                since: None,
-                created_at: Millis(0),
-            },
-        );
+        let mut session = Session::new(Millis(0), Millis(0), 8);
+        session.batches.insert(1, PendingBatch::new(BatchItems::Repos(vec![addrs[1].clone()]), 3, None, Millis(0)));
         let work = new_work(&idx, &relay, &confirmed, &session, &SyncConfig::default());
         assert_eq!(work, vec![BatchItems::Repos(vec![addrs[2].clone()]), BatchItems::Roots(vec![root2])]);
         // a relay no repository lists gets nothing

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use nostr::{EventId, Filter};
 
-use crate::filters::BatchItems;
+use crate::filters::{BatchItems, Layer};
+use crate::flow::FlowWindow;
 use crate::historic::fetch::Fetch;
 use crate::historic::negentropy::NegSession;
 use crate::historic::paginate::Paginator;
@@ -15,6 +16,8 @@ use crate::time::Millis;
 /// How a historic job is progressing.
 #[derive(Debug)]
 pub enum JobKind {
+    /// Not started: negentropy or pagination, decided when a window slot frees.
+    New,
     /// Waiting for our negentropy items from the store (token).
     LoadingItems(u64),
     /// NEG-OPEN sent; no answer yet (silence or NOTICE means REQ-only).
@@ -42,8 +45,28 @@ pub struct Job {
     pub deadline: Millis,
     /// Restarts after timeouts/errors.
     pub restarts: u32,
-    /// Ids needed, collected across negentropy rounds.
-    pub need: Vec<EventId>,
+    /// Waiting for a window slot (not sent, or sent and refused as one too many).
+    pub queued: bool,
+    /// Start order on this connection (the newest is the one a "too many"
+    /// NOTICE most likely refused).
+    pub started: u64,
+    /// Must be sent while nothing else is in flight: a NEG-OPEN probe whose
+    /// silence or NOTICE would otherwise be ambiguous (SPEC §2).
+    pub alone: bool,
+    /// The next NEG-MSG, held while the batch's fetch queue is full.
+    pub held: Option<String>,
+}
+
+impl Job {
+    /// A job for `filter` waiting for a slot.
+    pub fn new(batch: u64, filter: Filter, kind: JobKind, deadline: Millis) -> Self {
+        Self { batch, filter, kind, last_request: None, deadline, restarts: 0, queued: true, started: 0, alone: false, held: None }
+    }
+
+    /// Holds a window slot (sent, or about to be sent, and not refused).
+    pub fn in_flight(&self) -> bool {
+        !self.queued
+    }
 }
 
 /// A batch of work for one relay (PendingSyncIndex entry).
@@ -59,6 +82,37 @@ pub struct PendingBatch {
     pub since: Option<u64>,
     /// When it was created.
     pub created_at: Millis,
+    /// Ids negentropy said we need, not yet requested (fetched while later
+    /// rounds go on; ids requested elsewhere wait here until that answers).
+    pub fetch_queue: VecDeque<EventId>,
+}
+
+impl PendingBatch {
+    /// A batch with `jobs` historic jobs.
+    pub fn new(items: BatchItems, jobs: usize, since: Option<u64>, now: Millis) -> Self {
+        Self { items, jobs_left: jobs, failed: false, since, created_at: now, fetch_queue: VecDeque::new() }
+    }
+
+    /// Nothing left to do: every job ended and every needed id was requested.
+    pub fn is_done(&self) -> bool {
+        self.jobs_left == 0 && self.fetch_queue.is_empty()
+    }
+
+    /// The layer, for scheduling (L1 before L2 before L3).
+    pub fn layer(&self) -> Layer {
+        self.items.layer()
+    }
+}
+
+/// Historic progress of one connection (status snapshot, metrics, demo).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Ids negentropy reported as needed (after dropping known ones).
+    pub ids_needed: u64,
+    /// Needed ids that arrived.
+    pub ids_fetched: u64,
+    /// REQ pages completed.
+    pub pages_done: u64,
 }
 
 /// Per-connection state.
@@ -84,11 +138,18 @@ pub struct Session {
     pub last_batch_created: Millis,
     /// Next daily reconciliation.
     pub reconcile_at: Millis,
+    /// The in-flight window.
+    pub window: FlowWindow,
+    pub(crate) next_start: u64,
+    /// When live filters were last consolidated (at most once per batch window).
+    pub last_consolidated: Option<Millis>,
+    /// Historic progress.
+    pub progress: Progress,
 }
 
 impl Session {
     /// A new session at `now`.
-    pub fn new(now: Millis, reconcile_at: Millis) -> Self {
+    pub fn new(now: Millis, reconcile_at: Millis, window: usize) -> Self {
         Self {
             connected_at: now,
             req_only: false,
@@ -101,7 +162,27 @@ impl Session {
             idle_since: None,
             last_batch_created: now,
             reconcile_at,
+            window: FlowWindow::new(window),
+            next_start: 0,
+            last_consolidated: None,
+            progress: Progress::default(),
         }
+    }
+
+    /// Historic requests holding a window slot.
+    pub fn requests_in_flight(&self) -> usize {
+        self.jobs.values().filter(|j| j.in_flight()).count()
+    }
+
+    /// Window slots free now.
+    pub fn free_slots(&self) -> usize {
+        self.window.limit().saturating_sub(self.requests_in_flight())
+    }
+
+    /// Marks `job` as started (holding a slot) and returns its start number.
+    pub fn next_start_seq(&mut self) -> u64 {
+        self.next_start += 1;
+        self.next_start
     }
 
     /// A fresh subscription id with a readable prefix (`live`, `hist`, `neg`, `ids`).

@@ -36,6 +36,10 @@ pub struct RelaySyncEntry {
     pub confirmed_roots: BTreeSet<EventId>,
     /// Health bookkeeping.
     pub health: Health,
+    /// Negentropy worked on this relay once (SPEC §2: remembered as NIP-77,
+    /// so silence or a stray NOTICE never makes it REQ-only).
+    #[serde(default)]
+    pub negentropy: Option<bool>,
 }
 
 impl RelaySyncEntry {

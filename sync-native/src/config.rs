@@ -86,6 +86,9 @@ tuning! {
     rejection_ttl: Dur = "GRASP_SYNC_REJECTION_TTL", "6h", "How long a policy rejection is remembered";
     rejection_capacity: usize = "GRASP_SYNC_REJECTION_CAPACITY", "200000", "How many rejections are remembered";
     seen_capacity: usize = "GRASP_SYNC_SEEN_CAPACITY", "200000", "Recently seen event ids kept to skip re-verification";
+    max_in_flight: usize = "GRASP_SYNC_MAX_IN_FLIGHT", "8", "Historic requests (REQ pages, id fetches, negentropy sessions) in flight per relay; halved when the relay says too many";
+    max_unsaved: usize = "GRASP_SYNC_MAX_UNSAVED", "5000", "Stop starting historic requests while this many events wait for the store";
+    fetch_queue_max: usize = "GRASP_SYNC_FETCH_QUEUE_MAX", "2000", "Needed ids queued per batch before the next negentropy round is held back";
 }
 
 /// Default HTTP address for /metrics, /health, /status.

@@ -35,11 +35,20 @@ impl Fetch {
         (Self { requested, received: BTreeSet::new(), received_at_last_eose: 0, attempts: 1 }, filter)
     }
 
-    /// A valid event arrived (or one we already have / deliberately rejected).
-    pub fn on_event(&mut self, id: EventId) {
-        if self.requested.contains(&id) {
-            self.received.insert(id);
-        }
+    /// A valid event arrived (or one we already have / deliberately rejected);
+    /// true when it answers a requested id for the first time.
+    pub fn on_event(&mut self, id: EventId) -> bool {
+        self.requested.contains(&id) && self.received.insert(id)
+    }
+
+    /// Every id this fetch asked for.
+    pub fn requested_ids(&self) -> impl Iterator<Item = &EventId> {
+        self.requested.iter()
+    }
+
+    /// Ids asked for and not (yet) received.
+    pub fn missing(&self) -> impl Iterator<Item = &EventId> {
+        self.requested.difference(&self.received)
     }
 
     /// EOSE: complete, retry the missing ids, or fail after `retries` retries.

@@ -5,14 +5,17 @@
 //! engine never performs I/O, reads a clock or spawns anything, so the same
 //! code runs in the daemon, the browser and the deterministic simulation.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+mod pump;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use nostr::{ClientMessage, Event, EventId, Filter, JsonUtil, RelayMessage, SubscriptionId};
 
 use crate::command::Command;
 use crate::config::SyncConfig;
-use crate::filters::{self, BatchItems};
-use crate::historic::fetch::{Fetch, FetchOutcome};
+use crate::filters::{self, BatchItems, Layer};
+use crate::flow;
+use crate::historic::fetch::FetchOutcome;
 use crate::historic::negentropy::{NegSession, NegStep};
 use crate::historic::paginate::{PageOutcome, Paginator};
 use crate::ingest::{BoundedSet, RejectionCache};
@@ -102,6 +105,9 @@ pub struct Engine {
     saves_in_flight: BTreeMap<u64, Vec<(EventId, RelayUrl)>>,
     save_retry_at: Option<Millis>,
     neg_loads: BTreeMap<u64, (RelayUrl, String)>,
+    /// Ids asked for by a fetch, with the relay and subscription asking
+    /// (SPEC §5: an id already requested anywhere is not requested again).
+    requested: HashMap<EventId, (RelayUrl, String)>,
     next_token: u64,
     window_started: Option<Millis>,
     next_tick: Millis,
@@ -139,6 +145,7 @@ impl Engine {
             saves_in_flight: BTreeMap::new(),
             save_retry_at: None,
             neg_loads: BTreeMap::new(),
+            requested: HashMap::new(),
             next_token: 0,
             window_started: None,
             next_tick: now,
@@ -356,7 +363,7 @@ impl Engine {
         relay.sync.last_connected = Some(now);
         let reconcile_at = now + self.reconcile_interval();
         let relay = self.relays.get_mut(url).expect("relay exists");
-        relay.session = Some(Session::new(now, reconcile_at));
+        relay.session = Some(Session::new(now, reconcile_at, self.config.max_in_flight));
         self.set_status(url, ConnectionStatus::Syncing, now);
         tracing::info!(relay = %url, quick, "connected");
         if quick {
@@ -470,7 +477,8 @@ impl Engine {
 
     // ----- batches -----------------------------------------------------------
 
-    /// Creates a batch: its live subscription and one historic job per filter.
+    /// Creates a batch: its live subscription and one historic job per
+    /// filter, queued for the relay's window (see [`Engine::pump`]).
     fn start_batch(&mut self, url: &RelayUrl, items: BatchItems, since: Option<u64>, with_live: bool, now: Millis) {
         let historic_timeout = self.config.historic_timeout;
         let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
@@ -482,39 +490,19 @@ impl Engine {
             session.live.insert(sub.clone(), items.clone());
             live_msg = Some(ClientMessage::req(SubscriptionId::new(sub), filters_.iter().map(filters::live).collect::<Vec<_>>()));
         }
-        session.batches.insert(batch_id, PendingBatch { items, jobs_left: filters_.len(), failed: false, since, created_at: now });
+        session.batches.insert(batch_id, PendingBatch::new(items, filters_.len(), since, now));
         session.idle_since = None;
         session.last_batch_created = now;
-        let req_only = session.req_only;
-        let mut job_subs = Vec::new();
         for f in filters_ {
             let sub = session.sub_id("hist");
             let filter = filters::historic(&f, since);
-            session.jobs.insert(
-                sub.clone(),
-                Job {
-                    batch: batch_id,
-                    filter,
-                    kind: JobKind::Page(Box::new(Paginator::new(Filter::new()))),
-                    last_request: None,
-                    deadline: now + historic_timeout,
-                    restarts: 0,
-                    need: Vec::new(),
-                },
-            );
-            job_subs.push(sub);
+            session.jobs.insert(sub, Job::new(batch_id, filter, JobKind::New, now + historic_timeout));
         }
         if let Some(m) = live_msg {
             self.send(url, m, now);
         }
-        for sub in job_subs {
-            if req_only {
-                self.begin_pagination(url, &sub, now);
-            } else {
-                self.begin_negentropy(url, &sub, now);
-            }
-        }
         self.maybe_consolidate(url, now);
+        self.pump(url, now);
     }
 
     fn begin_negentropy(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
@@ -532,6 +520,7 @@ impl Engine {
         let limit = self.config.page_limit;
         let timeout = self.config.historic_timeout;
         let Some(job) = self.job_mut(url, sub) else { return };
+        job.held = None;
         let mut p = Paginator::new(job.filter.clone());
         let f = p.request(limit);
         job.kind = JobKind::Page(Box::new(p));
@@ -583,11 +572,19 @@ impl Engine {
         self.begin_pagination(&url, &sub, now);
     }
 
-    /// A job ended; completes its batch when it was the last one.
+    /// A job ended: frees its window slot, and completes its batch when
+    /// nothing of the batch is left.
     fn finish_job(&mut self, url: &RelayUrl, sub: &str, ok: bool, now: Millis) {
         let Some(relay) = self.relays.get_mut(url) else { return };
         let Some(session) = relay.session.as_mut() else { return };
         let Some(job) = session.jobs.remove(sub) else { return };
+        if let JobKind::Fetch(f) = &job.kind {
+            for id in f.requested_ids() {
+                if self.requested.get(id).is_some_and(|(u, s)| u == url && s == sub) {
+                    self.requested.remove(id);
+                }
+            }
+        }
         let Some(batch) = session.batches.get_mut(&job.batch) else { return };
         if !ok && !batch.failed {
             batch.failed = true;
@@ -595,22 +592,40 @@ impl Engine {
             tracing::warn!(relay = %url, sub, "historic batch failed");
         }
         batch.jobs_left = batch.jobs_left.saturating_sub(1);
-        if batch.jobs_left > 0 || batch.failed {
+        self.try_complete_batch(url, job.batch, now);
+        self.pump_all(now);
+    }
+
+    /// Confirms a batch whose jobs all ended and whose needed ids were all
+    /// requested (SPEC §5: pending → confirmed). A completed layer releases
+    /// the next one at once (no idle wait for the batch window).
+    fn try_complete_batch(&mut self, url: &RelayUrl, batch_id: u64, now: Millis) {
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        let Some(session) = relay.session.as_mut() else { return };
+        let Some(batch) = session.batches.get(&batch_id) else { return };
+        if !batch.is_done() || batch.failed {
             if session.in_flight() == 0 {
                 session.idle_since.get_or_insert(now);
             }
             return;
         }
-        let batch = session.batches.remove(&job.batch).expect("present");
+        let batch = session.batches.remove(&batch_id).expect("present");
+        let layer = batch.layer();
         match batch.items {
             BatchItems::Announcements => relay.sync.announcements_synced = true,
             BatchItems::Repos(r) => relay.sync.confirmed_repos.extend(r),
             BatchItems::Roots(r) => relay.sync.confirmed_roots.extend(r),
         }
+        let layer_done = !session.batches.values().any(|b| !b.failed && b.layer() <= layer);
         if session.in_flight() == 0 {
             session.idle_since.get_or_insert(now);
         }
         self.state_dirty = true;
+        if layer_done && layer != Layer::L3 && self.window_started.is_some() {
+            // SPEC §5 "fresh start without idle waits": what this layer
+            // discovered goes out now, not when the batch window closes.
+            self.close_batch_window(now);
+        }
     }
 
     /// The three-way diff (target − pending − confirmed) for one connected relay.
@@ -624,25 +639,38 @@ impl Engine {
     }
 
     /// SPEC §5 consolidation: more than `max_live_filters` live subscriptions
-    /// are replaced by the fewest that cover everything confirmed or pending.
+    /// are replaced by the fewest that cover everything confirmed or pending —
+    /// at most once per batch window, only when that lowers the count, and
+    /// make-before-break (the new ones are opened before the old are closed,
+    /// so no live event falls in between).
     fn maybe_consolidate(&mut self, url: &RelayUrl, now: Millis) {
         let max = self.config.max_live_filters;
+        let window = self.config.batch_window;
         let (max_a, max_i) = (self.config.max_addresses_per_filter, self.config.max_ids_per_filter);
         let Some(relay) = self.relays.get_mut(url) else { return };
         let Some(session) = relay.session.as_mut() else { return };
-        if session.live.len() <= max {
+        if session.live.len() <= max || session.last_consolidated.is_some_and(|t| now.since(t) < window) {
             return;
         }
         let (mut repos, mut roots) = session.pending_items();
         repos.extend(relay.sync.confirmed_repos.iter().cloned());
         roots.extend(relay.sync.confirmed_roots.iter().copied());
-        let old: Vec<String> = core::mem::take(&mut session.live).into_keys().collect();
-        let mut msgs: Vec<ClientMessage<'static>> = old.into_iter().map(|s| ClientMessage::close(SubscriptionId::new(s))).collect();
-        for items in filters::consolidated(&repos, &roots, max_a, max_i) {
+        let covering = filters::consolidated(&repos, &roots, max_a, max_i);
+        let old: Vec<String> = session.live.keys().cloned().collect();
+        if covering.len() >= old.len() {
+            return;
+        }
+        session.last_consolidated = Some(now);
+        let mut msgs: Vec<ClientMessage<'static>> = Vec::new();
+        for items in covering {
             let sub = session.sub_id("live");
             let fs: Vec<Filter> = items.filters().iter().map(filters::live).collect();
             session.live.insert(sub.clone(), items);
             msgs.push(ClientMessage::req(SubscriptionId::new(sub), fs));
+        }
+        for sub in old {
+            session.live.remove(&sub);
+            msgs.push(ClientMessage::close(SubscriptionId::new(sub)));
         }
         tracing::info!(relay = %url, live = session.live.len(), "consolidated live filters");
         for m in msgs {
@@ -709,38 +737,96 @@ impl Engine {
         if let Some(r) = self.relays.get_mut(url) {
             r.counters.notices += 1;
         }
+        if flow::is_too_many(message) {
+            // Flow control: the newest request is the one most likely refused.
+            let neg = message.to_ascii_lowercase().contains("neg");
+            if let Some(sub) = self.newest_in_flight(url, neg) {
+                self.requeue_refused(url, &sub, now);
+            }
+            return;
+        }
         if self.check_rate_limited(url, message, now) {
             return;
         }
-        // A relay without NIP-77 answers NEG-OPEN with a NOTICE.
-        if self.awaiting_neg_open(url) {
-            self.mark_req_only(url, message, now);
+        // A relay without NIP-77 answers NEG-OPEN with a NOTICE — but a NOTICE
+        // is only a verdict when the NEG-OPEN was alone in flight (SPEC §2).
+        let Some(session) = self.relays.get(url).and_then(|r| r.session.as_ref()) else { return };
+        let opens: Vec<String> =
+            session.jobs.iter().filter(|(_, j)| matches!(j.kind, JobKind::NegOpen(_))).map(|(s, _)| s.clone()).collect();
+        if opens.is_empty() {
+            return;
+        }
+        if session.requests_in_flight() == 1 || session.jobs.values().any(|j| j.alone && j.in_flight()) {
+            self.neg_open_refused(url, message, now);
+        } else {
+            self.probe_negentropy_alone(url, &opens, now);
         }
     }
 
-    fn awaiting_neg_open(&self, url: &RelayUrl) -> bool {
-        self.relays
-            .get(url)
-            .and_then(|r| r.session.as_ref())
-            .is_some_and(|s| s.jobs.values().any(|j| matches!(j.kind, JobKind::NegOpen(_))))
+    /// The NEG-OPEN itself was refused: REQ-only for this session, unless
+    /// negentropy worked on this relay before (then only these jobs paginate).
+    fn neg_open_refused(&mut self, url: &RelayUrl, why: &str, now: Millis) {
+        if self.relays.get(url).is_some_and(|r| r.sync.negentropy == Some(true)) {
+            tracing::warn!(relay = %url, why, "NEG-OPEN refused by a relay known to do negentropy; paginating these jobs");
+            let subs: Vec<String> = self
+                .relays
+                .get(url)
+                .and_then(|r| r.session.as_ref())
+                .map(|s| s.jobs.iter().filter(|(_, j)| matches!(j.kind, JobKind::NegOpen(_))).map(|(s, _)| s.clone()).collect())
+                .unwrap_or_default();
+            for sub in subs {
+                self.begin_pagination(url, &sub, now);
+            }
+            return;
+        }
+        self.mark_req_only(url, why, now);
+    }
+
+    /// An ambiguous signal (a NOTICE, or silence, with other requests in
+    /// flight): the unanswered NEG-OPENs are asked again, each alone, so the
+    /// answer can be attributed.
+    fn probe_negentropy_alone(&mut self, url: &RelayUrl, subs: &[String], now: Millis) {
+        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        for sub in subs {
+            let Some(mut job) = session.jobs.remove(sub) else { continue };
+            job.kind = JobKind::New;
+            job.queued = true;
+            job.alone = true;
+            let new_sub = session.sub_id("hist");
+            session.jobs.insert(new_sub, job);
+        }
+        for sub in subs {
+            self.commands_close_neg(url, sub, now);
+        }
+        self.pump(url, now);
+    }
+
+    fn commands_close_neg(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
+        self.send(url, ClientMessage::NegClose { subscription_id: std::borrow::Cow::Owned(SubscriptionId::new(sub)) }, now);
     }
 
     /// The relay does not speak NIP-77: every negentropy job falls back to REQ.
     fn mark_req_only(&mut self, url: &RelayUrl, why: &str, now: Millis) {
-        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        relay.sync.negentropy = Some(false);
+        let Some(session) = relay.session.as_mut() else { return };
         if !session.req_only {
             tracing::info!(relay = %url, why, "relay does not do negentropy; using REQ+EOSE");
         }
         session.req_only = true;
+        for job in session.jobs.values_mut() {
+            job.alone = false;
+        }
         let subs: Vec<String> = session
             .jobs
             .iter()
-            .filter(|(_, j)| matches!(j.kind, JobKind::NegOpen(_) | JobKind::LoadingItems(_)))
+            .filter(|(_, j)| j.in_flight() && matches!(j.kind, JobKind::NegOpen(_) | JobKind::LoadingItems(_)))
             .map(|(s, _)| s.clone())
             .collect();
         for sub in subs {
             self.begin_pagination(url, &sub, now);
         }
+        self.pump(url, now);
     }
 
     fn on_event(&mut self, url: &RelayUrl, sub: &str, event: Event, now: Millis) {
@@ -766,9 +852,12 @@ impl Engine {
         // one: the relay returned its (bad) copy rather than withholding the
         // id, and the rejection is already counted. Otherwise one forged event
         // on a NIP-77 relay would leave it ConnectedDegraded after every sync.
-        if let Some(job) = self.job_mut(url, sub) {
-            if let JobKind::Fetch(f) = &mut job.kind {
-                f.on_event(id);
+        if let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) {
+            if let Some(JobKind::Fetch(f)) = session.jobs.get_mut(sub).map(|j| &mut j.kind) {
+                if f.on_event(id) {
+                    session.progress.ids_fetched += 1;
+                    self.requested.remove(&id);
+                }
             }
         }
     }
@@ -853,8 +942,15 @@ impl Engine {
     fn on_eose(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
         let (threshold, limit, retries, timeout) =
             (self.config.pagination_threshold, self.config.page_limit, self.config.fetch_retries, self.config.historic_timeout);
-        let Some(job) = self.job_mut(url, sub) else { return };
+        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        let Some(job) = session.jobs.get_mut(sub) else { return };
+        if job.queued {
+            return; // an answer to a request we re-queued as refused
+        }
         job.deadline = now + timeout;
+        if matches!(job.kind, JobKind::Page(_)) {
+            session.progress.pages_done += 1;
+        }
         match &mut job.kind {
             JobKind::Page(p) => match p.on_eose(threshold, limit) {
                 PageOutcome::Next(f) => {
@@ -886,11 +982,12 @@ impl Engine {
     }
 
     fn on_closed(&mut self, url: &RelayUrl, sub: &str, message: &str, now: Millis) {
-        let rate_limited = self.check_rate_limited(url, message, now);
+        let too_many = flow::is_too_many(message);
+        let rate_limited = !too_many && self.check_rate_limited(url, message, now);
         let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
         if let Some(items) = session.live.remove(sub) {
             tracing::warn!(relay = %url, sub, message, "relay closed a live subscription");
-            if rate_limited {
+            if rate_limited || too_many {
                 // Still wanted: ask again, held in the outbox until the cooldown
                 // ends, with `since` instead of `limit:0` so that events published
                 // while the subscription was refused are not lost.
@@ -902,8 +999,14 @@ impl Engine {
             return;
         }
         let Some(job) = session.jobs.get(sub) else { return };
+        if job.queued {
+            return;
+        }
+        if too_many {
+            return self.requeue_refused(url, sub, now);
+        }
         if matches!(job.kind, JobKind::NegOpen(_)) && !rate_limited {
-            return self.mark_req_only(url, message, now);
+            return self.neg_open_refused(url, message, now);
         }
         if rate_limited {
             // Re-sent from the outbox once the cooldown is over.
@@ -939,14 +1042,21 @@ impl Engine {
                 self.send(url, ClientMessage::NegClose { subscription_id: std::borrow::Cow::Owned(SubscriptionId::new(sub)) }, now);
                 self.begin_pagination(url, sub, now);
             }
-            JobKind::LoadingItems(_) => {}
+            JobKind::LoadingItems(_) | JobKind::New => {}
         }
     }
 
     fn on_neg_msg(&mut self, url: &RelayUrl, sub: &str, hex: &str, now: Millis) {
         let timeout = self.config.historic_timeout;
+        let queue_max = self.config.fetch_queue_max;
         let Some(relay) = self.relays.get_mut(url) else { return };
-        let Some(job) = relay.session.as_mut().and_then(|s| s.jobs.get_mut(sub)) else { return };
+        relay.sync.negentropy = Some(true);
+        let Some(session) = relay.session.as_mut() else { return };
+        if session.jobs.get(sub).is_some_and(|j| j.alone) {
+            // The probe answered: negentropy works, nothing needs to go alone.
+            session.jobs.values_mut().for_each(|j| j.alone = false);
+        }
+        let Some(job) = session.jobs.get_mut(sub) else { return };
         let kind = core::mem::replace(&mut job.kind, JobKind::LoadingItems(0));
         let mut neg = match kind {
             JobKind::NegOpen(n) | JobKind::Neg(n) => n,
@@ -956,81 +1066,70 @@ impl Engine {
             }
         };
         job.deadline = now + timeout;
-        let step = neg.on_message(hex, &mut job.need);
+        let mut need = Vec::new();
+        let step = neg.on_message(hex, &mut need);
+        job.kind = JobKind::Neg(neg);
         relay.counters.negentropy_rounds += 1;
+        // Fetch while reconciling: needed ids queue on the batch right away.
+        let batch_id = job.batch;
+        let (seen, rejections) = (&self.seen, &self.rejections);
+        need.retain(|id| !seen.contains(id) && !rejections.contains(id, now));
+        session.progress.ids_needed += need.len() as u64;
+        let queue_len = match session.batches.get_mut(&batch_id) {
+            Some(b) => {
+                b.fetch_queue.extend(need);
+                b.fetch_queue.len()
+            }
+            None => 0,
+        };
         match step {
             Ok(NegStep::Continue(msg)) => {
-                job.kind = JobKind::Neg(neg);
-                self.send(
-                    url,
-                    ClientMessage::NegMsg {
-                        subscription_id: std::borrow::Cow::Owned(SubscriptionId::new(sub)),
-                        message: std::borrow::Cow::Owned(msg),
-                    },
-                    now,
-                );
+                if queue_len > queue_max {
+                    // Bounded: the next round waits until fetching catches up.
+                    if let Some(job) = session.jobs.get_mut(sub) {
+                        job.held = Some(msg);
+                    }
+                } else {
+                    self.send_neg_msg(url, sub, msg, now);
+                }
             }
             Ok(NegStep::Done) => {
-                job.kind = JobKind::Neg(neg);
                 self.send(url, ClientMessage::NegClose { subscription_id: std::borrow::Cow::Owned(SubscriptionId::new(sub)) }, now);
-                self.negentropy_done(url, sub, now);
+                self.finish_job(url, sub, true, now);
             }
             Err(e) => {
                 tracing::warn!(relay = %url, error = %e, "relay sent an invalid negentropy message; using REQ pagination");
-                job.kind = JobKind::Neg(neg);
                 self.send(url, ClientMessage::NegClose { subscription_id: std::borrow::Cow::Owned(SubscriptionId::new(sub)) }, now);
                 self.begin_pagination(url, sub, now);
             }
         }
+        self.pump(url, now);
     }
 
-    /// Reconciliation finished: fetch what we need in chunks, as jobs of the same batch.
-    fn negentropy_done(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
-        let chunk = self.config.fetch_chunk;
-        let timeout = self.config.historic_timeout;
-        let Some(job) = self.job_mut(url, sub) else { return };
-        let batch_id = job.batch;
-        let mut need = core::mem::take(&mut job.need);
-        need.sort();
-        need.dedup();
-        let seen = &self.seen;
-        let rejections = &self.rejections;
-        need.retain(|id| !seen.contains(id) && !rejections.contains(id, now));
-        let session = self.relays.get_mut(url).and_then(|r| r.session.as_mut()).expect("job exists");
-        let mut sends = Vec::new();
-        for ids in need.chunks(chunk) {
-            let fsub = session.sub_id("ids");
-            let (fetch, filter) = Fetch::new(ids.to_vec());
-            session.jobs.insert(
-                fsub.clone(),
-                Job {
-                    batch: batch_id,
-                    filter: filter.clone(),
-                    kind: JobKind::Fetch(fetch),
-                    last_request: Some(filter.clone()),
-                    deadline: now + timeout,
-                    restarts: 0,
-                    need: Vec::new(),
-                },
-            );
-            if let Some(b) = session.batches.get_mut(&batch_id) {
-                b.jobs_left += 1;
-            }
-            sends.push((fsub, filter));
-        }
-        for (fsub, filter) in sends {
-            self.send(url, ClientMessage::req(SubscriptionId::new(fsub), vec![filter]), now);
-        }
-        self.finish_job(url, sub, true, now);
+    fn send_neg_msg(&mut self, url: &RelayUrl, sub: &str, msg: String, now: Millis) {
+        self.send(
+            url,
+            ClientMessage::NegMsg {
+                subscription_id: std::borrow::Cow::Owned(SubscriptionId::new(sub)),
+                message: std::borrow::Cow::Owned(msg),
+            },
+            now,
+        );
     }
 
     fn on_neg_err(&mut self, url: &RelayUrl, sub: &str, message: &str, now: Millis) {
+        if self.job_mut(url, sub).is_none_or(|j| j.queued) {
+            return;
+        }
+        if flow::is_too_many(message) {
+            return self.requeue_refused(url, sub, now);
+        }
         if self.check_rate_limited(url, message, now) {
             return self.restart_job(url, sub, now, false);
         }
         let Some(job) = self.job_mut(url, sub) else { return };
         match job.kind {
-            JobKind::NegOpen(_) => self.mark_req_only(url, message, now),
+            JobKind::NegOpen(_) => self.neg_open_refused(url, message, now),
             JobKind::Neg(_) => {
                 tracing::warn!(relay = %url, message, "negentropy error mid-session; using REQ pagination");
                 self.begin_pagination(url, sub, now);
@@ -1042,7 +1141,7 @@ impl Engine {
     // ----- store results -----------------------------------------------------
 
     /// The store answered `SaveEvents`.
-    pub fn handle_saved(&mut self, token: u64, outcomes: Vec<SaveOutcome>, _now: Millis) {
+    pub fn handle_saved(&mut self, token: u64, outcomes: Vec<SaveOutcome>, now: Millis) {
         let Some(ids) = self.saves_in_flight.remove(&token) else { return };
         for ((_, url), outcome) in ids.iter().zip(outcomes.iter()) {
             let Some(relay) = self.relays.get_mut(url) else {
@@ -1066,6 +1165,8 @@ impl Engine {
         if ids.len() != outcomes.len() {
             tracing::error!(expected = ids.len(), got = outcomes.len(), "store returned the wrong number of outcomes");
         }
+        // Work held back by the unsaved-events bound can go out now.
+        self.pump_all(now);
     }
 
     /// The store failed a `SaveEvents`: the events are retried shortly.
@@ -1105,17 +1206,23 @@ impl Engine {
             self.save_retry_at = None;
         }
         if self.window_started.is_some_and(|w| now >= w + self.config.batch_window) {
-            self.window_started = None;
-            self.retry_parked_states(now);
-            let urls: Vec<RelayUrl> = self.relays.iter().filter(|(_, r)| r.session.is_some()).map(|(u, _)| u.clone()).collect();
-            for url in urls {
-                self.run_diff(&url, now);
-            }
+            self.close_batch_window(now);
         }
         self.check_settled(now);
         if now >= self.next_tick {
             self.next_tick = now + self.config.tick_interval;
             self.tick(now);
+        }
+    }
+
+    /// The batch window closes: parked states are re-examined and every
+    /// connected relay gets the diff.
+    fn close_batch_window(&mut self, now: Millis) {
+        self.window_started = None;
+        self.retry_parked_states(now);
+        let urls: Vec<RelayUrl> = self.relays.iter().filter(|(_, r)| r.session.is_some()).map(|(u, _)| u.clone()).collect();
+        for url in urls {
+            self.run_diff(&url, now);
         }
     }
 
@@ -1221,7 +1328,7 @@ impl Engine {
         let expired: Vec<String> = if rate_limited {
             Vec::new()
         } else {
-            session.jobs.iter().filter(|(_, j)| now >= j.deadline).map(|(s, _)| s.clone()).collect()
+            session.jobs.iter().filter(|(_, j)| j.in_flight() && j.held.is_none() && now >= j.deadline).map(|(s, _)| s.clone()).collect()
         };
         let reconcile = now >= session.reconcile_at;
         for sub in expired {
@@ -1232,7 +1339,15 @@ impl Engine {
             }
             let is_open = self.job_mut(url, &sub).is_some_and(|j| matches!(j.kind, JobKind::NegOpen(_)));
             if is_open {
-                self.mark_req_only(url, "no answer to NEG-OPEN", now);
+                // Silence is a verdict only for a NEG-OPEN that was alone in
+                // flight; otherwise it may just be queued behind other work.
+                let session = self.relays.get(url).and_then(|r| r.session.as_ref());
+                let alone = session.is_some_and(|s| s.requests_in_flight() == 1 || s.jobs.get(&sub).is_some_and(|j| j.alone));
+                if alone {
+                    self.neg_open_refused(url, "no answer to NEG-OPEN", now);
+                } else {
+                    self.probe_negentropy_alone(url, &[sub.clone()], now);
+                }
             } else if self.job_mut(url, &sub).is_some_and(|j| !matches!(j.kind, JobKind::LoadingItems(_))) {
                 tracing::warn!(relay = %url, sub, "historic request timed out");
                 self.restart_job(url, &sub, now, true);
@@ -1241,6 +1356,7 @@ impl Engine {
         if reconcile {
             self.daily_reconciliation(url, now);
         }
+        self.pump(url, now);
     }
 
     /// SPEC §5 daily reconciliation: a full fresh sync of a connected relay.
@@ -1249,7 +1365,8 @@ impl Engine {
         let interval = self.reconcile_interval();
         let Some(relay) = self.relays.get_mut(url) else { return };
         let Some(old) = relay.session.take() else { return };
-        let mut session = Session::new(old.connected_at, now + interval);
+        let mut session = Session::new(old.connected_at, now + interval, self.config.max_in_flight);
+        session.window = old.window.clone();
         session.req_only = old.req_only;
         session.next_sub = old.next_sub;
         session.next_batch = old.next_batch;
