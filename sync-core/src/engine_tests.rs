@@ -602,3 +602,134 @@ fn announcements_already_in_the_store_are_indexed_at_start() {
     assert_eq!(stored_ids(&h), sorted(accepted));
     assert_eq!(h.engine.status(h.now).totals.root_events, 1);
 }
+
+// ----- flow control (SPEC §5) -------------------------------------------
+
+/// `repos` repositories listing R1, each with `roots` issues carrying
+/// `comments` comments (tagging both the repository and the root).
+fn many(keys: &Keys, repos: usize, roots: usize, comments: usize) -> Vec<Event> {
+    let mut out = Vec::new();
+    for r in 0..repos {
+        let ann = announcement(keys, &format!("repo{r}"), &[OURS, R1, R2], &[]);
+        let addr = nip34::repo_address(&ann);
+        out.push(ann);
+        for i in 0..roots {
+            // distinct seconds, so every event has its own id
+            let at = |n: usize| nostr::Timestamp::from(1_700_000_000 + (r * 10_000 + i * 100 + n) as u64);
+            let issue = tagged_at(keys, 1621, "a", &addr, at(0));
+            for c in 0..comments {
+                out.push(tagged_at(keys, 1111, "E", &issue.id.to_hex(), at(c + 1)));
+            }
+            out.push(issue);
+        }
+    }
+    out
+}
+
+fn req_only(h: &Harness, relay: &str) -> bool {
+    h.engine.status(h.now).relays.iter().find(|r| r.relay == url(relay).as_str()).expect("tracked").req_only
+}
+
+#[test]
+fn historic_requests_in_flight_never_exceed_the_window() {
+    let k = Keys::generate();
+    let events = many(&k, 12, 3, 2);
+    let n = events.len();
+    // one address / root per filter: dozens of historic jobs at once
+    let config = SyncConfig { max_addresses_per_filter: 1, max_ids_per_filter: 1, fetch_chunk: 5, ..cfg() };
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(60));
+    let relay = &h.relays[&url(R1)];
+    assert_eq!(relay.max_open_seen, 8, "the window is used, and never exceeded");
+    assert_eq!(h.store.all().len(), n);
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+}
+
+#[test]
+fn too_many_answers_shrink_the_window_and_lose_nothing() {
+    for notice in [false, true] {
+        let k = Keys::generate();
+        let events = many(&k, 12, 3, 2);
+        let n = events.len();
+        let config = SyncConfig { max_addresses_per_filter: 1, max_ids_per_filter: 1, fetch_chunk: 5, ..cfg() };
+        let mut relay = ScriptRelay::new(Mode::Nip77, events);
+        relay.max_subs = 3;
+        relay.max_negs = 2;
+        relay.refuse_with_notice = notice;
+        let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, relay)]);
+        h.advance(Duration::from_secs(120));
+        let relay = &h.relays[&url(R1)];
+        assert!(relay.refusals > 0, "the relay did refuse (notice: {notice})");
+        assert_eq!(h.store.all().len(), n, "every event stored (notice: {notice})");
+        assert_eq!(h.status(R1), ConnectionStatus::Connected, "a refusal is not a failure (notice: {notice})");
+        assert!(!req_only(&h, R1), "a refusal is not a capability verdict (notice: {notice})");
+        assert_ne!(h.health(R1), HealthStatus::RateLimited);
+        let window = h.engine.relays[&url(R1)].session.as_ref().unwrap().window.limit();
+        assert!(window <= 2, "window shrank to what the relay allows: {window}");
+    }
+}
+
+#[test]
+fn needed_ids_are_requested_once_across_relays() {
+    let k = Keys::generate();
+    let events = many(&k, 3, 4, 5);
+    let n = events.len();
+    let config = SyncConfig { fetch_chunk: 7, ..cfg() };
+    let mut h = Harness::new(
+        config,
+        server_policy(),
+        &[R1, R2],
+        vec![(R1, ScriptRelay::new(Mode::Nip77, events.clone())), (R2, ScriptRelay::new(Mode::Nip77, events))],
+    );
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.store.all().len(), n);
+    let mut asked: std::collections::BTreeMap<String, usize> = Default::default();
+    for relay in [R1, R2] {
+        for frame in h.sent_to(relay).iter().filter(|f| f.starts_with("[\"REQ\",\"ids")) {
+            let v: serde_json::Value = serde_json::from_str(frame).unwrap();
+            for id in v[2]["ids"].as_array().unwrap() {
+                *asked.entry(id.as_str().unwrap().to_string()).or_default() += 1;
+            }
+        }
+    }
+    assert!(!asked.is_empty());
+    let twice: Vec<_> = asked.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "ids requested more than once: {twice:?}");
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+    assert_eq!(h.status(R2), ConnectionStatus::Connected);
+}
+
+#[test]
+fn the_fetch_queue_holds_back_negentropy_rounds_and_still_completes() {
+    let k = Keys::generate();
+    let events = many(&k, 2, 10, 20);
+    let n = events.len();
+    // tiny bounds: negentropy rounds must wait for fetches, and the
+    // unsaved-events bound must pause new work until the store catches up
+    let config = SyncConfig { fetch_chunk: 10, fetch_queue_max: 10, max_unsaved: 15, negentropy_frame_limit: 4096, ..cfg() };
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.store.all().len(), n);
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+    let p = &h.engine.status(h.now).relays[0].progress;
+    assert!(p.ids_needed > 0 && p.ids_fetched == p.ids_needed, "{p:?}");
+}
+
+#[test]
+fn negentropy_that_worked_once_is_remembered() {
+    let k = Keys::generate();
+    let (events, accepted) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events.clone()))]);
+    h.advance(Duration::from_secs(30));
+    let state = h.engine.state_bytes();
+    // the relay later stops answering NEG-OPEN: after a restart only a
+    // NEG-OPEN sent alone and unanswered makes this session paginate, and
+    // the relay stays remembered as NIP-77
+    let mut h2 = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::SilentNeg, events))]);
+    h2.engine.restore(&state).unwrap();
+    h2.now = h.now + Duration::from_secs(3600);
+    h2.advance(Duration::from_secs(60));
+    let row = h2.engine.status(h2.now).relays[0].clone();
+    assert_eq!(row.negentropy, Some(true), "still remembered as NIP-77 for the next connection");
+    assert_eq!(stored_ids(&h2), sorted(accepted));
+}

@@ -7,22 +7,18 @@
 //! or CLOSED. Sending everything at once floods them, gets requests refused
 //! and — worse — queues our own NEG-OPEN behind hundreds of REQs until it
 //! looks unanswered. The window keeps the relay busy without exceeding it;
-//! a refusal halves it (at most once per [`CUT_INTERVAL`], so one burst of
-//! refusals counts once) and the refused request is re-sent later.
-
-use crate::time::Millis;
-
-/// A burst of refusals answers one burst of requests: the window is cut at
-/// most once per this interval.
-pub const CUT_INTERVAL: core::time::Duration = core::time::Duration::from_secs(1);
+//! a refusal halves it — once per burst: refusals of requests sent before the
+//! last cut do not cut again, as TCP reacts once per window of loss — and the
+//! refused request is re-sent later.
 
 /// The in-flight window of one relay connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowWindow {
     /// Current limit of historic requests in flight (≥ 1).
     limit: usize,
-    /// When the window was last cut.
-    last_cut: Option<Millis>,
+    /// Start number of the newest request when the window was last cut:
+    /// refusals of requests up to it belong to that burst.
+    cut_at: Option<u64>,
     /// Refusals ("too many …") seen on this connection.
     pub refusals: u64,
 }
@@ -30,7 +26,7 @@ pub struct FlowWindow {
 impl FlowWindow {
     /// A window of `limit` requests (at least 1).
     pub fn new(limit: usize) -> Self {
-        Self { limit: limit.max(1), last_cut: None, refusals: 0 }
+        Self { limit: limit.max(1), cut_at: None, refusals: 0 }
     }
 
     /// Requests that may be in flight now.
@@ -43,14 +39,15 @@ impl FlowWindow {
         self.limit = self.limit.min(max.max(1));
     }
 
-    /// The relay refused a request for being one too many: halve (minimum 1),
-    /// unless the window was already cut within [`CUT_INTERVAL`].
-    pub fn on_refusal(&mut self, now: Millis) {
+    /// The relay refused the request started as number `started` as one too
+    /// many; `newest` is the newest start number so far. Halves the window
+    /// (minimum 1) unless the refused request was sent before the last cut.
+    pub fn on_refusal(&mut self, started: u64, newest: u64) {
         self.refusals += 1;
-        if self.last_cut.is_some_and(|t| now.since(t) < CUT_INTERVAL) {
+        if self.cut_at.is_some_and(|c| started <= c) {
             return;
         }
-        self.last_cut = Some(now);
+        self.cut_at = Some(newest);
         self.limit = (self.limit / 2).max(1);
     }
 }
@@ -67,25 +64,24 @@ pub fn is_too_many(message: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::time::Duration;
 
     #[test]
     fn refusals_halve_down_to_one_once_per_burst() {
         let mut w = FlowWindow::new(8);
-        let t = Millis(10_000);
-        w.on_refusal(t);
+        // requests 1..=8 in flight; the relay allows 3 and refuses 4..=8
+        w.on_refusal(4, 8);
         assert_eq!(w.limit(), 4);
-        // the rest of the same burst does not cut again
-        w.on_refusal(t + Duration::from_millis(5));
-        w.on_refusal(t + Duration::from_millis(900));
-        assert_eq!(w.limit(), 4);
-        w.on_refusal(t + Duration::from_secs(1));
+        for started in 5..=8 {
+            w.on_refusal(started, 8);
+        }
+        assert_eq!(w.limit(), 4, "one burst cuts once");
+        // request 9, sent after the cut, is refused too: cut again
+        w.on_refusal(9, 9);
         assert_eq!(w.limit(), 2);
-        w.on_refusal(t + Duration::from_secs(2));
-        w.on_refusal(t + Duration::from_secs(3));
-        w.on_refusal(t + Duration::from_secs(4));
+        w.on_refusal(10, 10);
+        w.on_refusal(11, 11);
         assert_eq!(w.limit(), 1, "never below one");
-        assert_eq!(w.refusals, 7);
+        assert_eq!(w.refusals, 8);
     }
 
     #[test]

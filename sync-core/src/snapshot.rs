@@ -1,7 +1,8 @@
 //! Builds the [`SyncStatus`] snapshot from the engine's state.
 
 use crate::engine::Engine;
-use crate::status::{ConnectionStatus, HealthStatus, RelayStatus, RepoStatus, SyncStatus, Totals};
+use crate::session::Session;
+use crate::status::{ConnectionStatus, HealthStatus, HistoricProgress, RelayStatus, RepoStatus, SyncStatus, Totals};
 use crate::time::Millis;
 
 impl Engine {
@@ -40,6 +41,8 @@ impl Engine {
                 next_attempt_at: (r.status == ConnectionStatus::Disconnected).then_some(r.sync.health.next_attempt_at),
                 rate_limited_until: r.sync.health.rate_limited_until.filter(|t| *t > now),
                 req_only,
+                negentropy: r.sync.negentropy,
+                progress: r.session.as_ref().map(|s| progress(s, r.status)).unwrap_or_default(),
                 pending_batches: pending,
                 live_filters: live,
                 confirmed_repos: r.sync.confirmed_repos.len(),
@@ -62,5 +65,32 @@ impl Engine {
             })
             .collect();
         SyncStatus { now, running: self.running, relays, totals, repositories }
+    }
+}
+
+/// Progress of one connection: batches done, with the pending ones credited
+/// by the share of needed ids already fetched.
+fn progress(s: &Session, status: ConnectionStatus) -> HistoricProgress {
+    let total = s.next_batch;
+    let pending = s.batches.len();
+    let percent = if status != ConnectionStatus::Syncing {
+        100
+    } else if total == 0 {
+        0
+    } else {
+        let fetched = if s.progress.ids_needed == 0 { 0.0 } else { s.progress.ids_fetched as f64 / s.progress.ids_needed as f64 };
+        let done = (total as f64 - pending as f64) + fetched * pending as f64;
+        ((99.0 * done / total as f64) as u8).min(99)
+    };
+    HistoricProgress {
+        ids_needed: s.progress.ids_needed,
+        ids_fetched: s.progress.ids_fetched,
+        pages_done: s.progress.pages_done,
+        requests_in_flight: s.requests_in_flight(),
+        window: s.window.limit(),
+        refusals: s.window.refusals,
+        batches_total: total,
+        batches_pending: pending,
+        percent,
     }
 }

@@ -154,6 +154,11 @@ pub struct RelayStatus {
     pub rate_limited_until: Option<Millis>,
     /// Known not to speak NIP-77 this session.
     pub req_only: bool,
+    /// NIP-77 as far as known: `Some(true)` negentropy worked here,
+    /// `Some(false)` the relay refused it, `None` not yet known.
+    pub negentropy: Option<bool>,
+    /// Historic sync progress of the current connection.
+    pub progress: HistoricProgress,
     /// Batches in flight.
     pub pending_batches: usize,
     /// Live subscriptions open.
@@ -164,6 +169,30 @@ pub struct RelayStatus {
     pub confirmed_roots: usize,
     /// Counters.
     pub counters: RelayCounters,
+}
+
+/// Historic sync progress of one connection (SPEC §5 flow control; the demo's
+/// progress bars and `ngit_sync_historic_ids_*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoricProgress {
+    /// Ids negentropy reported as needed (known ones excluded).
+    pub ids_needed: u64,
+    /// Needed ids received so far.
+    pub ids_fetched: u64,
+    /// REQ pages completed.
+    pub pages_done: u64,
+    /// Historic requests in flight now.
+    pub requests_in_flight: usize,
+    /// Current in-flight window (shrinks when the relay says too many).
+    pub window: usize,
+    /// "Too many" refusals from the relay on this connection.
+    pub refusals: u64,
+    /// Batches created on this connection.
+    pub batches_total: u64,
+    /// Batches still pending.
+    pub batches_pending: usize,
+    /// Rough overall completion, 0–100 (100 once Connected).
+    pub percent: u8,
 }
 
 /// A repository the engine serves.

@@ -4,7 +4,7 @@
 //! so a whole sync runs in microseconds and deterministically. The randomised
 //! multi-relay simulation lives in `tests/simulation.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use nostr::{ClientMessage, Event, JsonUtil, RelayMessage, SubscriptionId};
@@ -54,12 +54,56 @@ pub struct ScriptRelay {
     pub connected: bool,
     /// Answer the next REQ with `CLOSED rate-limited:`.
     pub rate_limit_next_req: bool,
+    /// At most this many historic subscriptions (REQs until CLOSE) open at once;
+    /// the excess is refused as "too many concurrent REQs", like strfry.
+    pub max_subs: usize,
+    /// At most this many negentropy sessions open at once (excess: NEG-ERR).
+    pub max_negs: usize,
+    /// Refuse with a NOTICE (no sub id) instead of CLOSED.
+    pub refuse_with_notice: bool,
+    /// Historic subscriptions open now.
+    pub open: BTreeSet<String>,
+    /// Most historic subscriptions + negentropy sessions ever open at once.
+    pub max_open_seen: usize,
+    /// Requests refused as too many.
+    pub refusals: u64,
 }
 
 impl ScriptRelay {
     /// A relay holding `events`.
     pub fn new(mode: Mode, events: Vec<Event>) -> Self {
-        Self { events, mode, cap: 100, neg: BTreeMap::new(), live: BTreeMap::new(), connected: false, rate_limit_next_req: false }
+        Self {
+            events,
+            mode,
+            cap: 100,
+            neg: BTreeMap::new(),
+            live: BTreeMap::new(),
+            connected: false,
+            rate_limit_next_req: false,
+            max_subs: usize::MAX,
+            max_negs: usize::MAX,
+            refuse_with_notice: false,
+            open: BTreeSet::new(),
+            max_open_seen: 0,
+            refusals: 0,
+        }
+    }
+
+    fn refuse(&mut self, sub: &SubscriptionId, what: &str, neg: bool) -> Vec<String> {
+        self.refusals += 1;
+        let text = format!("error: too many concurrent {what}");
+        if self.refuse_with_notice {
+            vec![RelayMessage::notice(format!("ERROR: too many concurrent {what}")).as_json()]
+        } else if neg {
+            vec![RelayMessage::NegErr { subscription_id: std::borrow::Cow::Owned(sub.clone()), message: std::borrow::Cow::Owned(text) }
+                .as_json()]
+        } else {
+            vec![RelayMessage::closed(sub.clone(), text).as_json()]
+        }
+    }
+
+    fn note_open(&mut self) {
+        self.max_open_seen = self.max_open_seen.max(self.open.len() + self.neg.len());
     }
 
     /// The relay's answers to one client frame.
@@ -75,6 +119,13 @@ impl ScriptRelay {
                 let sub = subscription_id.into_owned();
                 let mut out = Vec::new();
                 let live = filters.iter().all(|f| f.limit == Some(0));
+                if !live && !self.open.contains(sub.as_str()) {
+                    if self.open.len() >= self.max_subs {
+                        return self.refuse(&sub, "REQs", false);
+                    }
+                    self.open.insert(sub.to_string());
+                    self.note_open();
+                }
                 if live {
                     self.live.insert(sub.to_string(), filters.iter().map(|f| f.clone().into_owned()).collect());
                     return vec![RelayMessage::eose(sub).as_json()];
@@ -100,10 +151,14 @@ impl ScriptRelay {
                 if self.mode == Mode::ReqOnly || self.mode == Mode::NeverEose {
                     return vec![RelayMessage::notice("ERROR: unknown message type NEG-OPEN").as_json()];
                 }
+                if self.neg.len() >= self.max_negs {
+                    return self.refuse(&subscription_id, "NEG requests", true);
+                }
                 let items: Vec<_> = self.events.iter().filter(|e| filter.match_event(e, opts)).map(|e| (e.id, e.created_at)).collect();
                 let mut r = NegResponder::new(&items, 60_000).unwrap();
                 let answer = r.reconcile(&initial_message).unwrap();
                 self.neg.insert(subscription_id.to_string(), r);
+                self.note_open();
                 vec![RelayMessage::NegMsg { subscription_id, message: std::borrow::Cow::Owned(answer) }.as_json()]
             }
             ClientMessage::NegMsg { subscription_id, message } => {
@@ -117,6 +172,7 @@ impl ScriptRelay {
             }
             ClientMessage::Close(sub) => {
                 self.live.remove(sub.as_str());
+                self.open.remove(sub.as_str());
                 vec![]
             }
             _ => vec![],
@@ -198,6 +254,8 @@ impl Harness {
                     if let Some(r) = self.relays.get_mut(&relay) {
                         r.connected = false;
                         r.live.clear();
+                        r.open.clear();
+                        r.neg.clear();
                     }
                 }
                 Command::Send { relay, text } => {

@@ -763,23 +763,18 @@ impl Engine {
         }
     }
 
-    /// The NEG-OPEN itself was refused: REQ-only for this session, unless
-    /// negentropy worked on this relay before (then only these jobs paginate).
+    /// The NEG-OPEN itself was refused (or a NEG-OPEN sent alone went
+    /// unanswered): REQ-only. A relay where negentropy worked before stays
+    /// remembered as NIP-77 — only this session paginates — so the next
+    /// connection tries negentropy again.
     fn neg_open_refused(&mut self, url: &RelayUrl, why: &str, now: Millis) {
-        if self.relays.get(url).is_some_and(|r| r.sync.negentropy == Some(true)) {
-            tracing::warn!(relay = %url, why, "NEG-OPEN refused by a relay known to do negentropy; paginating these jobs");
-            let subs: Vec<String> = self
-                .relays
-                .get(url)
-                .and_then(|r| r.session.as_ref())
-                .map(|s| s.jobs.iter().filter(|(_, j)| matches!(j.kind, JobKind::NegOpen(_))).map(|(s, _)| s.clone()).collect())
-                .unwrap_or_default();
-            for sub in subs {
-                self.begin_pagination(url, &sub, now);
-            }
-            return;
-        }
+        let remembered = self.relays.get(url).is_some_and(|r| r.sync.negentropy == Some(true));
         self.mark_req_only(url, why, now);
+        if remembered {
+            if let Some(r) = self.relays.get_mut(url) {
+                r.sync.negentropy = Some(true);
+            }
+        }
     }
 
     /// An ambiguous signal (a NOTICE, or silence, with other requests in
@@ -1346,7 +1341,7 @@ impl Engine {
                 if alone {
                     self.neg_open_refused(url, "no answer to NEG-OPEN", now);
                 } else {
-                    self.probe_negentropy_alone(url, &[sub.clone()], now);
+                    self.probe_negentropy_alone(url, std::slice::from_ref(&sub), now);
                 }
             } else if self.job_mut(url, &sub).is_some_and(|j| !matches!(j.kind, JobKind::LoadingItems(_))) {
                 tracing::warn!(relay = %url, sub, "historic request timed out");

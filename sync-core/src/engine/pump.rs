@@ -185,7 +185,7 @@ impl Engine {
     pub(super) fn requeue_refused(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
         let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
         let Some(mut job) = session.jobs.remove(sub) else { return };
-        session.window.on_refusal(now);
+        session.window.on_refusal(job.started, session.next_start);
         tracing::info!(relay = %url, sub, window = session.window.limit(), "relay refused a request as too many; window shrinks");
         let was_neg = matches!(job.kind, JobKind::NegOpen(_) | JobKind::Neg(_));
         let was_sent = !matches!(job.kind, JobKind::New | JobKind::LoadingItems(_)) && !job.queued;
