@@ -1,0 +1,297 @@
+//! `grasp-sync-bench`: the release `grasp-sync` daemon syncing over real
+//! WebSockets on 127.0.0.1 from a relay with a typical public relay's limits,
+//! compared with `nostr-sdk` and the parse+verify floor on the same data in
+//! the same run.
+//!
+//! ```sh
+//! cargo build --release -p sync-native
+//! cargo run --release -p grasp-sync-bench -- --events 10000 --runs 3 --write BENCHMARKS.md
+//! ```
+//!
+//! Modules: [`dataset`] (signed NIP-34 events, cached as JSONL), [`relay`]
+//! and [`proxy`] (the relay under test and its limits), the contenders
+//! [`daemon`], [`sdk_peer`] and [`floor`], [`measure`] (`/proc` sampling) and
+//! [`report`] (tables and `BENCHMARKS.md`).
+
+mod daemon;
+mod dataset;
+mod floor;
+mod measure;
+mod proxy;
+mod relay;
+mod report;
+mod sdk_peer;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::proxy::{Limits, Proxy};
+use crate::relay::BenchRelay;
+use crate::report::{Measurement, Report, Row};
+
+#[derive(Parser)]
+#[command(name = "grasp-sync-bench", version, about = "Benchmark the release grasp-sync daemon against nostr-sdk and the parse+verify floor", args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Internal: the nostr-sdk contender process.
+    #[command(hide = true)]
+    PeerSdk {
+        /// Relay to sync from.
+        #[arg(long)]
+        relay: String,
+        /// nostr-lmdb directory.
+        #[arg(long)]
+        db: PathBuf,
+        /// Syncs in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Dataset size (events); 1000 is a CI smoke test.
+    #[arg(long, default_value_t = 10_000)]
+    events: usize,
+    /// Runs per contender; the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Replace (or append) the `## <N> events` section of this markdown file.
+    #[arg(long)]
+    write: Option<PathBuf>,
+    /// Proxy port; the relay URL `ws://127.0.0.1:<port>` is baked into the dataset's announcements.
+    #[arg(long, default_value_t = 47_931)]
+    port: u16,
+    /// Concurrent subscriptions per connection (strfry default 20).
+    #[arg(long, default_value_t = 20)]
+    max_subs: usize,
+    /// Concurrent negentropy sessions per connection.
+    #[arg(long, default_value_t = 4)]
+    max_neg: usize,
+    /// Largest `limit` per filter.
+    #[arg(long, default_value_t = 500)]
+    max_limit: usize,
+    /// Give up on a contender run after this many seconds.
+    #[arg(long, default_value_t = 1800)]
+    timeout: u64,
+    /// The daemon binary [default: grasp-sync next to this binary, i.e. target/release/grasp-sync].
+    #[arg(long)]
+    daemon: Option<PathBuf>,
+    /// nostr-sdk syncs in flight at once.
+    #[arg(long, default_value_t = 4)]
+    sdk_concurrency: usize,
+    /// Contenders to run.
+    #[arg(long, value_delimiter = ',', default_value = "floor,grasp-sync,nostr-sdk")]
+    only: Vec<Contender>,
+    /// Keep the data directories under target/bench-tmp.
+    #[arg(long)]
+    keep_data: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Contender {
+    Floor,
+    GraspSync,
+    NostrSdk,
+}
+
+const FLOOR: &str = "floor (parse + verify, 1 core)";
+const GS_INITIAL: &str = "grasp-sync initial";
+const GS_RESYNC: &str = "grasp-sync re-sync";
+const SDK_INITIAL: &str = "nostr-sdk initial";
+const SDK_RESYNC: &str = "nostr-sdk re-sync";
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Some(Cmd::PeerSdk { relay, db, concurrency }) => sdk_peer::peer_main(&relay, &db, concurrency).await,
+        None => bench(cli.bench).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("grasp-sync-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `target/` (this binary lives in `target/release/`).
+fn target_dir() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    exe.parent().and_then(Path::parent).map(Path::to_path_buf).ok_or_else(|| format!("unexpected executable path {}", exe.display()))
+}
+
+async fn bench(a: BenchArgs) -> Result<(), String> {
+    if a.runs == 0 {
+        return Err("--runs must be at least 1".into());
+    }
+    let target = target_dir()?;
+    let daemon_bin = match &a.daemon {
+        Some(p) => p.clone(),
+        None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("grasp-sync"),
+    };
+    let limits = Limits { max_subs: a.max_subs, max_neg: a.max_neg, max_limit: a.max_limit };
+    let relay_url = format!("ws://127.0.0.1:{}", a.port);
+    let ds = dataset::load_or_generate(a.events, &relay_url, &target.join("bench-data"))?;
+    let expected = ds.expected();
+    eprintln!("dataset: {} events, {} roots, {:.1} MB of event JSON", expected, ds.roots, ds.json_bytes as f64 / 1e6);
+
+    let log_dir = target.join("bench-logs");
+    let tmp_root = target.join("bench-tmp");
+    for d in [&log_dir, &tmp_root] {
+        std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    }
+    let dopts = daemon::DaemonOpts { binary: daemon_bin, log_dir: log_dir.clone(), timeout: Duration::from_secs(a.timeout) };
+    let timeout = Duration::from_secs(a.timeout);
+    let mut rows: Vec<Row> = Vec::new();
+    let mut push = |label: &str, m: Measurement| {
+        eprintln!(
+            "  {label}: {:.2}s, {}/{} stored, {:.1} MB received, {} refused, {} connection(s), {} NIP-11 fetch(es){}{}",
+            m.wall.as_secs_f64(),
+            m.stored,
+            m.expected,
+            m.bytes_received as f64 / 1e6,
+            m.refusals,
+            m.connections.0,
+            m.connections.1,
+            if m.complete { "" } else { " — INCOMPLETE" },
+            if m.notes.is_empty() { String::new() } else { format!(" ({})", m.notes.join("; ")) }
+        );
+        match rows.iter_mut().find(|r| r.label == label) {
+            Some(r) => r.runs.push(m),
+            None => rows.push(Row { label: label.to_string(), runs: vec![m], events: expected }),
+        }
+    };
+
+    for run in 1..=a.runs {
+        eprintln!("run {run}/{}", a.runs);
+        if a.only.contains(&Contender::Floor) {
+            push(FLOOR, floor::run(&ds.events)?);
+        }
+        if a.only.contains(&Contender::GraspSync) {
+            let dir = tempdir(&tmp_root, "grasp-sync-")?;
+            let label = format!("grasp-sync-{}-run{run}", a.events);
+            let env = Fresh::start(&ds, a.port, limits).await?;
+            let m = daemon::run(&dopts, &env.proxy, &relay_url, dir.path(), daemon::Until::Stored(expected), &format!("{label}-initial")).await?;
+            drop(env);
+            push(GS_INITIAL, m);
+            let state = dir.path().join("sync-state.json");
+            if let Err(e) = std::fs::remove_file(&state) {
+                eprintln!("  note: could not delete {}: {e}", state.display());
+            }
+            let env = Fresh::start(&ds, a.port, limits).await?;
+            let mut m = daemon::run(&dopts, &env.proxy, &relay_url, dir.path(), daemon::Until::Connected, &format!("{label}-resync")).await?;
+            drop(env);
+            m.expected = expected;
+            m.stored = expected;
+            push(GS_RESYNC, m);
+            keep_or_drop(dir, a.keep_data);
+        }
+        if a.only.contains(&Contender::NostrSdk) {
+            let dir = tempdir(&tmp_root, "nostr-sdk-")?;
+            for (label, phase) in [(SDK_INITIAL, "initial"), (SDK_RESYNC, "resync")] {
+                let log = log_dir.join(format!("nostr-sdk-{}-run{run}-{phase}.log", a.events));
+                let env = Fresh::start(&ds, a.port, limits).await?;
+                let m = sdk_peer::run(&env.proxy, &relay_url, dir.path(), a.sdk_concurrency, expected, log, timeout).await?;
+                drop(env);
+                push(label, m);
+            }
+            keep_or_drop(dir, a.keep_data);
+        }
+    }
+
+    let repos = ds.events.iter().filter(|e| e.kind.as_u16() == 30617).count();
+    let limits_line = format!(
+        "{} concurrent subscriptions and {} concurrent negentropy sessions per connection, `limit` ≤ {}",
+        limits.max_subs, limits.max_neg, limits.max_limit
+    );
+    let report = Report {
+        events: expected,
+        roots: ds.roots,
+        repos,
+        json_bytes: ds.json_bytes,
+        runs: a.runs,
+        limits: limits_line.clone(),
+        machine: machine(),
+        revision: revision(),
+        rows,
+        floor: FLOOR.into(),
+        peers: vec![
+            (GS_INITIAL.into(), SDK_INITIAL.into()),
+            (SDK_INITIAL.into(), SDK_INITIAL.into()),
+            (GS_RESYNC.into(), SDK_RESYNC.into()),
+            (SDK_RESYNC.into(), SDK_RESYNC.into()),
+        ],
+    };
+    let section = report.section();
+    println!("{section}");
+    if let Some(path) = &a.write {
+        report::write_section(path, &section, &report.machine, &limits_line)?;
+        eprintln!("wrote section \"## {} events\" to {}", expected, path.display());
+    }
+    Ok(())
+}
+
+/// A fresh relay (loaded with the dataset) behind a fresh proxy, for one contender run.
+struct Fresh {
+    // Field order is drop order: the proxy goes first, then the relay.
+    proxy: Proxy,
+    _relay: BenchRelay,
+}
+
+impl Fresh {
+    async fn start(ds: &dataset::Dataset, port: u16, limits: Limits) -> Result<Self, String> {
+        let relay = BenchRelay::start(&ds.events, limits.max_limit).await?;
+        let proxy = Proxy::start(port, &relay.url, limits).await?;
+        Ok(Self { proxy, _relay: relay })
+    }
+}
+
+fn tempdir(root: &Path, prefix: &str) -> Result<tempfile::TempDir, String> {
+    tempfile::Builder::new().prefix(prefix).tempdir_in(root).map_err(|e| format!("cannot create a directory in {}: {e}", root.display()))
+}
+
+fn keep_or_drop(dir: tempfile::TempDir, keep: bool) {
+    if keep {
+        eprintln!("  kept {}", dir.keep().display());
+    }
+}
+
+/// `2 cores, <CPU model>, <RAM>`.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string())))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())))
+        .flatten()
+        .map(|kb| format!(", {:.1} GiB RAM", kb as f64 / 1048576.0))
+        .unwrap_or_default();
+    format!("nproc {cores}, {cpu}{mem}")
+}
+
+/// `git describe --always --dirty` of the workspace, or "unknown".
+fn revision() -> String {
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
