@@ -44,6 +44,13 @@ pub enum Command {
         /// The filter of the negentropy session.
         filter: Filter,
     },
+    /// Fetch the relay's NIP-11 document (HTTP GET with `Accept:
+    /// application/nostr+json` on the relay URL's http(s) form); report with
+    /// `handle_relay_info` — the text, or `None` when there is none.
+    FetchRelayInfo {
+        /// Relay whose document is wanted.
+        relay: RelayUrl,
+    },
     /// Persist the engine's sync state (opaque bytes). Issued only when every
     /// earlier `SaveEvents` has been reported, so the state never runs ahead of the store.
     PersistState {

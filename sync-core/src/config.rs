@@ -76,6 +76,9 @@ pub struct SyncConfig {
     /// Needed ids waiting to be fetched per batch before the next negentropy
     /// round is held back (fetch while reconciling, bounded).
     pub fetch_queue_max: usize,
+    /// Historic work on a new connection waits at most this long for the
+    /// relay's NIP-11 document (its limits and NIPs); zero: never fetch it.
+    pub relay_info_timeout: Duration,
     /// Allow loopback/private/link-local relay URLs (tests, private deployments).
     pub allow_private_relays: bool,
 }
@@ -114,6 +117,7 @@ impl Default for SyncConfig {
             max_in_flight: 8,
             max_unsaved: 5_000,
             fetch_queue_max: 2_000,
+            relay_info_timeout: Duration::from_secs(3),
             allow_private_relays: false,
         }
     }

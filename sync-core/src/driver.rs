@@ -58,6 +58,7 @@ enum TaskResult {
     Connected { relay: RelayUrl, sink: FrameSink, stream: FrameStream },
     ConnectFailed { relay: RelayUrl, error: String },
     WriterDone { relay: RelayUrl, conn: u64, error: Option<String> },
+    RelayInfo { relay: RelayUrl, document: Option<String> },
 }
 
 struct Conn {
@@ -224,6 +225,7 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
                 self.engine.handle_connected(&relay, now);
             }
             TaskResult::ConnectFailed { relay, error } => self.engine.handle_connect_failed(&relay, now, &error),
+            TaskResult::RelayInfo { relay, document } => self.engine.handle_relay_info(&relay, document.as_deref(), now),
             TaskResult::WriterDone { relay, conn, error } => {
                 if self.conns.get(&relay).is_some_and(|c| c.id == conn) {
                     if let Some(c) = self.conns.remove(&relay) {
@@ -280,6 +282,23 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
                     );
                 }
                 Command::Disconnect { relay } => self.drop_conn(&relay),
+                Command::FetchRelayInfo { relay } => {
+                    let timeout = self.engine.config().relay_info_timeout;
+                    let fetch = self.connector.fetch_info(&relay, timeout);
+                    tasks.push(
+                        async move {
+                            let document = match fetch.await {
+                                Ok(doc) => Some(doc),
+                                Err(e) => {
+                                    tracing::debug!(relay = %relay, error = %e, "no NIP-11 document");
+                                    None
+                                }
+                            };
+                            TaskResult::RelayInfo { relay, document }
+                        }
+                        .boxed_local(),
+                    );
+                }
                 Command::Send { relay, text } => {
                     if let Some(c) = self.conns.get(&relay) {
                         let _ = c.tx.unbounded_send(text);

@@ -19,6 +19,7 @@ pub mod flow;
 pub mod health;
 pub mod historic;
 pub mod ingest;
+pub mod nip11;
 pub mod nip34;
 pub mod plan;
 pub mod policy;

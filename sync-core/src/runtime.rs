@@ -38,6 +38,15 @@ pub type FrameStream = Pin<Box<dyn Stream<Item = Result<String, TransportError>>
 pub trait Connector {
     /// Connects to `relay`; the driver enforces `timeout` around this future.
     fn connect(&self, relay: &RelayUrl, timeout: Duration) -> LocalBoxFuture<'static, Result<(FrameSink, FrameStream), TransportError>>;
+
+    /// The relay's NIP-11 document (HTTP GET of the relay URL's http(s) form
+    /// with `Accept: application/nostr+json`), under the same address rules
+    /// as `connect`. Platforms without it keep this default: no document,
+    /// and the engine goes on with its own defaults.
+    fn fetch_info(&self, relay: &RelayUrl, timeout: Duration) -> LocalBoxFuture<'static, Result<String, TransportError>> {
+        let _ = (relay, timeout);
+        Box::pin(futures::future::ready(Err(TransportError("NIP-11 not supported by this connector".into()))))
+    }
 }
 
 /// What the store did with one event.

@@ -55,12 +55,27 @@ pub struct Job {
     pub alone: bool,
     /// The next NEG-MSG, held while the batch's fetch queue is full.
     pub held: Option<String>,
+    /// The relay answered this request (an EVENT, EOSE or NEG-MSG): it was
+    /// accepted, so an unattributed "too many" NOTICE is not about it.
+    pub answered: bool,
 }
 
 impl Job {
     /// A job for `filter` waiting for a slot.
     pub fn new(batch: u64, filter: Filter, kind: JobKind, deadline: Millis) -> Self {
-        Self { batch, filter, kind, last_request: None, deadline, restarts: 0, queued: true, started: 0, alone: false, held: None }
+        Self {
+            batch,
+            filter,
+            kind,
+            last_request: None,
+            deadline,
+            restarts: 0,
+            queued: true,
+            started: 0,
+            alone: false,
+            held: None,
+            answered: false,
+        }
     }
 
     /// Holds a window slot (sent, or about to be sent, and not refused).
@@ -145,6 +160,13 @@ pub struct Session {
     pub last_consolidated: Option<Millis>,
     /// Historic progress.
     pub progress: Progress,
+    /// Historic work waits for the NIP-11 document until then.
+    pub info_wait_until: Option<Millis>,
+    /// The relay's stated subscription limit (NIP-11 `max_subscriptions`):
+    /// live and historic subscriptions together stay within it.
+    pub sub_budget: Option<usize>,
+    /// REQ page size on this relay (our `page_limit`, capped by NIP-11 `max_limit`).
+    pub page_limit: Option<usize>,
 }
 
 impl Session {
@@ -166,17 +188,25 @@ impl Session {
             next_start: 0,
             last_consolidated: None,
             progress: Progress::default(),
+            info_wait_until: None,
+            sub_budget: None,
+            page_limit: None,
+        }
+    }
+
+    /// Historic requests allowed in flight now: the window, within what the
+    /// relay's subscription budget leaves beside the live subscriptions.
+    pub fn effective_window(&self) -> usize {
+        let w = self.window.limit();
+        match self.sub_budget {
+            Some(b) => w.min(b.saturating_sub(self.live.len())).max(1),
+            None => w,
         }
     }
 
     /// Historic requests holding a window slot.
     pub fn requests_in_flight(&self) -> usize {
         self.jobs.values().filter(|j| j.in_flight()).count()
-    }
-
-    /// Window slots free now.
-    pub fn free_slots(&self) -> usize {
-        self.window.limit().saturating_sub(self.requests_in_flight())
     }
 
     /// Marks `job` as started (holding a slot) and returns its start number.

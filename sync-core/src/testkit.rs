@@ -67,6 +67,8 @@ pub struct ScriptRelay {
     pub max_open_seen: usize,
     /// Requests refused as too many.
     pub refusals: u64,
+    /// NIP-11 document served (`None`: the relay has none).
+    pub info: Option<String>,
 }
 
 impl ScriptRelay {
@@ -86,6 +88,7 @@ impl ScriptRelay {
             open: BTreeSet::new(),
             max_open_seen: 0,
             refusals: 0,
+            info: None,
         }
     }
 
@@ -274,6 +277,10 @@ impl Harness {
                     self.engine.handle_negentropy_items(token, items, self.now);
                 }
                 Command::PersistState { state } => self.persisted = Some(state),
+                Command::FetchRelayInfo { relay } => {
+                    let doc = self.relays.get(&relay).and_then(|r| r.info.clone());
+                    self.engine.handle_relay_info(&relay, doc.as_deref(), self.now);
+                }
             }
         }
     }

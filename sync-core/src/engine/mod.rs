@@ -282,6 +282,11 @@ impl Engine {
         // While the batch window is open `check_settled` waits for it (its end
         // is already a deadline above); a settle deadline in the past would
         // make the driver spin until then.
+        for s in self.relays.values().filter_map(|r| r.session.as_ref()) {
+            if let Some(w) = s.info_wait_until {
+                t = t.min(w);
+            }
+        }
         for relay in self.relays.values().filter(|_| self.window_started.is_none()) {
             if let Some(s) = &relay.session {
                 if relay.status == ConnectionStatus::Syncing {
@@ -362,8 +367,13 @@ impl Engine {
         };
         relay.sync.last_connected = Some(now);
         let reconcile_at = now + self.reconcile_interval();
+        let mut session = Session::new(now, reconcile_at, self.config.max_in_flight);
+        if !self.config.relay_info_timeout.is_zero() {
+            session.info_wait_until = Some(now + self.config.relay_info_timeout);
+            self.commands.push_back(Command::FetchRelayInfo { relay: url.clone() });
+        }
         let relay = self.relays.get_mut(url).expect("relay exists");
-        relay.session = Some(Session::new(now, reconcile_at, self.config.max_in_flight));
+        relay.session = Some(session);
         self.set_status(url, ConnectionStatus::Syncing, now);
         tracing::info!(relay = %url, quick, "connected");
         if quick {
@@ -402,6 +412,37 @@ impl Engine {
             self.start_batch(url, items, since, true, now);
         }
         self.run_diff(url, now);
+    }
+
+    /// The driver fetched (or failed to fetch: `None`) the relay's NIP-11
+    /// document: its limits cap the window and page size, its NIPs decide
+    /// negentropy; then historic work starts.
+    pub fn handle_relay_info(&mut self, url: &RelayUrl, document: Option<&str>, now: Millis) {
+        let info = document.and_then(crate::nip11::RelayInfo::parse);
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        let Some(session) = relay.session.as_mut() else { return };
+        if session.info_wait_until.take().is_none() {
+            return; // late: the engine already went on without it
+        }
+        if let Some(info) = info {
+            tracing::debug!(relay = %url, ?info, "relay information");
+            if let Some(max) = info.max_subscriptions {
+                session.sub_budget = Some(max);
+                session.window.cap(max.saturating_sub(1).max(1));
+            }
+            if let Some(max) = info.max_limit {
+                session.page_limit = Some(self.config.page_limit.min(max));
+            }
+            match info.negentropy {
+                Some(true) => relay.sync.negentropy = Some(true),
+                Some(false) if relay.sync.negentropy != Some(true) => {
+                    tracing::info!(relay = %url, "relay does not list NIP-77; using REQ+EOSE");
+                    session.req_only = true;
+                }
+                _ => {}
+            }
+        }
+        self.pump(url, now);
     }
 
     /// The driver could not connect.
@@ -517,9 +558,10 @@ impl Engine {
     }
 
     fn begin_pagination(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
-        let limit = self.config.page_limit;
         let timeout = self.config.historic_timeout;
-        let Some(job) = self.job_mut(url, sub) else { return };
+        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        let limit = session.page_limit.unwrap_or(self.config.page_limit);
+        let Some(job) = session.jobs.get_mut(sub) else { return };
         job.held = None;
         let mut p = Paginator::new(job.filter.clone());
         let f = p.request(limit);
@@ -575,6 +617,20 @@ impl Engine {
     /// A job ended: frees its window slot, and completes its batch when
     /// nothing of the batch is left.
     fn finish_job(&mut self, url: &RelayUrl, sub: &str, ok: bool, now: Millis) {
+        if !ok {
+            // A failed request must not stay open at the relay: it would hold
+            // one of the relay's subscription slots for the connection's life.
+            let close = self.job_mut(url, sub).filter(|j| j.in_flight()).and_then(|j| match j.kind {
+                JobKind::Page(_) | JobKind::Fetch(_) => Some(ClientMessage::close(SubscriptionId::new(sub))),
+                JobKind::NegOpen(_) | JobKind::Neg(_) => {
+                    Some(ClientMessage::NegClose { subscription_id: std::borrow::Cow::Owned(SubscriptionId::new(sub)) })
+                }
+                JobKind::New | JobKind::LoadingItems(_) => None,
+            });
+            if let Some(close) = close {
+                self.send(url, close, now);
+            }
+        }
         let Some(relay) = self.relays.get_mut(url) else { return };
         let Some(session) = relay.session.as_mut() else { return };
         let Some(job) = session.jobs.remove(sub) else { return };
@@ -740,9 +796,10 @@ impl Engine {
         if flow::is_too_many(message) {
             // Flow control: the newest request is the one most likely refused.
             let neg = message.to_ascii_lowercase().contains("neg");
-            if let Some(sub) = self.newest_in_flight(url, neg) {
+            for sub in self.unanswered_in_flight(url, neg) {
                 self.requeue_refused(url, &sub, now);
             }
+            self.pump(url, now);
             return;
         }
         if self.check_rate_limited(url, message, now) {
@@ -831,6 +888,7 @@ impl Engine {
         relay.counters.events_received += 1;
         // Pagination counts everything the relay returned for the page.
         if let Some(job) = relay.session.as_mut().and_then(|s| s.jobs.get_mut(sub)) {
+            job.answered = true;
             if let JobKind::Page(p) = &mut job.kind {
                 p.on_event(id, created_at);
                 job.deadline = now + self.config.historic_timeout;
@@ -935,13 +993,16 @@ impl Engine {
     }
 
     fn on_eose(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
-        let (threshold, limit, retries, timeout) =
-            (self.config.pagination_threshold, self.config.page_limit, self.config.fetch_retries, self.config.historic_timeout);
+        let (retries, timeout) = (self.config.fetch_retries, self.config.historic_timeout);
         let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        let limit = session.page_limit.unwrap_or(self.config.page_limit);
+        // A relay answering at most `max_limit` events per page still pages on.
+        let threshold = self.config.pagination_threshold.min(limit);
         let Some(job) = session.jobs.get_mut(sub) else { return };
         if job.queued {
             return; // an answer to a request we re-queued as refused
         }
+        job.answered = true;
         job.deadline = now + timeout;
         if matches!(job.kind, JobKind::Page(_)) {
             session.progress.pages_done += 1;
@@ -968,7 +1029,6 @@ impl Engine {
                 }
                 FetchOutcome::Failed(missing) => {
                     tracing::warn!(relay = %url, missing = missing.len(), "relay withheld ids negentropy said it has");
-                    self.send(url, ClientMessage::close(SubscriptionId::new(sub)), now);
                     self.finish_job(url, sub, false, now);
                 }
             },
@@ -1052,6 +1112,7 @@ impl Engine {
             session.jobs.values_mut().for_each(|j| j.alone = false);
         }
         let Some(job) = session.jobs.get_mut(sub) else { return };
+        job.answered = true;
         let kind = core::mem::replace(&mut job.kind, JobKind::LoadingItems(0));
         let mut neg = match kind {
             JobKind::NegOpen(n) | JobKind::Neg(n) => n,
@@ -1203,6 +1264,7 @@ impl Engine {
         if self.window_started.is_some_and(|w| now >= w + self.config.batch_window) {
             self.close_batch_window(now);
         }
+        self.expire_info_waits(now);
         self.check_settled(now);
         if now >= self.next_tick {
             self.next_tick = now + self.config.tick_interval;
@@ -1218,6 +1280,21 @@ impl Engine {
         let urls: Vec<RelayUrl> = self.relays.iter().filter(|(_, r)| r.session.is_some()).map(|(u, _)| u.clone()).collect();
         for url in urls {
             self.run_diff(&url, now);
+        }
+    }
+
+    /// Connections whose NIP-11 document did not come in time go on without it.
+    fn expire_info_waits(&mut self, now: Millis) {
+        let mut late = Vec::new();
+        for (url, r) in self.relays.iter_mut() {
+            if let Some(s) = r.session.as_mut().filter(|s| s.info_wait_until.is_some_and(|t| now >= t)) {
+                tracing::debug!(relay = %url, "no NIP-11 document in time; going on without");
+                s.info_wait_until = None;
+                late.push(url.clone());
+            }
+        }
+        for url in late {
+            self.pump(&url, now);
         }
     }
 

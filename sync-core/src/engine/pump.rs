@@ -62,6 +62,9 @@ impl Engine {
     /// other relays' fetches).
     fn next_work(&self, url: &RelayUrl, now: Millis) -> Next {
         let Some(session) = self.relays.get(url).and_then(|r| r.session.as_ref()) else { return Next::Idle };
+        if session.info_wait_until.is_some() {
+            return Next::Idle; // the NIP-11 limits are not known yet
+        }
         let in_flight = session.requests_in_flight();
         if session.jobs.values().any(|j| j.alone && j.in_flight()) {
             return Next::Idle;
@@ -69,7 +72,7 @@ impl Engine {
         if let Some((sub, _)) = session.jobs.iter().find(|(_, j)| j.alone && j.queued) {
             return if in_flight == 0 { Next::Alone(sub.clone()) } else { Next::Idle };
         }
-        if in_flight >= session.window.limit() {
+        if in_flight >= session.effective_window() {
             return Next::Idle;
         }
         let mut batches: Vec<(Layer, u64)> =
@@ -114,8 +117,9 @@ impl Engine {
     /// a REQ-only verdict reached meanwhile is honoured), the current page
     /// again for a refused pagination job.
     fn start_job(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
-        let (limit, timeout) = (self.config.page_limit, self.config.historic_timeout);
+        let timeout = self.config.historic_timeout;
         let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        let limit = session.page_limit.unwrap_or(self.config.page_limit);
         let seq = session.next_start_seq();
         let req_only = session.req_only;
         let Some(job) = session.jobs.get_mut(sub) else { return };
@@ -205,10 +209,12 @@ impl Engine {
             }
             JobKind::Page(p) => {
                 job.kind = JobKind::Page(p);
+                job.answered = false;
                 Self::requeue_as_new_sub(session, job);
             }
             _ => {
                 job.held = None;
+                job.answered = false;
                 Self::requeue_as_new_sub(session, job);
             }
         }
@@ -228,19 +234,23 @@ impl Engine {
         session.jobs.insert(sub, job);
     }
 
-    /// The most recently started request in flight on `url` — the one an
-    /// unattributed "too many" NOTICE most likely refused; `neg` prefers a
-    /// negentropy session when the NOTICE names one.
-    pub(super) fn newest_in_flight(&self, url: &RelayUrl, neg: bool) -> Option<String> {
-        let session = self.relays.get(url)?.session.as_ref()?;
-        let in_flight = || session.jobs.iter().filter(|(_, j)| j.in_flight() && !matches!(j.kind, JobKind::LoadingItems(_)));
-        let is_neg = |j: &Job| matches!(j.kind, JobKind::NegOpen(_) | JobKind::Neg(_));
-        let pick =
-            |only_neg: bool| in_flight().filter(|(_, j)| !only_neg || is_neg(j)).max_by_key(|(_, j)| j.started).map(|(s, _)| s.clone());
-        if neg {
-            pick(true).or_else(|| pick(false))
-        } else {
-            pick(false)
-        }
+    /// Requests an unattributed "too many" NOTICE may be about: those in
+    /// flight the relay has not answered at all — negentropy sessions when the
+    /// NOTICE names them, REQs otherwise. A NOTICE carries no subscription id
+    /// and arrives a round trip late, so guessing one would requeue the wrong
+    /// request and leave the refused one to time out.
+    pub(super) fn unanswered_in_flight(&self, url: &RelayUrl, neg: bool) -> Vec<String> {
+        let Some(session) = self.relays.get(url).and_then(|r| r.session.as_ref()) else { return Vec::new() };
+        session
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.in_flight() && !j.answered)
+            .filter(|(_, j)| match j.kind {
+                JobKind::NegOpen(_) | JobKind::Neg(_) => neg,
+                JobKind::Page(_) | JobKind::Fetch(_) => !neg,
+                JobKind::New | JobKind::LoadingItems(_) => false,
+            })
+            .map(|(s, _)| s.clone())
+            .collect()
     }
 }
