@@ -76,6 +76,11 @@ pub struct SyncConfig {
     /// Needed ids waiting to be fetched per batch before the next negentropy
     /// round is held back (fetch while reconciling, bounded).
     pub fetch_queue_max: usize,
+    /// A live REQ carries several items' filters, up to this many bytes of
+    /// filter JSON (relays cap frame sizes; strfry's default is 128 KiB).
+    pub live_req_max_bytes: usize,
+    /// After a relay says "too many", nothing new is sent to it for this long.
+    pub refusal_pause: Duration,
     /// Historic work on a new connection waits at most this long for the
     /// relay's NIP-11 document (its limits and NIPs); zero: never fetch it.
     pub relay_info_timeout: Duration,
@@ -118,6 +123,8 @@ impl Default for SyncConfig {
             max_unsaved: 5_000,
             fetch_queue_max: 2_000,
             relay_info_timeout: Duration::from_secs(3),
+            live_req_max_bytes: 65_536,
+            refusal_pause: Duration::from_secs(1),
             allow_private_relays: false,
         }
     }
@@ -162,6 +169,7 @@ impl SyncConfig {
             ("max_in_flight", self.max_in_flight),
             ("max_unsaved", self.max_unsaved),
             ("fetch_queue_max", self.fetch_queue_max),
+            ("live_req_max_bytes", self.live_req_max_bytes),
         ];
         for (name, n) in counts {
             if n == 0 {

@@ -289,17 +289,18 @@ fn consolidation_at_70_vs_71_live_filters() {
         let live_reqs = h.sent_to(R1).iter().filter(|f| f.starts_with("[\"REQ\",\"live")).count();
         let closes = h.sent_to(R1).iter().filter(|f| f.starts_with("[\"CLOSE\",\"live")).count();
         if expect_consolidated {
-            assert_eq!(closes, 1 + repos, "all {} live filters closed", 1 + repos);
-            assert_eq!(row.live_filters, 2, "L1 + one L2 filter of 70 addresses");
-            // make-before-break: the covering REQs went out before the first CLOSE
+            // the 71st is never opened: the covering set replaces the 70 open ones
+            assert_eq!(closes, repos, "all {repos} open live REQs closed");
+            assert_eq!(row.live_filters, 1, "one REQ: L1 and one L2 filter set of 70 addresses, packed");
+            // make-before-break: the covering REQ went out before the first CLOSE
             let sent = h.sent_to(R1);
             let first_close = sent.iter().position(|f| f.starts_with("[\"CLOSE\",\"live")).unwrap();
+            let covering = &sent[first_close - 1];
             assert!(
-                sent[..first_close].iter().rev().take(2).all(|f| f.starts_with("[\"REQ\",\"live")),
-                "{:?}",
-                &sent[first_close - 3..first_close + 1]
+                covering.starts_with("[\"REQ\",\"live") && covering.contains("30617,30618") && covering.contains("\"#a\""),
+                "{covering}"
             );
-            assert_eq!(live_reqs, 1 + repos + 2);
+            assert_eq!(live_reqs, repos + 1);
         } else {
             assert_eq!(closes, 0);
             assert_eq!(row.live_filters, 1 + repos);
@@ -311,9 +312,10 @@ fn consolidation_at_70_vs_71_live_filters() {
 #[test]
 fn consolidation_that_cannot_lower_the_count_never_runs() {
     // 1 address per filter: the covering set is as large as what is open
+    // (and one filter set per REQ)
     let k = Keys::generate();
     let events: Vec<Event> = (0..80).map(|i| announcement(&k, &format!("r{i}"), &[OURS, R1], &[])).collect();
-    let config = SyncConfig { max_addresses_per_filter: 1, ..cfg() };
+    let config = SyncConfig { max_addresses_per_filter: 1, live_req_max_bytes: 1, ..cfg() };
     let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
     h.advance(Duration::from_secs(60));
     assert_eq!(h.sent_to(R1).iter().filter(|f| f.starts_with("[\"CLOSE\",\"live")).count(), 0);
@@ -664,7 +666,7 @@ fn too_many_answers_shrink_the_window_and_lose_nothing() {
         assert_eq!(h.status(R1), ConnectionStatus::Connected, "a refusal is not a failure (notice: {notice})");
         assert!(!req_only(&h, R1), "a refusal is not a capability verdict (notice: {notice})");
         assert_ne!(h.health(R1), HealthStatus::RateLimited);
-        let window = h.engine.relays[&url(R1)].session.as_ref().unwrap().window.limit();
+        let window = h.engine.relays[&url(R1)].session.as_ref().unwrap().effective_window();
         assert!(window <= 2, "window shrank to what the relay allows: {window}");
     }
 }
@@ -732,4 +734,47 @@ fn negentropy_that_worked_once_is_remembered() {
     let row = h2.engine.status(h2.now).relays[0].clone();
     assert_eq!(row.negentropy, Some(true), "still remembered as NIP-77 for the next connection");
     assert_eq!(stored_ids(&h2), sorted(accepted));
+}
+
+#[test]
+fn live_filters_of_one_diff_are_packed_into_few_reqs() {
+    let k = Keys::generate();
+    let events: Vec<Event> = (0..80).map(|i| announcement(&k, &format!("r{i}"), &[OURS, R1], &[])).collect();
+    let config = SyncConfig { max_addresses_per_filter: 1, ..cfg() };
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(30));
+    // L1 alone at connect, then the 80 one-address L2 batches in one REQ
+    let live: Vec<String> = h.sent_to(R1).into_iter().filter(|f| f.starts_with("[\"REQ\",\"live")).collect();
+    assert_eq!(live.len(), 2, "{live:?}");
+    assert_eq!(h.engine.status(h.now).relays[0].live_filters, 2);
+    // and before any historic request of those batches
+    let sent = h.sent_to(R1);
+    let live_l2 = sent.iter().position(|f| f.starts_with("[\"REQ\",\"live") && f.contains("\"#a\"")).unwrap();
+    let first_l2_hist = sent.iter().position(|f| f.starts_with("[\"NEG-OPEN\"") && f.contains("\"#a\"")).unwrap();
+    assert!(live_l2 < first_l2_hist);
+}
+
+#[test]
+fn a_small_subscription_limit_takes_layer_3_live_by_kind() {
+    let k = Keys::generate();
+    let events = many(&k, 3, 40, 1);
+    let n = events.len();
+    // one root per filter: 120 L3 filter sets could never fit 6 subscriptions
+    let config = SyncConfig { max_ids_per_filter: 1, live_req_max_bytes: 2_000, ..cfg() };
+    let mut relay = ScriptRelay::new(Mode::Nip77, events);
+    relay.info = Some(r#"{"supported_nips":[1,11,77],"limitation":{"max_subscriptions":6,"max_limit":50}}"#.into());
+    relay.max_subs = 6;
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, relay)]);
+    h.advance(Duration::from_secs(120));
+    assert_eq!(h.store.all().len(), n);
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+    assert!(h.engine.status(h.now).relays[0].live_filters <= 3);
+    assert!(h.sent_to(R1).iter().any(|f| f.starts_with("[\"REQ\",\"live") && f.contains("1111,1619,1630")), "broad layer-3 live filter");
+    assert_eq!(h.relays[&url(R1)].refusals, 0, "a relay that states its limit is never exceeded");
+    // a comment on a known root published now arrives through it
+    let root = h.store.all().into_iter().find(|e| e.kind.as_u16() == 1621).unwrap();
+    let reply = tagged_at(&k, 1111, "E", &root.id.to_hex(), nostr::Timestamp::from(1_800_000_000));
+    h.publish(R1, reply.clone());
+    h.advance(Duration::from_secs(1));
+    assert!(h.store.all().iter().any(|e| e.id == reply.id));
 }

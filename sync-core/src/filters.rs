@@ -23,6 +23,11 @@ pub enum Layer {
     L3,
 }
 
+/// Kinds that answer a root event (NIP-34 status and PR update, NIP-22
+/// comment, label, deletion): the broad live filter of layer 3 when a
+/// relay's subscription limit cannot hold one filter per 100 roots.
+pub const THREAD_KINDS: [u16; 8] = [1111, 1619, 1630, 1631, 1632, 1633, 1985, 5];
+
 /// What a batch covers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BatchItems {
@@ -32,6 +37,9 @@ pub enum BatchItems {
     Repos(Vec<String>),
     /// Layer 3: root event ids.
     Roots(Vec<EventId>),
+    /// Layer 3, live only: every thread event by kind (see [`THREAD_KINDS`]);
+    /// the acceptance policy keeps those of our roots.
+    AllThreads,
 }
 
 impl BatchItems {
@@ -40,7 +48,7 @@ impl BatchItems {
         match self {
             BatchItems::Announcements => Layer::L1,
             BatchItems::Repos(_) => Layer::L2,
-            BatchItems::Roots(_) => Layer::L3,
+            BatchItems::Roots(_) | BatchItems::AllThreads => Layer::L3,
         }
     }
 
@@ -50,6 +58,7 @@ impl BatchItems {
             BatchItems::Announcements => vec![announcements_filter()],
             BatchItems::Repos(addrs) => ['a', 'A', 'q'].iter().map(|c| tag_filter(*c, addrs.iter().cloned())).collect(),
             BatchItems::Roots(ids) => ['e', 'E', 'q'].iter().map(|c| tag_filter(*c, ids.iter().map(|i| i.to_hex()))).collect(),
+            BatchItems::AllThreads => vec![Filter::new().kinds(THREAD_KINDS.map(Kind::Custom))],
         }
     }
 }
@@ -102,6 +111,26 @@ pub fn consolidated(repos: &BTreeSet<String>, roots: &BTreeSet<EventId>, config_
     out
 }
 
+/// Groups items so that each group's live REQ stays within `max_bytes` of
+/// filter JSON (relays cap frame sizes; strfry's default is 128 KiB), in order.
+pub fn pack(items: Vec<BatchItems>, max_bytes: usize) -> Vec<Vec<BatchItems>> {
+    use nostr::JsonUtil;
+    let mut out: Vec<Vec<BatchItems>> = Vec::new();
+    let mut size = 0;
+    for items in items {
+        let bytes: usize = items.filters().iter().map(|f| f.as_json().len() + 12).sum();
+        match out.last_mut() {
+            Some(group) if size + bytes <= max_bytes => group.push(items),
+            _ => {
+                out.push(vec![items]);
+                size = 0;
+            }
+        }
+        size += bytes;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +163,26 @@ mod tests {
         assert_eq!(live(&announcements_filter()).limit, Some(0));
         assert_eq!(historic(&announcements_filter(), Some(10)).since, Some(Timestamp::from(10)));
         assert_eq!(historic(&announcements_filter(), None).since, None);
+    }
+
+    #[test]
+    fn pack_keeps_each_req_under_the_byte_budget() {
+        let roots: BTreeSet<EventId> = (0..1000u32)
+            .map(|i| {
+                let mut b = [0u8; 32];
+                b[..4].copy_from_slice(&i.to_be_bytes());
+                EventId::from_byte_array(b)
+            })
+            .collect();
+        let items = chunk_roots(&roots, 100); // 10 chunks of ~20 KB of filters
+        let groups = pack(items, 65_536);
+        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), 10);
+        assert!(groups.len() >= 4 && groups.len() <= 5, "{}", groups.len());
+        for g in &groups {
+            let bytes: usize = g.iter().flat_map(|i| i.filters()).map(|f| f.as_json().len()).sum();
+            assert!(bytes <= 65_536, "{bytes}");
+        }
+        // small items share one REQ
+        assert_eq!(pack(vec![BatchItems::Announcements, BatchItems::AllThreads], 65_536).len(), 1);
     }
 }

@@ -139,8 +139,15 @@ pub struct Session {
     pub req_only: bool,
     pub(crate) next_sub: u64,
     pub(crate) next_batch: u64,
-    /// Open live subscriptions and what they cover.
-    pub live: BTreeMap<String, BatchItems>,
+    /// Open live subscriptions (one REQ each, several items packed) and what they cover.
+    pub live: BTreeMap<String, Vec<BatchItems>>,
+    /// Items of new batches whose live REQ is not open yet (packed on flush).
+    pub live_pending: Vec<BatchItems>,
+    /// Layer 3 is live through one kind filter ([`BatchItems::AllThreads`])
+    /// because the relay's subscription limit cannot hold one per 100 roots.
+    pub l3_broad: bool,
+    /// Nothing new is sent before then (a relay just said "too many").
+    pub pause_until: Option<Millis>,
     /// Batches in flight (and failed ones).
     pub batches: BTreeMap<u64, PendingBatch>,
     /// Historic jobs by subscription id.
@@ -178,6 +185,9 @@ impl Session {
             next_sub: 0,
             next_batch: 0,
             live: BTreeMap::new(),
+            live_pending: Vec::new(),
+            l3_broad: false,
+            pause_until: None,
             batches: BTreeMap::new(),
             jobs: BTreeMap::new(),
             outbox: VecDeque::new(),
@@ -245,7 +255,7 @@ impl Session {
             match &b.items {
                 BatchItems::Repos(r) => repos.extend(r.iter().cloned()),
                 BatchItems::Roots(r) => roots.extend(r.iter().copied()),
-                BatchItems::Announcements => {}
+                BatchItems::Announcements | BatchItems::AllThreads => {}
             }
         }
         (repos, roots)

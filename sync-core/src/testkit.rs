@@ -54,8 +54,8 @@ pub struct ScriptRelay {
     pub connected: bool,
     /// Answer the next REQ with `CLOSED rate-limited:`.
     pub rate_limit_next_req: bool,
-    /// At most this many historic subscriptions (REQs until CLOSE) open at once;
-    /// the excess is refused as "too many concurrent REQs", like strfry.
+    /// At most this many subscriptions (live and historic REQs until CLOSE)
+    /// open at once; the excess is refused as "too many concurrent REQs", like strfry.
     pub max_subs: usize,
     /// At most this many negentropy sessions open at once (excess: NEG-ERR).
     pub max_negs: usize,
@@ -122,10 +122,11 @@ impl ScriptRelay {
                 let sub = subscription_id.into_owned();
                 let mut out = Vec::new();
                 let live = filters.iter().all(|f| f.limit == Some(0));
-                if !live && !self.open.contains(sub.as_str()) {
-                    if self.open.len() >= self.max_subs {
-                        return self.refuse(&sub, "REQs", false);
-                    }
+                let known = self.open.contains(sub.as_str()) || self.live.contains_key(sub.as_str());
+                if !known && self.open.len() + self.live.len() >= self.max_subs {
+                    return self.refuse(&sub, "REQs", false);
+                }
+                if !live && !known {
                     self.open.insert(sub.to_string());
                     self.note_open();
                 }

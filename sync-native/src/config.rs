@@ -89,6 +89,8 @@ tuning! {
     max_in_flight: usize = "GRASP_SYNC_MAX_IN_FLIGHT", "8", "Historic requests (REQ pages, id fetches, negentropy sessions) in flight per relay; halved when the relay says too many";
     max_unsaved: usize = "GRASP_SYNC_MAX_UNSAVED", "5000", "Stop starting historic requests while this many events wait for the store";
     fetch_queue_max: usize = "GRASP_SYNC_FETCH_QUEUE_MAX", "2000", "Needed ids queued per batch before the next negentropy round is held back";
+    live_req_max_bytes: usize = "GRASP_SYNC_LIVE_REQ_MAX_BYTES", "65536", "Live REQs pack several filters, up to this many bytes of filter JSON";
+    refusal_pause: Dur = "GRASP_SYNC_REFUSAL_PAUSE", "1s", "After a relay says too many, send nothing new to it for this long";
     relay_info_timeout: Dur = "GRASP_SYNC_RELAY_INFO_TIMEOUT", "3s", "Wait at most this long for a relay's NIP-11 document before historic sync (0 = never fetch it)";
 }
 

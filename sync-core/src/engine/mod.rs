@@ -5,6 +5,7 @@
 //! engine never performs I/O, reads a clock or spawns anything, so the same
 //! code runs in the daemon, the browser and the deterministic simulation.
 
+mod live;
 mod pump;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -286,6 +287,9 @@ impl Engine {
             if let Some(w) = s.info_wait_until {
                 t = t.min(w);
             }
+            if let Some(p) = s.pause_until {
+                t = t.min(p);
+            }
         }
         for relay in self.relays.values().filter(|_| self.window_started.is_none()) {
             if let Some(s) = &relay.session {
@@ -397,6 +401,7 @@ impl Engine {
         }
         self.start_batch(url, BatchItems::Announcements, None, true, now);
         self.run_diff(url, now);
+        self.pump(url, now);
     }
 
     /// Quick reconnect (SPEC §5): keep confirmed, re-open live filters, historic
@@ -412,6 +417,7 @@ impl Engine {
             self.start_batch(url, items, since, true, now);
         }
         self.run_diff(url, now);
+        self.pump(url, now);
     }
 
     /// The driver fetched (or failed to fetch: `None`) the relay's NIP-11
@@ -518,18 +524,16 @@ impl Engine {
 
     // ----- batches -----------------------------------------------------------
 
-    /// Creates a batch: its live subscription and one historic job per
-    /// filter, queued for the relay's window (see [`Engine::pump`]).
+    /// Creates a batch: its live filters (opened packed by the next pump) and
+    /// one historic job per filter, queued for the relay's window; callers
+    /// pump once they have created every batch.
     fn start_batch(&mut self, url: &RelayUrl, items: BatchItems, since: Option<u64>, with_live: bool, now: Millis) {
         let historic_timeout = self.config.historic_timeout;
         let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
         let batch_id = session.batch_id();
         let filters_ = items.filters();
-        let mut live_msg = None;
         if with_live {
-            let sub = session.sub_id("live");
-            session.live.insert(sub.clone(), items.clone());
-            live_msg = Some(ClientMessage::req(SubscriptionId::new(sub), filters_.iter().map(filters::live).collect::<Vec<_>>()));
+            session.live_pending.push(items.clone());
         }
         session.batches.insert(batch_id, PendingBatch::new(items, filters_.len(), since, now));
         session.idle_since = None;
@@ -539,11 +543,6 @@ impl Engine {
             let filter = filters::historic(&f, since);
             session.jobs.insert(sub, Job::new(batch_id, filter, JobKind::New, now + historic_timeout));
         }
-        if let Some(m) = live_msg {
-            self.send(url, m, now);
-        }
-        self.maybe_consolidate(url, now);
-        self.pump(url, now);
     }
 
     fn begin_negentropy(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
@@ -671,6 +670,7 @@ impl Engine {
             BatchItems::Announcements => relay.sync.announcements_synced = true,
             BatchItems::Repos(r) => relay.sync.confirmed_repos.extend(r),
             BatchItems::Roots(r) => relay.sync.confirmed_roots.extend(r),
+            BatchItems::AllThreads => {}
         }
         let layer_done = !session.batches.values().any(|b| !b.failed && b.layer() <= layer);
         if session.in_flight() == 0 {
@@ -692,46 +692,7 @@ impl Engine {
         for items in work {
             self.start_batch(url, items, None, true, now);
         }
-    }
-
-    /// SPEC §5 consolidation: more than `max_live_filters` live subscriptions
-    /// are replaced by the fewest that cover everything confirmed or pending —
-    /// at most once per batch window, only when that lowers the count, and
-    /// make-before-break (the new ones are opened before the old are closed,
-    /// so no live event falls in between).
-    fn maybe_consolidate(&mut self, url: &RelayUrl, now: Millis) {
-        let max = self.config.max_live_filters;
-        let window = self.config.batch_window;
-        let (max_a, max_i) = (self.config.max_addresses_per_filter, self.config.max_ids_per_filter);
-        let Some(relay) = self.relays.get_mut(url) else { return };
-        let Some(session) = relay.session.as_mut() else { return };
-        if session.live.len() <= max || session.last_consolidated.is_some_and(|t| now.since(t) < window) {
-            return;
-        }
-        let (mut repos, mut roots) = session.pending_items();
-        repos.extend(relay.sync.confirmed_repos.iter().cloned());
-        roots.extend(relay.sync.confirmed_roots.iter().copied());
-        let covering = filters::consolidated(&repos, &roots, max_a, max_i);
-        let old: Vec<String> = session.live.keys().cloned().collect();
-        if covering.len() >= old.len() {
-            return;
-        }
-        session.last_consolidated = Some(now);
-        let mut msgs: Vec<ClientMessage<'static>> = Vec::new();
-        for items in covering {
-            let sub = session.sub_id("live");
-            let fs: Vec<Filter> = items.filters().iter().map(filters::live).collect();
-            session.live.insert(sub.clone(), items);
-            msgs.push(ClientMessage::req(SubscriptionId::new(sub), fs));
-        }
-        for sub in old {
-            session.live.remove(&sub);
-            msgs.push(ClientMessage::close(SubscriptionId::new(sub)));
-        }
-        tracing::info!(relay = %url, live = session.live.len(), "consolidated live filters");
-        for m in msgs {
-            self.send(url, m, now);
-        }
+        self.pump(url, now);
     }
 
     // ----- incoming frames ---------------------------------------------------
@@ -1040,15 +1001,18 @@ impl Engine {
         let too_many = flow::is_too_many(message);
         let rate_limited = !too_many && self.check_rate_limited(url, message, now);
         let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        if too_many && session.live.contains_key(sub) {
+            return self.live_refused(url, sub, now);
+        }
         if let Some(items) = session.live.remove(sub) {
             tracing::warn!(relay = %url, sub, message, "relay closed a live subscription");
-            if rate_limited || too_many {
+            if rate_limited {
                 // Still wanted: ask again, held in the outbox until the cooldown
                 // ends, with `since` instead of `limit:0` so that events published
                 // while the subscription was refused are not lost.
                 session.live.insert(sub.to_string(), items.clone());
                 let since = nostr::Timestamp::from((now - self.config.since_safety_margin).as_secs());
-                let filters_: Vec<Filter> = items.filters().into_iter().map(|f| f.since(since)).collect();
+                let filters_: Vec<Filter> = items.iter().flat_map(|i| i.filters()).map(|f| f.since(since)).collect();
                 self.send(url, ClientMessage::req(SubscriptionId::new(sub), filters_), now);
             }
             return;
@@ -1283,13 +1247,19 @@ impl Engine {
         }
     }
 
-    /// Connections whose NIP-11 document did not come in time go on without it.
+    /// Connections whose NIP-11 document did not come in time go on without
+    /// it; pauses after a refusal end.
     fn expire_info_waits(&mut self, now: Millis) {
         let mut late = Vec::new();
         for (url, r) in self.relays.iter_mut() {
-            if let Some(s) = r.session.as_mut().filter(|s| s.info_wait_until.is_some_and(|t| now >= t)) {
+            let Some(s) = r.session.as_mut() else { continue };
+            if s.info_wait_until.is_some_and(|t| now >= t) {
                 tracing::debug!(relay = %url, "no NIP-11 document in time; going on without");
                 s.info_wait_until = None;
+                late.push(url.clone());
+            }
+            if s.pause_until.is_some_and(|t| now >= t) {
+                s.pause_until = None;
                 late.push(url.clone());
             }
         }

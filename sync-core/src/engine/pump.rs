@@ -43,6 +43,11 @@ impl Engine {
         if !self.running || self.relays.get(url).is_none_or(|r| r.session.is_none() || r.sync.health.is_rate_limited(now)) {
             return;
         }
+        if self.relays.get(url).and_then(|r| r.session.as_ref()).is_some_and(|s| s.pause_until.is_some_and(|t| now < t)) {
+            return; // the relay just said "too many"
+        }
+        // Live filters of new batches go out before their historic requests.
+        self.flush_live(url, now);
         // Memory stays proportional to work in flight: with a store backlog
         // nothing new is asked for until it drains (`handle_saved` pumps again).
         if self.unsaved_count() >= self.config.max_unsaved {
@@ -62,8 +67,10 @@ impl Engine {
     /// other relays' fetches).
     fn next_work(&self, url: &RelayUrl, now: Millis) -> Next {
         let Some(session) = self.relays.get(url).and_then(|r| r.session.as_ref()) else { return Next::Idle };
-        if session.info_wait_until.is_some() {
-            return Next::Idle; // the NIP-11 limits are not known yet
+        if session.info_wait_until.is_some() || !session.live_pending.is_empty() {
+            // the NIP-11 limits are not known yet, or new live filters wait
+            // for a slot and must be open before their historic requests
+            return Next::Idle;
         }
         let in_flight = session.requests_in_flight();
         if session.jobs.values().any(|j| j.alone && j.in_flight()) {
@@ -190,6 +197,13 @@ impl Engine {
         let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
         let Some(mut job) = session.jobs.remove(sub) else { return };
         session.window.on_refusal(job.started, session.next_start);
+        session.pause_until = Some(now + self.config.refusal_pause);
+        if session.requests_in_flight() == 0 {
+            // Refused with nothing else of ours in flight: our live REQs fill
+            // the relay's subscription limit.
+            let held = session.live.len();
+            session.sub_budget = Some(session.sub_budget.map_or(held, |b| b.min(held)).max(2));
+        }
         tracing::info!(relay = %url, sub, window = session.window.limit(), "relay refused a request as too many; window shrinks");
         let was_neg = matches!(job.kind, JobKind::NegOpen(_) | JobKind::Neg(_));
         let was_sent = !matches!(job.kind, JobKind::New | JobKind::LoadingItems(_)) && !job.queued;
@@ -226,6 +240,7 @@ impl Engine {
             };
             self.send(url, close, now);
         }
+        self.maybe_consolidate(url, now);
     }
 
     fn requeue_as_new_sub(session: &mut crate::session::Session, mut job: Job) {

@@ -1,0 +1,146 @@
+//! Live subscriptions of one relay (SPEC §3 "live", §5 "Consolidation").
+//!
+//! New batches queue their items in `live_pending`; [`Engine::flush_live`]
+//! opens them packed several to a REQ (within `live_req_max_bytes`) before
+//! any historic request of those batches goes out, so nothing published
+//! meanwhile falls between historic and live. Live REQs count against the
+//! relay's subscription limit (NIP-11 `max_subscriptions`, or learned from
+//! its refusals): they may use at most half of it, and when one filter per
+//! 100 roots cannot fit, layer 3 goes live through one kind filter
+//! ([`BatchItems::AllThreads`]) and the acceptance policy keeps our threads.
+
+use nostr::{ClientMessage, Filter, SubscriptionId};
+
+use super::Engine;
+use crate::filters::{self, BatchItems};
+use crate::relay_url::RelayUrl;
+use crate::time::Millis;
+
+impl Engine {
+    /// Opens live REQs for the items of new batches (before their historic
+    /// requests: `next_work` starts nothing while items wait here).
+    pub(super) fn flush_live(&mut self, url: &RelayUrl, now: Millis) {
+        let max_bytes = self.config.live_req_max_bytes;
+        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        if session.live_pending.is_empty() || session.pause_until.is_some_and(|t| now < t) {
+            return;
+        }
+        if session.l3_broad {
+            session.live_pending.retain(|i| !matches!(i, BatchItems::Roots(_)));
+        }
+        let groups = filters::pack(session.live_pending.clone(), max_bytes);
+        let projected = session.live.len() + groups.len();
+        if self.consolidate(url, projected, now) {
+            return;
+        }
+        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        if session.sub_budget.is_some_and(|b| projected + session.requests_in_flight() > b) {
+            return; // wait until historic requests free the relay's slots
+        }
+        session.live_pending.clear();
+        let mut msgs = Vec::new();
+        for group in groups {
+            let sub = session.sub_id("live");
+            msgs.push(live_req(&sub, &group));
+            session.live.insert(sub, group);
+        }
+        for m in msgs {
+            self.send(url, m, now);
+        }
+    }
+
+    /// Consolidation after a refusal or a budget change.
+    pub(super) fn maybe_consolidate(&mut self, url: &RelayUrl, now: Millis) {
+        let Some(session) = self.relays.get(url).and_then(|r| r.session.as_ref()) else { return };
+        let projected = session.live.len();
+        self.consolidate(url, projected, now);
+    }
+
+    /// SPEC §5 consolidation, given `projected` live REQs (open + about to
+    /// open): more than `max_live_filters` (at most once per batch window),
+    /// or more than half the relay's subscription limit, are replaced by the
+    /// fewest REQs covering everything confirmed or pending — only when that
+    /// lowers the count. Make-before-break when the relay's limit leaves room
+    /// for both sets, so no live event is missed; otherwise the old REQs are
+    /// closed first. True when it replaced them.
+    fn consolidate(&mut self, url: &RelayUrl, projected: usize, now: Millis) -> bool {
+        let (max_live, window) = (self.config.max_live_filters, self.config.batch_window);
+        let (max_a, max_i, max_bytes) =
+            (self.config.max_addresses_per_filter, self.config.max_ids_per_filter, self.config.live_req_max_bytes);
+        let Some(relay) = self.relays.get_mut(url) else { return false };
+        let Some(session) = relay.session.as_mut() else { return false };
+        let over_budget = session.sub_budget.is_some_and(|b| projected > (b / 2).max(1));
+        let over_max = projected > max_live && session.last_consolidated.is_none_or(|t| now.since(t) >= window);
+        if !over_budget && !over_max {
+            return false;
+        }
+        let (mut repos, mut roots) = session.pending_items();
+        repos.extend(relay.sync.confirmed_repos.iter().cloned());
+        roots.extend(relay.sync.confirmed_roots.iter().copied());
+        let covering = |broad: bool| {
+            let mut items = vec![BatchItems::Announcements];
+            items.extend(filters::chunk_repos(&repos, max_a));
+            if broad {
+                items.push(BatchItems::AllThreads);
+            } else {
+                items.extend(filters::chunk_roots(&roots, max_i));
+            }
+            filters::pack(items, max_bytes)
+        };
+        let mut groups = covering(session.l3_broad);
+        if let Some(budget) = session.sub_budget.filter(|b| groups.len() > (b / 2).max(1) && !session.l3_broad) {
+            tracing::info!(relay = %url, budget, roots = roots.len(), "relay's subscription limit is too small for per-root live filters; layer 3 goes live by kind");
+            session.l3_broad = true;
+            groups = covering(true);
+        }
+        if groups.len() >= projected {
+            return false;
+        }
+        let live = session.live.len();
+        session.last_consolidated = Some(now);
+        session.live_pending.clear();
+        let old: Vec<String> = session.live.keys().cloned().collect();
+        let mut opens = Vec::new();
+        for group in groups {
+            let sub = session.sub_id("live");
+            opens.push(live_req(&sub, &group));
+            session.live.insert(sub, group);
+        }
+        let closes: Vec<ClientMessage<'static>> = old
+            .into_iter()
+            .map(|s| {
+                session.live.remove(&s);
+                ClientMessage::close(SubscriptionId::new(s))
+            })
+            .collect();
+        let fits_both = session.sub_budget.is_none_or(|b| live + opens.len() + session.requests_in_flight() <= b);
+        tracing::info!(relay = %url, from = live, to = session.live.len(), make_before_break = fits_both, "consolidated live subscriptions");
+        let msgs: Vec<ClientMessage<'static>> =
+            if fits_both { opens.into_iter().chain(closes).collect() } else { closes.into_iter().chain(opens).collect() };
+        for m in msgs {
+            self.send(url, m, now);
+        }
+        true
+    }
+
+    /// The relay refused a live REQ as one too many: its limit is what we
+    /// hold now; pause, then cover the refused items again (consolidated).
+    pub(super) fn live_refused(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
+        let pause = self.config.refusal_pause;
+        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        let Some(items) = session.live.remove(sub) else { return };
+        let held = session.live.len() + session.requests_in_flight();
+        session.sub_budget = Some(session.sub_budget.map_or(held, |b| b.min(held)).max(2));
+        session.window.on_refusal(session.next_start, session.next_start);
+        session.pause_until = Some(now + pause);
+        tracing::info!(relay = %url, sub, budget = ?session.sub_budget, "relay refused a live subscription as too many");
+        session.live_pending.extend(items);
+        self.maybe_consolidate(url, now);
+    }
+}
+
+/// `["REQ", sub, …]` with every item's filters in live form (`limit:0`).
+fn live_req(sub: &str, group: &[BatchItems]) -> ClientMessage<'static> {
+    let fs: Vec<Filter> = group.iter().flat_map(|i| i.filters()).map(|f| filters::live(&f)).collect();
+    ClientMessage::req(SubscriptionId::new(sub), fs)
+}
