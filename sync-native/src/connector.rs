@@ -46,6 +46,12 @@ impl Connector for WsConnector {
         }
         .boxed_local()
     }
+
+    fn fetch_info(&self, relay: &RelayUrl, timeout: Duration) -> LocalBoxFuture<'static, Result<String, TransportError>> {
+        let relay = relay.clone();
+        let allow_private = self.allow_private || self.trusted.contains(&relay);
+        async move { crate::relay_info::fetch(&relay, allow_private, timeout).await }.boxed_local()
+    }
 }
 
 /// Refuses URLs whose host resolves to any non-public address.

@@ -11,6 +11,7 @@ mod daemon;
 mod duration;
 mod http;
 mod metrics;
+mod relay_info;
 mod served_relay;
 mod store;
 

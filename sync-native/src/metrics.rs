@@ -51,6 +51,13 @@ struct Families {
     root_events: IntGaugeVec,
     relays_refused: IntGaugeVec,
     unsaved_events: IntGaugeVec,
+    // historic progress of the current connection (SPEC §5 flow control)
+    ids_needed: IntGaugeVec,
+    ids_fetched: IntGaugeVec,
+    progress_percent: IntGaugeVec,
+    requests_in_flight: IntGaugeVec,
+    request_window: IntGaugeVec,
+    refusals: IntGaugeVec,
 }
 
 fn gauge(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -106,6 +113,16 @@ impl Families {
             root_events: gauge("ngit_sync_root_events", "Root events (patches, PRs, issues) known", &[]),
             relays_refused: gauge("ngit_sync_relay_urls_refused", "Relay URLs refused by the safety rule", &[]),
             unsaved_events: gauge("ngit_sync_unsaved_events", "Accepted events waiting for the store", &[]),
+            ids_needed: gauge("ngit_sync_historic_ids_needed", "Ids negentropy reported as needed on the current connection", &["relay"]),
+            ids_fetched: gauge("ngit_sync_historic_ids_fetched", "Needed ids received on the current connection", &["relay"]),
+            progress_percent: gauge(
+                "ngit_sync_historic_progress_percent",
+                "Rough historic sync completion (100 once Connected)",
+                &["relay"],
+            ),
+            requests_in_flight: gauge("ngit_sync_requests_in_flight", "Historic requests in flight", &["relay"]),
+            request_window: gauge("ngit_sync_request_window", "Historic requests allowed in flight (shrinks on refusals)", &["relay"]),
+            refusals: gauge("ngit_sync_relay_refusals", "'Too many' refusals from the relay on the current connection", &["relay"]),
         }
     }
 
@@ -133,6 +150,12 @@ impl Families {
             &self.root_events,
             &self.relays_refused,
             &self.unsaved_events,
+            &self.ids_needed,
+            &self.ids_fetched,
+            &self.progress_percent,
+            &self.requests_in_flight,
+            &self.request_window,
+            &self.refusals,
         ]
     }
 
@@ -162,6 +185,13 @@ impl Families {
             self.bytes_received.with_label_values(&l).inc_by(c.bytes_received);
             self.bytes_sent.with_label_values(&l).inc_by(c.bytes_sent);
             self.negentropy_rounds.with_label_values(&l).inc_by(c.negentropy_rounds);
+            let p = &r.progress;
+            self.ids_needed.with_label_values(&l).set(p.ids_needed as i64);
+            self.ids_fetched.with_label_values(&l).set(p.ids_fetched as i64);
+            self.progress_percent.with_label_values(&l).set(p.percent.into());
+            self.requests_in_flight.with_label_values(&l).set(p.requests_in_flight as i64);
+            self.request_window.with_label_values(&l).set(p.window as i64);
+            self.refusals.with_label_values(&l).set(p.refusals as i64);
         }
         let t = &s.totals;
         self.events_synced.with_label_values(NO_LABELS).inc_by(t.events_synced);
@@ -261,6 +291,14 @@ mod tests {
             next_attempt_at: None,
             rate_limited_until: None,
             req_only: false,
+            negentropy: Some(true),
+            progress: sync_core::status::HistoricProgress {
+                ids_needed: 40,
+                ids_fetched: 30,
+                percent: 100,
+                window: 8,
+                ..Default::default()
+            },
             pending_batches: 1,
             live_filters: 3,
             confirmed_repos: 1,
@@ -308,6 +346,8 @@ mod tests {
             "ngit_sync_events_rejected_total{reason=\"invalid_signature\",relay=\"wss://relay.example.com\"} 2",
             "ngit_sync_historic_sync_completed_timestamp_seconds{relay=\"wss://relay.example.com\"} 1700000000.5",
             "ngit_sync_pending_batches{relay=\"wss://relay.example.com\"} 1",
+            "ngit_sync_historic_ids_needed{relay=\"wss://relay.example.com\"} 40",
+            "ngit_sync_historic_ids_fetched{relay=\"wss://relay.example.com\"} 30",
         ] {
             assert!(text.lines().any(|l| l == line), "missing `{line}` in\n{text}");
         }
