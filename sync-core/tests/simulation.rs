@@ -82,9 +82,14 @@ fn simulation_sweep() {
     }
 }
 
+/// Seeds run twice by [`a_seed_replays_identically`]: enough that some need
+/// several negentropy ids at once (their fetch order must not depend on hash
+/// iteration order) and meet the limited relay kinds.
+const REPLAY_SEEDS: core::ops::Range<u64> = 0..24;
+
 #[test]
 fn a_seed_replays_identically() {
-    for seed in [3, 11] {
+    for seed in REPLAY_SEEDS {
         let world_a = sim::dataset::generate(seed);
         let world_b = sim::dataset::generate(seed);
         let ids = |w: &sim::dataset::World| w.universe().keys().copied().collect::<Vec<_>>();
@@ -93,6 +98,7 @@ fn a_seed_replays_identically() {
         let b = sim::world::Sim::new(seed, world_b).run();
         assert_eq!(a.transitions, b.transitions, "seed {seed}: status histories differ");
         assert_eq!(a.saved_outcomes, b.saved_outcomes, "seed {seed}: saves differ");
+        assert_eq!(a.relay_obs, b.relay_obs, "seed {seed}: what the relays saw differs");
         let (sa, sb) = (a.engine.status(a.end), b.engine.status(b.end));
         assert_eq!(sa, sb, "seed {seed}: final snapshots differ");
     }

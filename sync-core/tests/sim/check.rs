@@ -8,7 +8,7 @@ use sync_core::{ConnectionStatus, HealthStatus};
 use super::dataset::{RelayKind, World, GONE_RELAY, OUR_RELAY, PRIVATE_RELAY};
 use super::model::Model;
 use super::stats::Stats;
-use super::world::Outcome;
+use super::world::{sim_config, Outcome};
 
 fn addr_key(e: &Event) -> Option<(u16, String, String)> {
     let k = e.kind.as_u16();
@@ -26,10 +26,20 @@ fn newer_or_same(a: &Event, b: &Event) -> bool {
     a.created_at > b.created_at || (a.created_at == b.created_at && a.id <= b.id)
 }
 
-/// Coverage counters that come from the final snapshot and store.
-pub fn snapshot_stats(out: &Outcome) -> Stats {
+/// Coverage counters that come from the final snapshot, the store and the relays.
+pub fn snapshot_stats(world: &World, out: &Outcome) -> Stats {
     let status = out.engine.status(out.end);
     let mut s = out.stats.clone();
+    for spec in &world.relays {
+        let kind = format!("{:?}", spec.kind);
+        *s.relays_by_kind.entry(kind.clone()).or_default() += 1;
+        if let Some(obs) = out.relay_obs.get(&spec.url) {
+            s.refusals += obs.refusals;
+            s.max_live_open = s.max_live_open.max(obs.max_live_open);
+            let m = s.max_in_flight_by_kind.entry(kind).or_default();
+            *m = (*m).max(obs.max_historic_open);
+        }
+    }
     for r in &status.relays {
         s.rate_limited += r.counters.rate_limited;
         s.connect_failures += r.counters.connect_failure;
@@ -63,7 +73,13 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
             },
             None => {
                 if !stored_ids.contains(id) {
-                    errs.push(format!("required event {id} (kind {}) missing; {}", e.kind.as_u16(), where_is(world, id)));
+                    errs.push(format!(
+                        "required event {id} (kind {}, created {}, tags {}) missing; {}",
+                        e.kind.as_u16(),
+                        e.created_at,
+                        tags_of(e),
+                        where_is(world, id)
+                    ));
                 }
             }
         }
@@ -191,8 +207,50 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
             errs.push(format!("{GONE_RELAY} should be failing, is {:?} with {} failures", gone.connection, gone.failures));
         }
     }
+    // (5) flow control, seen from the relays.
+    let window = sim_config(world).max_in_flight;
+    for spec in &world.relays {
+        let Some(obs) = out.relay_obs.get(&spec.url) else { continue };
+        if obs.max_historic_open > window {
+            errs.push(format!(
+                "{} ({:?}): {} historic requests open at once on one connection, window is {window}",
+                spec.url, spec.kind, obs.max_historic_open
+            ));
+        }
+        if obs.repeated_ids > 0 {
+            errs.push(format!(
+                "{} ({:?}): {} id(s) asked for again under another subscription on one connection: {}",
+                spec.url,
+                spec.kind,
+                obs.repeated_ids,
+                obs.repeated_findings.join("; ")
+            ));
+        }
+        if spec.nip77 {
+            if let Some((_, at)) = out.req_only_seen.iter().find(|(u, _)| *u == spec.url) {
+                errs.push(format!("{} ({:?}) speaks NIP-77 but was REQ-only at +{at}ms", spec.url, spec.kind));
+            } else if rows.get(spec.url.as_str()).is_some_and(|r| r.req_only) {
+                errs.push(format!("{} ({:?}) speaks NIP-77 but ends REQ-only", spec.url, spec.kind));
+            }
+        }
+        if spec.kind.limited() && obs.refusals > 0 {
+            if let Some(row) = rows.get(spec.url.as_str()).filter(|r| r.connection != ConnectionStatus::Connected) {
+                errs.push(format!(
+                    "{} ({:?}, {} refusals) states limits and must converge, ends {:?}",
+                    spec.url, spec.kind, obs.refusals, row.connection
+                ));
+            }
+        }
+    }
     errs.extend(out.liveness.iter().cloned());
     errs
+}
+
+/// An event's tags, shortened, for failure messages.
+fn tags_of(e: &Event) -> String {
+    let tags: Vec<String> =
+        e.tags.iter().map(|t| t.as_slice().iter().map(|v| v.chars().take(12).collect::<String>()).collect::<Vec<_>>().join(":")).collect();
+    format!("[{}]", tags.join(" "))
 }
 
 /// Where an event lives, for failure messages.

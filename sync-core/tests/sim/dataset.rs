@@ -40,15 +40,51 @@ pub enum RelayKind {
     NeverEose,
     /// Serves events with invalid signatures, including forged copies of real ids.
     Forged,
+    /// Honest, but at most `max_subs` concurrent subscriptions per connection
+    /// (live ones included; re-using an open id replaces it): the excess is
+    /// refused with a NOTICE or a CLOSED "too many concurrent REQs".
+    LimitedSubs,
+    /// Honest NIP-77 relay with at most `max_negs` concurrent negentropy
+    /// sessions: the excess gets NEG-ERR or a NOTICE "too many concurrent NEG requests".
+    LimitedNeg,
+    /// Honest NIP-77 relay answering every frame seconds late (`answer_delay_ms`).
+    Slow,
+    /// Honest REQ-only relay (NOTICE on NEG-OPEN) that treats `until` as
+    /// exclusive (`created_at < until`), against NIP-01.
+    ExclusiveUntil,
+    /// Honest, but answers `limit:0` (live) REQs with stored events anyway.
+    LimitZeroStored,
+    /// Honest, but one `limit`/cap is shared by all filters of a REQ
+    /// (newest first over their union) instead of applying per filter.
+    SharedLimit,
 }
 
 impl RelayKind {
     /// Relays whose content the engine must end up with.
+    ///
+    /// ExclusiveUntil counts as reliable: like every relay's, its dataset
+    /// has at most 3 events in one second (the shared noise 2), below every
+    /// page size (at least 4), so a client that allows for both readings of
+    /// `until` loses nothing there (SPEC §3: "never lose events that share a
+    /// second"). Losing events on it is an engine finding, not a simulation
+    /// artefact.
     pub fn reliable(self) -> bool {
-        matches!(self, RelayKind::Nip77 | RelayKind::ReqOnly | RelayKind::RateLimiting | RelayKind::Flaky)
+        !matches!(self, RelayKind::Withholding | RelayKind::NeverEose | RelayKind::Forged)
     }
 
-    const ALL: [RelayKind; 7] = [
+    /// Relays that neither withhold nor forge: they answer every `REQ {ids}`
+    /// fully, so the engine has no reason to ask one of them twice for an id.
+    pub fn honest(self) -> bool {
+        !matches!(self, RelayKind::Withholding | RelayKind::Forged)
+    }
+
+    /// Relays that state limits (and must still converge).
+    pub fn limited(self) -> bool {
+        matches!(self, RelayKind::LimitedSubs | RelayKind::LimitedNeg)
+    }
+
+    /// Every kind, in the order the generator draws from.
+    pub const ALL: [RelayKind; 13] = [
         RelayKind::Nip77,
         RelayKind::ReqOnly,
         RelayKind::RateLimiting,
@@ -56,6 +92,12 @@ impl RelayKind {
         RelayKind::Withholding,
         RelayKind::NeverEose,
         RelayKind::Forged,
+        RelayKind::LimitedSubs,
+        RelayKind::LimitedNeg,
+        RelayKind::Slow,
+        RelayKind::ExclusiveUntil,
+        RelayKind::LimitZeroStored,
+        RelayKind::SharedLimit,
     ];
 }
 
@@ -79,6 +121,18 @@ pub struct RelaySpec {
     pub neg_frame_limit: u64,
     /// Flaky relays misbehave until then.
     pub bad_until: Millis,
+    /// LimitedSubs: concurrent subscriptions per connection (0: unlimited).
+    pub max_subs: usize,
+    /// LimitedNeg: concurrent negentropy sessions per connection (0: unlimited).
+    pub max_negs: usize,
+    /// Limited relays refuse with a NOTICE (else CLOSED / NEG-ERR naming the subscription).
+    pub notice_refusals: bool,
+    /// Slow: every answer leaves the relay this much later (processing delay,
+    /// on top of the network latency).
+    pub answer_delay_ms: u64,
+    /// Its NIP-11 document, if it publishes one (truthful about NIP-77 and
+    /// its limits, or not JSON at all).
+    pub nip11: Option<String>,
     /// Valid events stored at the start.
     pub events: Vec<Event>,
     /// Ids the relay advertises in negentropy but never returns (withholding).
@@ -229,6 +283,35 @@ fn pick<T: Copy>(rng: &mut SplitMix64, items: &[T]) -> T {
     items[rng.range(0, items.len() as u64 - 1) as usize]
 }
 
+/// A relay's NIP-11 document, or none (most relays). Truthful: NIP-77 is
+/// listed exactly when the relay speaks it, `max_subscriptions` is the
+/// relay's real limit (LimitedSubs "states" its limit this way in some
+/// seeds) or, for others, a generous figure; `max_limit` is the relay's cap.
+/// Sometimes the "document" is an HTML error page.
+fn nip11_document(rng: &mut SplitMix64, kind: RelayKind, nip77: bool, cap: usize, max_subs: usize, max_negs: usize) -> Option<String> {
+    if !rng.chance(0.4) {
+        return None;
+    }
+    if rng.chance(0.1) {
+        return Some("<html><body>502 Bad Gateway</body></html>".into());
+    }
+    let nips = if nip77 { "[1,9,11,77]" } else { "[1,9,11]" };
+    let mut limitation = Vec::new();
+    if kind == RelayKind::LimitedSubs {
+        limitation.push(format!("\"max_subscriptions\":{max_subs}"));
+    } else if rng.chance(0.3) {
+        limitation.push(format!("\"max_subscriptions\":{}", rng.range(20, 100)));
+    }
+    if rng.chance(0.5) {
+        limitation.push(format!("\"max_limit\":{cap}"));
+    }
+    if max_negs > 0 && rng.chance(0.5) {
+        // not a NIP-11 field: engines must ignore what they do not know
+        limitation.push(format!("\"max_negentropy_sessions\":{max_negs}"));
+    }
+    Some(format!("{{\"name\":\"sim\",\"supported_nips\":{nips},\"limitation\":{{{}}}}}", limitation.join(",")))
+}
+
 /// A random subset of `0..n` of size `lo..=hi` (clamped to `n`).
 fn subset(rng: &mut SplitMix64, n: usize, lo: usize, hi: usize) -> Vec<usize> {
     let want = rng.range(lo.min(n) as u64, hi.min(n) as u64) as usize;
@@ -276,19 +359,34 @@ pub fn generate(seed: u64) -> World {
         .map(|i| {
             let kind = if i == 0 { RelayKind::Nip77 } else { pick(&mut rng, &RelayKind::ALL) };
             let nip77 = match kind {
-                RelayKind::Nip77 | RelayKind::Withholding | RelayKind::Forged => true,
-                RelayKind::ReqOnly | RelayKind::NeverEose => false,
-                RelayKind::RateLimiting | RelayKind::Flaky => rng.chance(0.5),
+                RelayKind::Nip77 | RelayKind::Withholding | RelayKind::Forged | RelayKind::LimitedNeg | RelayKind::Slow => true,
+                RelayKind::ReqOnly | RelayKind::NeverEose | RelayKind::ExclusiveUntil => false,
+                RelayKind::RateLimiting
+                | RelayKind::Flaky
+                | RelayKind::LimitedSubs
+                | RelayKind::LimitZeroStored
+                | RelayKind::SharedLimit => rng.chance(0.5),
             };
+            let max_subs = if kind == RelayKind::LimitedSubs { rng.range(3, 20) as usize } else { 0 };
+            let max_negs = if kind == RelayKind::LimitedNeg { rng.range(1, 4) as usize } else { 0 };
+            // Answers up to 8 s late: with the network latency still below the
+            // engine's 10 s NEG-OPEN timeout, so a slow relay is no REQ-only one.
+            let answer_delay_ms = if kind == RelayKind::Slow { rng.range(2_000, 8_000) } else { 0 };
+            let cap = rng.range(min_page, 60) as usize;
             RelaySpec {
                 url: format!("wss://r{i}.sim-relay.net"),
                 kind,
                 nip77,
                 bootstrap: i == 0 || rng.chance(0.3),
                 latency_ms: rng.range(5, 250),
-                cap: rng.range(min_page, 60) as usize,
+                cap,
                 neg_frame_limit: if rng.chance(0.5) { 4096 } else { 0 },
                 bad_until: START + core::time::Duration::from_secs(rng.range(60, 180)),
+                max_subs,
+                max_negs,
+                notice_refusals: rng.chance(0.5),
+                answer_delay_ms,
+                nip11: nip11_document(&mut rng, kind, nip77, cap, max_subs, max_negs),
                 events: Vec::new(),
                 withheld: BTreeSet::new(),
                 forged: Vec::new(),

@@ -11,7 +11,10 @@
 //! sometimes an engine restart from persisted state; it ends when the system
 //! is quiescent. Then: every required event stored exactly once, nothing
 //! unacceptable or forged stored, status histories legal, totals consistent
-//! with the store and the per-relay rows, relays in their expected states.
+//! with the store and the per-relay rows, relays in their expected states;
+//! and, seen from the relays' side, flow control: never more historic
+//! requests open on a connection than the engine's window, no id asked for
+//! twice on one connection, no NIP-77 relay made REQ-only by "too many".
 
 pub mod check;
 pub mod dataset;
@@ -25,5 +28,5 @@ pub fn run_seed(seed: u64) -> (Vec<String>, stats::Stats) {
     let world = dataset::generate(seed);
     let model = model::Model::new(&world);
     let outcome = world::Sim::new(seed, world.clone()).run();
-    (check::check(&world, &model, &outcome), check::snapshot_stats(&outcome))
+    (check::check(&world, &model, &outcome), check::snapshot_stats(&world, &outcome))
 }

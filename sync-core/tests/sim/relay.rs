@@ -5,23 +5,61 @@
 //! pushes events published later, handles `CLOSE`, and answers
 //! `NEG-OPEN`/`NEG-MSG`/`NEG-CLOSE` with [`NegResponder`]. Its
 //! [`RelayKind`] decides how it misbehaves.
+//!
+//! It also watches the engine from the relay side ([`RelayObs`]): how many
+//! historic requests (non-live subscriptions plus negentropy sessions) are
+//! open at once on a connection, and whether an id is asked for by
+//! `REQ {ids}` under two subscription ids of one connection.
 
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 
 use nostr::filter::MatchEventOptions;
-use nostr::{ClientMessage, Event, EventId, Filter, JsonUtil, RelayMessage, SubscriptionId};
+use nostr::{ClientMessage, Event, EventId, Filter, JsonUtil, RelayMessage, SubscriptionId, Timestamp};
 use sync_core::historic::negentropy::NegResponder;
 use sync_core::rng::SplitMix64;
 use sync_core::Millis;
 
 use super::dataset::{RelayKind, RelaySpec};
 
+/// Prefix of the engine's live subscription ids (every other one is historic).
+pub const LIVE_PREFIX: &str = "live";
+
+/// At most this many repeated-id findings are kept per relay (the count goes on).
+const FINDINGS_MAX: usize = 5;
+
 /// One open connection's state (dropped on disconnect).
 #[derive(Default)]
 struct Conn {
     subs: BTreeMap<String, Vec<Filter>>,
     negs: BTreeMap<String, NegResponder>,
+    /// Ids asked for by `REQ {ids}` on this connection, with the first
+    /// subscription that asked (requests the relay refused do not count).
+    ids_requested: BTreeMap<EventId, String>,
+}
+
+impl Conn {
+    /// Historic requests open: non-live subscriptions plus negentropy sessions.
+    fn historic_open(&self) -> usize {
+        self.subs.keys().filter(|s| !s.starts_with(LIVE_PREFIX)).count() + self.negs.len()
+    }
+}
+
+/// What a relay saw of the engine over the whole run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayObs {
+    /// Most historic requests open at once on one connection.
+    pub max_historic_open: usize,
+    /// Most live subscriptions open at once on one connection.
+    pub max_live_open: usize,
+    /// "Too many" refusals sent (LimitedSubs / LimitedNeg).
+    pub refusals: u64,
+    /// Ids asked for by `REQ {ids}` under a second subscription id of one connection.
+    pub repeated_ids: u64,
+    /// The first few of those, described.
+    pub repeated_findings: Vec<String>,
+    /// Connections accepted.
+    pub connections: u64,
 }
 
 /// A simulated relay.
@@ -35,6 +73,8 @@ pub struct SimRelay {
     rng: SplitMix64,
     /// Frames received over the whole run (for debugging output).
     pub frames_in: u64,
+    /// Relay-side observations of the engine.
+    pub obs: RelayObs,
 }
 
 impl SimRelay {
@@ -44,7 +84,7 @@ impl SimRelay {
         for e in spec.events.iter().chain(spec.forged.iter()) {
             events.insert(e.id, (e.clone(), OnceCell::new()));
         }
-        Self { spec, events, conn: None, rng: SplitMix64::new(seed), frames_in: 0 }
+        Self { spec, events, conn: None, rng: SplitMix64::new(seed), frames_in: 0, obs: RelayObs::default() }
     }
 
     /// Does the relay accept a connection at `now`?
@@ -64,6 +104,7 @@ impl SimRelay {
     /// A new connection is open.
     pub fn open(&mut self) {
         self.conn = Some(Conn::default());
+        self.obs.connections += 1;
     }
 
     /// The connection is gone (either side closed it).
@@ -121,7 +162,13 @@ impl SimRelay {
                 };
                 match neg.reconcile(&message) {
                     Ok(hex) => vec![neg_msg(&sub, hex)],
-                    Err(e) => vec![neg_err(&sub, &format!("error: {e}"))],
+                    Err(e) => {
+                        // NEG-ERR ends the session (NIP-77)
+                        if let Some(c) = self.conn.as_mut() {
+                            c.negs.remove(sub.as_str());
+                        }
+                        vec![neg_err(&sub, &format!("error: {e}"))]
+                    }
                 }
             }
             ClientMessage::NegClose { subscription_id } => {
@@ -139,25 +186,91 @@ impl SimRelay {
         if self.spec.kind == RelayKind::RateLimiting && self.rng.chance(0.15) {
             return vec![RelayMessage::closed(sub, "rate-limited: slow down").as_json()];
         }
-        let opts = MatchEventOptions::new();
-        let mut out = Vec::new();
-        let mut sent: BTreeSet<EventId> = BTreeSet::new();
-        for f in &filters {
-            let limit = f.limit.unwrap_or(usize::MAX).min(self.spec.cap);
-            let mut matching: Vec<&(Event, OnceCell<String>)> =
-                self.events.values().filter(|(e, _)| self.visible(e) && f.match_event(e, opts)).collect();
-            matching.sort_by(|(a, _), (b, _)| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-            for (e, json) in matching.into_iter().take(limit) {
-                if sent.insert(e.id) {
-                    out.push(event_frame(&sub, e, json.get_or_init(|| e.as_json())));
+        let Some(conn) = self.conn.as_mut() else { return Vec::new() };
+        // Re-using an open subscription id replaces that subscription.
+        if self.spec.max_subs > 0 && !conn.subs.contains_key(sub.as_str()) && conn.subs.len() >= self.spec.max_subs {
+            self.obs.refusals += 1;
+            return vec![if self.spec.notice_refusals {
+                RelayMessage::notice("ERROR: too many concurrent REQs").as_json()
+            } else {
+                RelayMessage::closed(sub, "error: too many concurrent REQs").as_json()
+            }];
+        }
+        if self.spec.kind.honest() {
+            for id in filters.iter().filter_map(|f| f.ids.as_ref()).flatten() {
+                match conn.ids_requested.get(id) {
+                    Some(first) if first != sub.as_str() => {
+                        self.obs.repeated_ids += 1;
+                        if self.obs.repeated_findings.len() < FINDINGS_MAX {
+                            self.obs.repeated_findings.push(format!(
+                                "id {id} asked for by REQ {{ids}} under `{first}` and again under `{}` on connection {}",
+                                sub.as_str(),
+                                self.obs.connections
+                            ));
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        conn.ids_requested.insert(*id, sub.as_str().to_string());
+                    }
                 }
             }
         }
-        if self.spec.kind != RelayKind::NeverEose {
-            out.push(RelayMessage::eose(sub.clone()).as_json());
-        }
+        let out = self.answer(&sub, &filters);
         if let Some(c) = self.conn.as_mut() {
             c.subs.insert(sub.as_str().to_string(), filters);
+            self.obs.max_historic_open = self.obs.max_historic_open.max(c.historic_open());
+            let live = c.subs.keys().filter(|s| s.starts_with(LIVE_PREFIX)).count();
+            self.obs.max_live_open = self.obs.max_live_open.max(live);
+        }
+        out
+    }
+
+    /// The stored events a REQ gets, then EOSE (unless NeverEose).
+    fn answer(&self, sub: &SubscriptionId, filters: &[Filter]) -> Vec<String> {
+        let opts = MatchEventOptions::new();
+        let kind = self.spec.kind;
+        let mut out = Vec::new();
+        let mut sent: BTreeSet<EventId> = BTreeSet::new();
+        let serve = |f: &Filter| -> (Filter, usize) {
+            let mut f = f.clone();
+            if kind == RelayKind::ExclusiveUntil {
+                // `created_at < until` instead of NIP-01's `<=`
+                f.until = f.until.map(|u| Timestamp::from(u.as_secs().saturating_sub(1)));
+            }
+            if kind == RelayKind::LimitZeroStored && f.limit == Some(0) {
+                f.limit = None;
+            }
+            let limit = f.limit.unwrap_or(usize::MAX).min(self.spec.cap);
+            (f, limit)
+        };
+        let newest_first =
+            |a: &&(Event, OnceCell<String>), b: &&(Event, OnceCell<String>)| b.0.created_at.cmp(&a.0.created_at).then(a.0.id.cmp(&b.0.id));
+        if kind == RelayKind::SharedLimit {
+            // one limit (the smallest asked, capped) over the union of the filters
+            let served: Vec<(Filter, usize)> = filters.iter().map(serve).collect();
+            let limit = served.iter().map(|(_, l)| *l).min().unwrap_or(0);
+            let mut matching: Vec<&(Event, OnceCell<String>)> =
+                self.events.values().filter(|(e, _)| self.visible(e) && served.iter().any(|(f, _)| f.match_event(e, opts))).collect();
+            matching.sort_by(newest_first);
+            for (e, json) in matching.into_iter().take(limit) {
+                out.push(event_frame(sub, e, json.get_or_init(|| e.as_json())));
+            }
+        } else {
+            for f in filters {
+                let (f, limit) = serve(f);
+                let mut matching: Vec<&(Event, OnceCell<String>)> =
+                    self.events.values().filter(|(e, _)| self.visible(e) && f.match_event(e, opts)).collect();
+                matching.sort_by(newest_first);
+                for (e, json) in matching.into_iter().take(limit) {
+                    if sent.insert(e.id) {
+                        out.push(event_frame(sub, e, json.get_or_init(|| e.as_json())));
+                    }
+                }
+            }
+        }
+        if kind != RelayKind::NeverEose {
+            out.push(RelayMessage::eose(sub.clone()).as_json());
         }
         out
     }
@@ -168,6 +281,17 @@ impl SimRelay {
         }
         if self.spec.kind == RelayKind::RateLimiting && self.rng.chance(0.15) {
             return vec![neg_err(&sub, "rate-limited: slow down")];
+        }
+        if let Some(conn) = self.conn.as_mut() {
+            // NEG-OPEN under an open session's id replaces it (NIP-77)
+            if conn.negs.remove(sub.as_str()).is_none() && self.spec.max_negs > 0 && conn.negs.len() >= self.spec.max_negs {
+                self.obs.refusals += 1;
+                return vec![if self.spec.notice_refusals {
+                    RelayMessage::notice("ERROR: too many concurrent NEG requests").as_json()
+                } else {
+                    neg_err(&sub, "error: too many concurrent NEG requests")
+                }];
+            }
         }
         let opts = MatchEventOptions::new();
         let mut f = filter;
@@ -182,6 +306,7 @@ impl SimRelay {
             Ok(hex) => {
                 if let Some(c) = self.conn.as_mut() {
                     c.negs.insert(sub.as_str().to_string(), neg);
+                    self.obs.max_historic_open = self.obs.max_historic_open.max(c.historic_open());
                 }
                 vec![neg_msg(&sub, hex)]
             }

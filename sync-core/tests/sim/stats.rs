@@ -3,6 +3,9 @@
 //! so the simulation cannot silently degrade into a happy-path test.
 
 use core::ops::AddAssign;
+use std::collections::BTreeMap;
+
+use super::dataset::RelayKind;
 
 /// Per-run (or summed) counts of interesting things that happened.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,6 +44,15 @@ pub struct Stats {
     pub stored: u64,
     /// Engine restarts (shutdown, persisted state, restore).
     pub restarts: u64,
+    /// "Too many" refusals sent by limited relays.
+    pub refusals: u64,
+    /// Per relay kind: relays run.
+    pub relays_by_kind: BTreeMap<String, u64>,
+    /// Per relay kind: most historic requests (non-live subscriptions plus
+    /// negentropy sessions) seen open at once on one connection, relay side.
+    pub max_in_flight_by_kind: BTreeMap<String, usize>,
+    /// Most live subscriptions seen open at once on one connection (any relay).
+    pub max_live_open: usize,
 }
 
 impl AddAssign<&Stats> for Stats {
@@ -62,6 +74,15 @@ impl AddAssign<&Stats> for Stats {
         self.replaced += o.replaced;
         self.stored += o.stored;
         self.restarts += o.restarts;
+        self.refusals += o.refusals;
+        self.max_live_open = self.max_live_open.max(o.max_live_open);
+        for (k, n) in &o.relays_by_kind {
+            *self.relays_by_kind.entry(k.clone()).or_default() += n;
+        }
+        for (k, n) in &o.max_in_flight_by_kind {
+            let m = self.max_in_flight_by_kind.entry(k.clone()).or_default();
+            *m = (*m).max(*n);
+        }
     }
 }
 
@@ -88,7 +109,7 @@ impl Stats {
     }
 
     /// Names of counters that stayed at zero (coverage gaps).
-    pub fn gaps(&self) -> Vec<&'static str> {
+    pub fn gaps(&self) -> Vec<String> {
         let all = [
             ("until_pages", self.until_pages),
             ("since_requests", self.since_requests),
@@ -105,7 +126,15 @@ impl Stats {
             ("degraded", self.degraded),
             ("replaced", self.replaced),
             ("restarts", self.restarts),
+            ("refusals", self.refusals),
         ];
-        all.iter().filter(|(_, n)| *n == 0).map(|(name, _)| *name).collect()
+        let mut gaps: Vec<String> = all.iter().filter(|(_, n)| *n == 0).map(|(name, _)| name.to_string()).collect();
+        for kind in RelayKind::ALL {
+            let kind = format!("{kind:?}");
+            if !self.relays_by_kind.contains_key(&kind) {
+                gaps.push(format!("relay kind {kind}"));
+            }
+        }
+        gaps
     }
 }

@@ -13,7 +13,7 @@ use sync_core::rng::SplitMix64;
 use sync_core::{AcceptancePolicy, Command, ConnectionStatus, Engine, MemoryStore, Millis, RelayUrl, SaveOutcome, SyncConfig, Transition};
 
 use super::dataset::{World, OUR_RELAY, START};
-use super::relay::SimRelay;
+use super::relay::{RelayObs, SimRelay};
 use super::stats::Stats;
 
 /// A run stops once the system is quiescent (see [`Sim::settled`]), checked
@@ -22,6 +22,11 @@ pub const SETTLE_CHECK: Duration = Duration::from_secs(30);
 /// Upper bound on a run's virtual duration; a run that has not settled by
 /// then fails its status checks.
 pub const MAX_RUN: Duration = Duration::from_secs(3 * 3600);
+/// A relay that had to refuse this many requests as "too many" in one run is
+/// being flooded (refused work re-sent without end): the run is recorded as
+/// a liveness failure and stopped (its status checks fail too), so such an
+/// engine bug costs the sweep milliseconds rather than hours of virtual time.
+pub const REFUSAL_STORM: u64 = 1_000;
 
 /// Something that happens at a virtual instant.
 #[derive(Debug)]
@@ -44,6 +49,8 @@ enum Ev {
     Saved { token: u64, events: Vec<Event> },
     /// The store loaded negentropy items.
     NegItems { token: u64, filter: Filter },
+    /// A NIP-11 fetch ends (the document, if the relay publishes one).
+    RelayInfo { url: String, document: Option<String> },
 }
 
 /// The engine's view of one relay link.
@@ -80,6 +87,10 @@ pub struct Outcome {
     pub synced_before: u64,
     /// Coverage counters gathered while running (status-derived ones are added by the checks).
     pub stats: Stats,
+    /// What each simulated relay saw of the engine, by URL.
+    pub relay_obs: BTreeMap<String, RelayObs>,
+    /// NIP-77 relays seen REQ-only in a status snapshot during the run (URL, virtual ms).
+    pub req_only_seen: Vec<(String, u64)>,
 }
 
 /// The whole simulated system.
@@ -104,6 +115,9 @@ pub struct Sim {
     liveness: Vec<String>,
     trace: bool,
     stats: Stats,
+    req_only_seen: Vec<(String, u64)>,
+    /// The engine is shut down (between a restart and the next start).
+    down: bool,
 }
 
 /// A new engine for `world` (server policy, its bootstrap relays), recording transitions.
@@ -157,7 +171,29 @@ impl Sim {
             liveness: Vec::new(),
             trace: std::env::var_os("SIM_TRACE").is_some(),
             stats: Stats { runs: 1, ..Stats::default() },
+            req_only_seen: Vec::new(),
+            down: false,
         };
+        if sim.trace {
+            for r in &sim.world.relays {
+                eprintln!(
+                    "relay {} {:?} nip77={} bootstrap={} latency={}ms cap={} max_subs={} max_negs={} notice_refusals={} answer_delay={}ms events={} nip11={}",
+                    r.url,
+                    r.kind,
+                    r.nip77,
+                    r.bootstrap,
+                    r.latency_ms,
+                    r.cap,
+                    r.max_subs,
+                    r.max_negs,
+                    r.notice_refusals,
+                    r.answer_delay_ms,
+                    r.events.len(),
+                    r.nip11.as_deref().unwrap_or("-")
+                );
+            }
+            eprintln!("knobs {:?}", sim.world.knobs);
+        }
         sim.store.save_sync(sim.world.prestored.clone()).expect("memory store");
         for index in 0..sim.world.live.len() {
             let at = sim.world.live[index].at;
@@ -216,6 +252,18 @@ impl Sim {
                 break;
             }
             if next >= next_check {
+                let storm = if self.down { None } else { self.relays.iter().find(|(_, r)| r.obs.refusals >= REFUSAL_STORM) };
+                if let Some((url, r)) = storm {
+                    self.liveness.push(format!(
+                        "refusal storm: {url} ({:?}) refused {} requests as too many by +{}s; run stopped",
+                        r.spec.kind,
+                        r.obs.refusals,
+                        next_check.since(START).as_secs()
+                    ));
+                    end = next_check;
+                    self.now = self.now.max(end);
+                    break;
+                }
                 let fingerprint = self.settled_fingerprint(next_check);
                 if fingerprint.is_some() && fingerprint == last_fingerprint {
                     end = next_check;
@@ -238,7 +286,10 @@ impl Sim {
         }
         self.pump();
         self.transitions.extend(self.engine.take_transitions());
+        let relay_obs = self.relays.iter().map(|(u, r)| (u.clone(), r.obs.clone())).collect();
         Outcome {
+            relay_obs,
+            req_only_seen: self.req_only_seen,
             engine: self.engine,
             store: self.store,
             transitions: self.transitions,
@@ -256,8 +307,14 @@ impl Sim {
     /// no rate-limit cooldown running, reliable relays Connected and the others
     /// Connected or ConnectedDegraded; returns a fingerprint of that state
     /// (two equal fingerprints one check apart end the run).
-    fn settled_fingerprint(&self, at: Millis) -> Option<(u64, usize, Vec<u8>)> {
+    fn settled_fingerprint(&mut self, at: Millis) -> Option<(u64, usize, Vec<u8>)> {
         let st = self.engine.status(at);
+        for r in st.relays.iter().filter(|r| r.req_only) {
+            let nip77 = self.relays.get(&r.relay).is_some_and(|s| s.spec.nip77);
+            if nip77 && !self.req_only_seen.iter().any(|(u, _)| *u == r.relay) {
+                self.req_only_seen.push((r.relay.clone(), at.0 - START.0));
+            }
+        }
         if st.totals.pending_batches > 0 || st.totals.unsaved_events > 0 {
             return None;
         }
@@ -352,6 +409,14 @@ impl Sim {
                 self.schedule(now + delay, Ev::NegItems { token, filter });
             }
             Command::PersistState { state } => self.persisted = Some(state),
+            Command::FetchRelayInfo { relay } => {
+                // an HTTP round trip; relays without a document (and unknown
+                // hosts) answer None, as a driver reports a failed fetch
+                let url = relay.to_string();
+                let document = self.relays.get(&url).and_then(|r| r.spec.nip11.clone());
+                let rtt = self.latency(&url) * 2;
+                self.schedule(now + rtt, Ev::RelayInfo { url, document });
+            }
         }
     }
 
@@ -377,6 +442,7 @@ impl Sim {
         self.record_transitions();
         self.synced_before += self.engine.status(now).totals.events_synced;
         self.stats.restarts += 1;
+        self.down = true;
         self.schedule(now + down, Ev::Start);
     }
 
@@ -465,6 +531,13 @@ impl Sim {
                     engine.restore(state).expect("persisted state restores");
                 }
                 self.engine = engine;
+                self.down = false;
+            }
+            Ev::RelayInfo { url, document } => {
+                if self.trace {
+                    eprintln!("{} nip11 {url} {}", now.0 - START.0, document.as_deref().unwrap_or("(none)"));
+                }
+                self.engine.handle_relay_info(&RelayUrl::parse(&url).expect("url"), document.as_deref(), now);
             }
             Ev::NegItems { token, filter } => {
                 let items = self.store.negentropy_items_sync(&filter).expect("memory store");
@@ -489,7 +562,9 @@ impl Sim {
         if frames.is_empty() {
             return;
         }
-        let lat = self.latency(url);
+        // a slow relay answers late (processing time on top of the network)
+        let delay = self.relays.get(url).map_or(0, |r| r.spec.answer_delay_ms);
+        let lat = self.latency(url) + Duration::from_millis(delay);
         let now = self.now;
         let Some(link) = self.links.get_mut(url) else { return };
         if !link.open {
