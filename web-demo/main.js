@@ -39,7 +39,17 @@ function renderRelays(relays) {
     tr.append(text('td', String(r.failures), 'failures'));
     tr.append(text('td', String(r.counters.events_saved), 'events-synced'));
     tr.append(text('td', fmtTime(r.historic_sync_completed_at), 'completed-at'));
-    tr.append(text('td', r.req_only ? 'REQ only' : 'negentropy / REQ', 'mode'));
+    const progress = document.createElement('td');
+    progress.className = 'progress';
+    const bar = document.createElement('progress');
+    bar.max = 100;
+    bar.value = r.progress?.percent ?? 0;
+    progress.append(bar, text('span', ` ${r.progress?.percent ?? 0}%`, 'percent'));
+    progress.title = `ids ${r.progress?.ids_fetched ?? 0}/${r.progress?.ids_needed ?? 0}, pages ${r.progress?.pages_done ?? 0}, ` +
+      `in flight ${r.progress?.requests_in_flight ?? 0}/${r.progress?.window ?? 0}`;
+    tr.append(progress);
+    const mode = r.req_only ? 'REQ only' : r.negentropy === true ? 'negentropy' : 'not yet known';
+    tr.append(text('td', mode, 'mode'));
     return tr;
   }));
 }

@@ -52,6 +52,13 @@ export interface RelayStatus {
   announcements_synced: boolean; historic_sync_completed: boolean;
   historic_sync_completed_at: number | null; historic_sync_duration_ms: number | null;
   next_attempt_at: number | null; rate_limited_until: number | null; req_only: boolean;
+  /** NIP-77: true negentropy worked here, false refused, null not yet known. */
+  negentropy: boolean | null;
+  /** Historic sync progress of the current connection. */
+  progress: {
+    ids_needed: number; ids_fetched: number; pages_done: number; requests_in_flight: number;
+    window: number; refusals: number; batches_total: number; batches_pending: number; percent: number;
+  };
   pending_batches: number; live_filters: number; confirmed_repos: number; confirmed_roots: number;
   counters: {
     connect_success: number; connect_failure: number; events_received: number; events_saved: number;

@@ -975,8 +975,13 @@ impl Engine {
                     self.send(url, ClientMessage::req(SubscriptionId::new(sub), vec![f]), now);
                 }
                 PageOutcome::Done => {
+                    // A second that held more than a page: possibly incomplete.
+                    let complete = !p.incomplete;
+                    if !complete {
+                        tracing::warn!(relay = %url, sub, "one second held more events than a page; some may be missing");
+                    }
                     self.send(url, ClientMessage::close(SubscriptionId::new(sub)), now);
-                    self.finish_job(url, sub, true, now);
+                    self.finish_job(url, sub, complete, now);
                 }
             },
             JobKind::Fetch(f) => match f.on_eose(retries) {
@@ -1093,6 +1098,10 @@ impl Engine {
         // Fetch while reconciling: needed ids queue on the batch right away.
         let batch_id = job.batch;
         let (seen, rejections) = (&self.seen, &self.rejections);
+        // the negentropy crate reports ids in hash order: sort, so a run is
+        // reproducible (simulation seeds replay exactly)
+        need.sort_unstable();
+        need.dedup();
         need.retain(|id| !seen.contains(id) && !rejections.contains(id, now));
         session.progress.ids_needed += need.len() as u64;
         let queue_len = match session.batches.get_mut(&batch_id) {
