@@ -35,6 +35,7 @@ pub fn snapshot_stats(world: &World, out: &Outcome) -> Stats {
         *s.relays_by_kind.entry(kind.clone()).or_default() += 1;
         if let Some(obs) = out.relay_obs.get(&spec.url) {
             s.refusals += obs.refusals;
+            s.exclusive_until_skips += obs.exclusive_until_skips;
             s.max_live_open = s.max_live_open.max(obs.max_live_open);
             let m = s.max_in_flight_by_kind.entry(kind).or_default();
             *m = (*m).max(obs.max_historic_open);
@@ -232,6 +233,12 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
             } else if rows.get(spec.url.as_str()).is_some_and(|r| r.req_only) {
                 errs.push(format!("{} ({:?}) speaks NIP-77 but ends REQ-only", spec.url, spec.kind));
             }
+        }
+        if let Some(max) = spec.stated_max_subs.filter(|m| obs.max_subs_wanted > *m) {
+            errs.push(format!(
+                "{} ({:?}): {} subscriptions wanted open at once on one connection, NIP-11 max_subscriptions is {max}",
+                spec.url, spec.kind, obs.max_subs_wanted
+            ));
         }
         if spec.kind.limited() && obs.refusals > 0 {
             if let Some(row) = rows.get(spec.url.as_str()).filter(|r| r.connection != ConnectionStatus::Connected) {

@@ -133,6 +133,8 @@ pub struct RelaySpec {
     /// Its NIP-11 document, if it publishes one (truthful about NIP-77 and
     /// its limits, or not JSON at all).
     pub nip11: Option<String>,
+    /// `limitation.max_subscriptions` of that document, if it states one.
+    pub stated_max_subs: Option<usize>,
     /// Valid events stored at the start.
     pub events: Vec<Event>,
     /// Ids the relay advertises in negentropy but never returns (withholding).
@@ -229,8 +231,9 @@ pub fn noise_pool() -> &'static [Event] {
     })
 }
 
-/// 40 labels tagging repository `addr`, signed once per address and shared
-/// by every seed that uses it.
+/// 40 labels tagging repository `addr`, two per second (pagination ties that
+/// page boundaries split), signed once per address and shared by every seed
+/// that uses it.
 pub fn busy_thread(addr: &str) -> Vec<Event> {
     static CACHE: OnceLock<Mutex<BTreeMap<String, Vec<Event>>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(BTreeMap::new()));
@@ -241,7 +244,7 @@ pub fn busy_thread(addr: &str) -> Vec<Event> {
     let events: Vec<Event> = (0..40u64)
         .map(|i| {
             let k = &keys[(i % keys.len() as u64) as usize];
-            build(k, 1985, &[&["a", addr], &["L", "busy"]], &format!("busy {i}"), START.as_secs() - 7_200 - i * 7)
+            build(k, 1985, &[&["a", addr], &["L", "busy"]], &format!("busy {i}"), START.as_secs() - 7_200 - (i / 2) * 7)
         })
         .collect();
     cache.lock().expect("not poisoned").entry(addr.to_string()).or_insert(events).clone()
@@ -287,20 +290,33 @@ fn pick<T: Copy>(rng: &mut SplitMix64, items: &[T]) -> T {
 /// listed exactly when the relay speaks it, `max_subscriptions` is the
 /// relay's real limit (LimitedSubs "states" its limit this way in some
 /// seeds) or, for others, a generous figure; `max_limit` is the relay's cap.
-/// Sometimes the "document" is an HTML error page.
-fn nip11_document(rng: &mut SplitMix64, kind: RelayKind, nip77: bool, cap: usize, max_subs: usize, max_negs: usize) -> Option<String> {
+/// Sometimes the "document" is an HTML error page. Returns the document and
+/// the `max_subscriptions` it states.
+fn nip11_document(
+    rng: &mut SplitMix64,
+    kind: RelayKind,
+    nip77: bool,
+    cap: usize,
+    max_subs: usize,
+    max_negs: usize,
+) -> (Option<String>, Option<usize>) {
     if !rng.chance(0.4) {
-        return None;
+        return (None, None);
     }
     if rng.chance(0.1) {
-        return Some("<html><body>502 Bad Gateway</body></html>".into());
+        return (Some("<html><body>502 Bad Gateway</body></html>".into()), None);
     }
     let nips = if nip77 { "[1,9,11,77]" } else { "[1,9,11]" };
     let mut limitation = Vec::new();
-    if kind == RelayKind::LimitedSubs {
-        limitation.push(format!("\"max_subscriptions\":{max_subs}"));
+    let stated = if kind == RelayKind::LimitedSubs {
+        Some(max_subs)
     } else if rng.chance(0.3) {
-        limitation.push(format!("\"max_subscriptions\":{}", rng.range(20, 100)));
+        Some(rng.range(20, 100) as usize)
+    } else {
+        None
+    };
+    if let Some(n) = stated {
+        limitation.push(format!("\"max_subscriptions\":{n}"));
     }
     if rng.chance(0.5) {
         limitation.push(format!("\"max_limit\":{cap}"));
@@ -309,7 +325,8 @@ fn nip11_document(rng: &mut SplitMix64, kind: RelayKind, nip77: bool, cap: usize
         // not a NIP-11 field: engines must ignore what they do not know
         limitation.push(format!("\"max_negentropy_sessions\":{max_negs}"));
     }
-    Some(format!("{{\"name\":\"sim\",\"supported_nips\":{nips},\"limitation\":{{{}}}}}", limitation.join(",")))
+    let doc = format!("{{\"name\":\"sim\",\"supported_nips\":{nips},\"limitation\":{{{}}}}}", limitation.join(","));
+    (Some(doc), stated)
 }
 
 /// A random subset of `0..n` of size `lo..=hi` (clamped to `n`).
@@ -373,6 +390,7 @@ pub fn generate(seed: u64) -> World {
             // engine's 10 s NEG-OPEN timeout, so a slow relay is no REQ-only one.
             let answer_delay_ms = if kind == RelayKind::Slow { rng.range(2_000, 8_000) } else { 0 };
             let cap = rng.range(min_page, 60) as usize;
+            let (nip11, stated_max_subs) = nip11_document(&mut rng, kind, nip77, cap, max_subs, max_negs);
             RelaySpec {
                 url: format!("wss://r{i}.sim-relay.net"),
                 kind,
@@ -386,7 +404,8 @@ pub fn generate(seed: u64) -> World {
                 max_negs,
                 notice_refusals: rng.chance(0.5),
                 answer_delay_ms,
-                nip11: nip11_document(&mut rng, kind, nip77, cap, max_subs, max_negs),
+                nip11,
+                stated_max_subs,
                 events: Vec::new(),
                 withheld: BTreeSet::new(),
                 forged: Vec::new(),
@@ -500,9 +519,12 @@ pub fn generate(seed: u64) -> World {
         repos.push(Repo { addr, ours, listed, roots });
     }
     // Sometimes a busy repository: enough L2 events that the second relay's
-    // negentropy reconciliation starts from fingerprints (several rounds).
+    // negentropy reconciliation starts from fingerprints (several rounds) and
+    // `until` pagination splits same-second pairs (more often when an
+    // ExclusiveUntil relay carries it).
     let mut prestored = Vec::new();
-    if rng.chance(0.3) {
+    let exclusive = repos[0].listed.iter().any(|&i| relays[i].kind == RelayKind::ExclusiveUntil);
+    if rng.chance(if exclusive { 0.7 } else { 0.3 }) {
         let (addr, listed) = (repos[0].addr.clone(), repos[0].listed.clone());
         let keep = repos[0].ours && rng.chance(0.7);
         for ev in busy_thread(&addr) {

@@ -52,8 +52,14 @@ pub struct RelayObs {
     pub max_historic_open: usize,
     /// Most live subscriptions open at once on one connection.
     pub max_live_open: usize,
+    /// Most subscriptions (live and historic) the engine wanted open at once
+    /// on one connection: those open plus the new one of each `REQ`, refused or not.
+    pub max_subs_wanted: usize,
     /// "Too many" refusals sent (LimitedSubs / LimitedNeg).
     pub refusals: u64,
+    /// ExclusiveUntil: stored events at exactly a REQ's `until` second that
+    /// its exclusive reading left out (a NIP-01 relay would have sent them).
+    pub exclusive_until_skips: u64,
     /// Ids asked for by `REQ {ids}` under a second subscription id of one connection.
     pub repeated_ids: u64,
     /// The first few of those, described.
@@ -187,6 +193,8 @@ impl SimRelay {
             return vec![RelayMessage::closed(sub, "rate-limited: slow down").as_json()];
         }
         let Some(conn) = self.conn.as_mut() else { return Vec::new() };
+        let wanted = conn.subs.len() + usize::from(!conn.subs.contains_key(sub.as_str()));
+        self.obs.max_subs_wanted = self.obs.max_subs_wanted.max(wanted);
         // Re-using an open subscription id replaces that subscription.
         if self.spec.max_subs > 0 && !conn.subs.contains_key(sub.as_str()) && conn.subs.len() >= self.spec.max_subs {
             self.obs.refusals += 1;
@@ -216,7 +224,8 @@ impl SimRelay {
                 }
             }
         }
-        let out = self.answer(&sub, &filters);
+        let (out, skipped) = self.answer(&sub, &filters);
+        self.obs.exclusive_until_skips += skipped;
         if let Some(c) = self.conn.as_mut() {
             c.subs.insert(sub.as_str().to_string(), filters);
             self.obs.max_historic_open = self.obs.max_historic_open.max(c.historic_open());
@@ -226,10 +235,20 @@ impl SimRelay {
         out
     }
 
-    /// The stored events a REQ gets, then EOSE (unless NeverEose).
-    fn answer(&self, sub: &SubscriptionId, filters: &[Filter]) -> Vec<String> {
+    /// The stored events a REQ gets, then EOSE (unless NeverEose); and, for
+    /// ExclusiveUntil, how many events at an `until` second it left out.
+    fn answer(&self, sub: &SubscriptionId, filters: &[Filter]) -> (Vec<String>, u64) {
         let opts = MatchEventOptions::new();
         let kind = self.spec.kind;
+        let mut skipped = 0;
+        if kind == RelayKind::ExclusiveUntil {
+            for f in filters.iter().filter(|f| f.until.is_some()) {
+                let until = f.until;
+                skipped +=
+                    self.events.values().filter(|(e, _)| self.visible(e) && Some(e.created_at) == until && f.match_event(e, opts)).count()
+                        as u64;
+            }
+        }
         let mut out = Vec::new();
         let mut sent: BTreeSet<EventId> = BTreeSet::new();
         let serve = |f: &Filter| -> (Filter, usize) {
@@ -272,7 +291,7 @@ impl SimRelay {
         if kind != RelayKind::NeverEose {
             out.push(RelayMessage::eose(sub.clone()).as_json());
         }
-        out
+        (out, skipped)
     }
 
     fn on_neg_open(&mut self, sub: SubscriptionId, filter: Filter, init: &str) -> Vec<String> {

@@ -46,6 +46,8 @@ pub struct Stats {
     pub restarts: u64,
     /// "Too many" refusals sent by limited relays.
     pub refusals: u64,
+    /// Events at a page's `until` second an ExclusiveUntil relay left out.
+    pub exclusive_until_skips: u64,
     /// Per relay kind: relays run.
     pub relays_by_kind: BTreeMap<String, u64>,
     /// Per relay kind: most historic requests (non-live subscriptions plus
@@ -75,6 +77,7 @@ impl AddAssign<&Stats> for Stats {
         self.stored += o.stored;
         self.restarts += o.restarts;
         self.refusals += o.refusals;
+        self.exclusive_until_skips += o.exclusive_until_skips;
         self.max_live_open = self.max_live_open.max(o.max_live_open);
         for (k, n) in &o.relays_by_kind {
             *self.relays_by_kind.entry(k.clone()).or_default() += n;
@@ -127,6 +130,7 @@ impl Stats {
             ("replaced", self.replaced),
             ("restarts", self.restarts),
             ("refusals", self.refusals),
+            ("exclusive_until_skips", self.exclusive_until_skips),
         ];
         let mut gaps: Vec<String> = all.iter().filter(|(_, n)| *n == 0).map(|(name, _)| name.to_string()).collect();
         for kind in RelayKind::ALL {
