@@ -1,6 +1,7 @@
 //! The invariants checked at the end of every run.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use nostr::{Event, EventId};
 use sync_core::{ConnectionStatus, HealthStatus};
@@ -209,7 +210,8 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
         }
     }
     // (5) flow control, seen from the relays.
-    let window = sim_config(world).max_in_flight;
+    let config = sim_config(world);
+    let window = config.max_in_flight;
     for spec in &world.relays {
         let Some(obs) = out.relay_obs.get(&spec.url) else { continue };
         if obs.max_historic_open > window {
@@ -227,7 +229,10 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
                 obs.repeated_findings.join("; ")
             ));
         }
-        if spec.nip77 {
+        // SPEC §2: a lone NEG-OPEN without an answer in time makes a relay
+        // REQ-only; answers slower than that timeout may legitimately do so.
+        let answers_in_time = Duration::from_millis(spec.answer_delay_ms) < config.negentropy_open_timeout;
+        if spec.nip77 && answers_in_time {
             if let Some((_, at)) = out.req_only_seen.iter().find(|(u, _)| *u == spec.url) {
                 errs.push(format!("{} ({:?}) speaks NIP-77 but was REQ-only at +{at}ms", spec.url, spec.kind));
             } else if rows.get(spec.url.as_str()).is_some_and(|r| r.req_only) {
