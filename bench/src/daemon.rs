@@ -61,9 +61,19 @@ impl Scrape {
 }
 
 /// Runs the daemon on `data_dir` against the proxy at `relay_url` until `until`.
-pub async fn run(opts: &DaemonOpts, proxy: &Proxy, relay_url: &str, data_dir: &Path, until: Until, label: &str) -> Result<Measurement, String> {
+pub async fn run(
+    opts: &DaemonOpts,
+    proxy: &Proxy,
+    relay_url: &str,
+    data_dir: &Path,
+    until: Until,
+    label: &str,
+) -> Result<Measurement, String> {
     if !opts.binary.exists() {
-        return Err(format!("{} not found: build it first with `cargo build --release -p sync-native` (or pass --daemon)", opts.binary.display()));
+        return Err(format!(
+            "{} not found: build it first with `cargo build --release -p sync-native` (or pass --daemon)",
+            opts.binary.display()
+        ));
     }
     std::fs::create_dir_all(&opts.log_dir).map_err(|e| format!("cannot create {}: {e}", opts.log_dir.display()))?;
     let log_path = opts.log_dir.join(format!("{label}.log"));
@@ -85,7 +95,13 @@ pub async fn run(opts: &DaemonOpts, proxy: &Proxy, relay_url: &str, data_dir: &P
         .map_err(|e| format!("cannot start {}: {e}", opts.binary.display()))?;
     let pid = child.id().ok_or("daemon exited at once")?;
 
-    let mut m = Measurement { expected: match until { Until::Stored(n) => n, Until::Connected => 0 }, ..Measurement::default() };
+    let mut m = Measurement {
+        expected: match until {
+            Until::Stored(n) => n,
+            Until::Connected => 0,
+        },
+        ..Measurement::default()
+    };
     let mut last = Scrape::default();
     let mut last_sample = None;
     let mut done_at: Option<Duration> = None;

@@ -218,7 +218,13 @@ fn generate(n: usize, relay_url: &str) -> Result<Vec<Event>, String> {
             vec!["refs/tags/v1.0.0".into(), rng.hex(40)],
             vec!["HEAD".into(), "ref: refs/heads/main".into()],
         ];
-        specs.push(Spec { author: repo_owner[r], kind: 30618, content: String::new(), tags, created_at: end - rng.below(3600 * 24) as u64 });
+        specs.push(Spec {
+            author: repo_owner[r],
+            kind: 30618,
+            content: String::new(),
+            tags,
+            created_at: end - rng.below(3600 * 24) as u64,
+        });
     }
     let mut events = sign_all(&keys, specs)?;
 
@@ -342,7 +348,8 @@ fn sign_all(keys: &[Keys], specs: Vec<Spec>) -> Result<Vec<Event>, String> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let chunk = specs.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
-        let handles: Vec<_> = specs.chunks(chunk).map(|part| s.spawn(move || part.iter().map(|sp| sign(keys, sp)).collect::<Result<Vec<_>, _>>())).collect();
+        let handles: Vec<_> =
+            specs.chunks(chunk).map(|part| s.spawn(move || part.iter().map(|sp| sign(keys, sp)).collect::<Result<Vec<_>, _>>())).collect();
         let mut out = Vec::with_capacity(specs.len());
         for h in handles {
             out.extend(h.join().map_err(|_| "a signing thread panicked".to_string())??);
@@ -352,7 +359,11 @@ fn sign_all(keys: &[Keys], specs: Vec<Spec>) -> Result<Vec<Event>, String> {
 }
 
 fn sign(keys: &[Keys], sp: &Spec) -> Result<Event, String> {
-    let tags = sp.tags.iter().map(|t| Tag::parse(t.iter().map(String::as_str)).map_err(|e| format!("tag {t:?}: {e}"))).collect::<Result<Vec<_>, _>>()?;
+    let tags = sp
+        .tags
+        .iter()
+        .map(|t| Tag::parse(t.iter().map(String::as_str)).map_err(|e| format!("tag {t:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
     EventBuilder::new(Kind::from(sp.kind), sp.content.as_str())
         .tags(tags)
         .custom_created_at(Timestamp::from(sp.created_at))
@@ -361,9 +372,46 @@ fn sign(keys: &[Keys], sp: &Spec) -> Result<Event, String> {
 }
 
 const WORDS: &[&str] = &[
-    "relay", "event", "filter", "sync", "negentropy", "patch", "commit", "branch", "merge", "index", "store", "cache", "parse", "verify",
-    "signature", "timeout", "backoff", "window", "batch", "queue", "state", "status", "config", "metrics", "connection", "socket", "frame",
-    "buffer", "limit", "page", "cursor", "thread", "comment", "issue", "label", "repository", "maintainer", "announcement", "clone", "tag",
+    "relay",
+    "event",
+    "filter",
+    "sync",
+    "negentropy",
+    "patch",
+    "commit",
+    "branch",
+    "merge",
+    "index",
+    "store",
+    "cache",
+    "parse",
+    "verify",
+    "signature",
+    "timeout",
+    "backoff",
+    "window",
+    "batch",
+    "queue",
+    "state",
+    "status",
+    "config",
+    "metrics",
+    "connection",
+    "socket",
+    "frame",
+    "buffer",
+    "limit",
+    "page",
+    "cursor",
+    "thread",
+    "comment",
+    "issue",
+    "label",
+    "repository",
+    "maintainer",
+    "announcement",
+    "clone",
+    "tag",
 ];
 
 fn subject(rng: &mut Rng) -> String {

@@ -32,5 +32,13 @@ pub fn run(events: &[Event]) -> Result<Measurement, String> {
         (Some(a), Some(b)) => Some(b.cpu.saturating_sub(a.cpu)),
         _ => None,
     };
-    Ok(Measurement { wall, expected: events.len() as u64, stored: ok, bytes_received: bytes, complete: true, cpu, ..Measurement::default() })
+    Ok(Measurement {
+        wall,
+        expected: events.len() as u64,
+        stored: ok,
+        bytes_received: bytes,
+        complete: true,
+        cpu,
+        ..Measurement::default()
+    })
 }

@@ -33,7 +33,12 @@ use crate::relay::BenchRelay;
 use crate::report::{Measurement, Report, Row};
 
 #[derive(Parser)]
-#[command(name = "grasp-sync-bench", version, about = "Benchmark the release grasp-sync daemon against nostr-sdk and the parse+verify floor", args_conflicts_with_subcommands = true)]
+#[command(
+    name = "grasp-sync-bench",
+    version,
+    about = "Benchmark the release grasp-sync daemon against nostr-sdk and the parse+verify floor",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -53,8 +58,11 @@ enum Cmd {
         #[arg(long)]
         db: PathBuf,
         /// Syncs in flight at once.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 1)]
         concurrency: usize,
+        /// Wait until the database holds this many events.
+        #[arg(long, default_value_t = 0)]
+        expected: u64,
     },
 }
 
@@ -87,12 +95,15 @@ struct BenchArgs {
     /// The daemon binary [default: grasp-sync next to this binary, i.e. target/release/grasp-sync].
     #[arg(long)]
     daemon: Option<PathBuf>,
-    /// nostr-sdk syncs in flight at once.
-    #[arg(long, default_value_t = 4)]
+    /// nostr-sdk syncs in flight at once (1: a plain loop; more exposes nostr-sdk's session leak on timeouts).
+    #[arg(long, default_value_t = 1)]
     sdk_concurrency: usize,
     /// Contenders to run.
     #[arg(long, value_delimiter = ',', default_value = "floor,grasp-sync,nostr-sdk")]
     only: Vec<Contender>,
+    /// Log every proxied frame (time, direction, size, first bytes) to target/bench-logs/<run>-frames.log.
+    #[arg(long)]
+    trace: bool,
     /// Keep the data directories under target/bench-tmp.
     #[arg(long)]
     keep_data: bool,
@@ -115,7 +126,7 @@ const SDK_RESYNC: &str = "nostr-sdk re-sync";
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Some(Cmd::PeerSdk { relay, db, concurrency }) => sdk_peer::peer_main(&relay, &db, concurrency).await,
+        Some(Cmd::PeerSdk { relay, db, concurrency, expected }) => sdk_peer::peer_main(&relay, &db, concurrency, expected).await,
         None => bench(cli.bench).await,
     };
     match result {
@@ -155,6 +166,7 @@ async fn bench(a: BenchArgs) -> Result<(), String> {
     }
     let dopts = daemon::DaemonOpts { binary: daemon_bin, log_dir: log_dir.clone(), timeout: Duration::from_secs(a.timeout) };
     let timeout = Duration::from_secs(a.timeout);
+    let trace = |label: &str| a.trace.then(|| log_dir.join(format!("{label}-frames.log")));
     let mut rows: Vec<Row> = Vec::new();
     let mut push = |label: &str, m: Measurement| {
         eprintln!(
@@ -183,16 +195,18 @@ async fn bench(a: BenchArgs) -> Result<(), String> {
         if a.only.contains(&Contender::GraspSync) {
             let dir = tempdir(&tmp_root, "grasp-sync-")?;
             let label = format!("grasp-sync-{}-run{run}", a.events);
-            let env = Fresh::start(&ds, a.port, limits).await?;
-            let m = daemon::run(&dopts, &env.proxy, &relay_url, dir.path(), daemon::Until::Stored(expected), &format!("{label}-initial")).await?;
+            let env = Fresh::start(&ds, a.port, limits, trace(&format!("{label}-initial"))).await?;
+            let m = daemon::run(&dopts, &env.proxy, &relay_url, dir.path(), daemon::Until::Stored(expected), &format!("{label}-initial"))
+                .await?;
             drop(env);
             push(GS_INITIAL, m);
             let state = dir.path().join("sync-state.json");
             if let Err(e) = std::fs::remove_file(&state) {
                 eprintln!("  note: could not delete {}: {e}", state.display());
             }
-            let env = Fresh::start(&ds, a.port, limits).await?;
-            let mut m = daemon::run(&dopts, &env.proxy, &relay_url, dir.path(), daemon::Until::Connected, &format!("{label}-resync")).await?;
+            let env = Fresh::start(&ds, a.port, limits, trace(&format!("{label}-resync"))).await?;
+            let mut m =
+                daemon::run(&dopts, &env.proxy, &relay_url, dir.path(), daemon::Until::Connected, &format!("{label}-resync")).await?;
             drop(env);
             m.expected = expected;
             m.stored = expected;
@@ -203,8 +217,14 @@ async fn bench(a: BenchArgs) -> Result<(), String> {
             let dir = tempdir(&tmp_root, "nostr-sdk-")?;
             for (label, phase) in [(SDK_INITIAL, "initial"), (SDK_RESYNC, "resync")] {
                 let log = log_dir.join(format!("nostr-sdk-{}-run{run}-{phase}.log", a.events));
-                let env = Fresh::start(&ds, a.port, limits).await?;
-                let m = sdk_peer::run(&env.proxy, &relay_url, dir.path(), a.sdk_concurrency, expected, log, timeout).await?;
+                let env = Fresh::start(&ds, a.port, limits, trace(&format!("nostr-sdk-{}-run{run}-{phase}", a.events))).await?;
+                let mut m = sdk_peer::run(&env.proxy, &relay_url, dir.path(), a.sdk_concurrency, expected, log, timeout).await?;
+                if let Some(seen) = m.roots_seen.filter(|r| *r < ds.roots as u64) {
+                    m.notes.push(format!(
+                        "L3 filters built from {seen} of {} roots (an L2 sync returned before its events were stored)",
+                        ds.roots
+                    ));
+                }
                 drop(env);
                 push(label, m);
             }
@@ -225,7 +245,7 @@ async fn bench(a: BenchArgs) -> Result<(), String> {
         runs: a.runs,
         limits: limits_line.clone(),
         machine: machine(),
-        revision: revision(),
+        revision: format!("{} (daemon binary {})", revision(), binary_info(&dopts.binary)),
         rows,
         floor: FLOOR.into(),
         peers: vec![
@@ -252,9 +272,9 @@ struct Fresh {
 }
 
 impl Fresh {
-    async fn start(ds: &dataset::Dataset, port: u16, limits: Limits) -> Result<Self, String> {
+    async fn start(ds: &dataset::Dataset, port: u16, limits: Limits, trace: Option<PathBuf>) -> Result<Self, String> {
         let relay = BenchRelay::start(&ds.events, limits.max_limit).await?;
-        let proxy = Proxy::start(port, &relay.url, limits).await?;
+        let proxy = Proxy::start(port, &relay.url, limits, trace.as_deref()).await?;
         Ok(Self { proxy, _relay: relay })
     }
 }
@@ -274,15 +294,34 @@ fn machine() -> String {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string())))
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, m)| m.trim().to_string()))
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let mem = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())))
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok()))
+        })
         .flatten()
         .map(|kb| format!(", {:.1} GiB RAM", kb as f64 / 1048576.0))
         .unwrap_or_default();
     format!("nproc {cores}, {cpu}{mem}")
+}
+
+/// `<path> built <mtime>`: the daemon may be older than the workspace revision.
+fn binary_info(path: &Path) -> String {
+    let built = std::process::Command::new("date")
+        .arg("-u")
+        .arg("-r")
+        .arg(path)
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "at an unknown time".into());
+    format!("built {built}")
 }
 
 /// `git describe --always --dirty` of the workspace, or "unknown".

@@ -83,6 +83,33 @@ struct Shared {
     conns: Mutex<Vec<Arc<ConnStats>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     nip11: AtomicU64,
+    trace: Option<Trace>,
+}
+
+/// `--trace`: one line per frame (ms since start, connection, direction,
+/// size, first bytes), for finding where a contender waits.
+struct Trace {
+    out: Mutex<std::io::BufWriter<std::fs::File>>,
+    started: std::time::Instant,
+}
+
+impl Trace {
+    fn frame(&self, conn: usize, dir: &str, text: &str) {
+        let head: String = text.chars().take(160).collect();
+        if let Ok(mut out) = self.out.lock() {
+            use std::io::Write;
+            let _ = writeln!(out, "{:>9.1} c{conn} {dir} {:>7} {head}", self.started.elapsed().as_secs_f64() * 1000.0, text.len());
+        }
+    }
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        if let Ok(mut out) = self.out.lock() {
+            use std::io::Write;
+            let _ = out.flush();
+        }
+    }
 }
 
 /// The proxy; stops (and cuts every connection) when dropped.
@@ -93,7 +120,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// Listens on 127.0.0.1:`port` in front of `upstream` (a `ws://` URL).
-    pub async fn start(port: u16, upstream: &str, limits: Limits) -> Result<Self, String> {
+    pub async fn start(port: u16, upstream: &str, limits: Limits, trace: Option<&std::path::Path>) -> Result<Self, String> {
         // The previous run's proxy may still be releasing the port.
         let mut tries = 0;
         let listener = loop {
@@ -107,7 +134,14 @@ impl Proxy {
                 Err(e) => return Err(format!("proxy cannot listen on 127.0.0.1:{port}: {e} (use --port to pick another)")),
             }
         };
-        let shared = Arc::new(Shared::default());
+        let trace = match trace {
+            Some(p) => {
+                let f = std::fs::File::create(p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+                Some(Trace { out: Mutex::new(std::io::BufWriter::new(f)), started: std::time::Instant::now() })
+            }
+            None => None,
+        };
+        let shared = Arc::new(Shared { trace, ..Shared::default() });
         let sh = Arc::clone(&shared);
         let upstream = upstream.to_string();
         let accept = tokio::spawn(async move {
@@ -173,7 +207,10 @@ async fn serve(mut tcp: TcpStream, upstream: String, limits: Limits, shared: Arc
             )
         } else {
             let body = "bench relay proxy: use a WebSocket, or Accept: application/nostr+json\n";
-            format!("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+            format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
         };
         let _ = tcp.write_all(response.as_bytes()).await;
         let _ = tcp.shutdown().await;
@@ -186,10 +223,15 @@ async fn serve(mut tcp: TcpStream, upstream: String, limits: Limits, shared: Arc
         return;
     };
     let stats = Arc::new(ConnStats::default());
-    if let Ok(mut conns) = shared.conns.lock() {
-        conns.push(Arc::clone(&stats));
-    }
-    pump(client, up, limits, &stats).await;
+    let conn = match shared.conns.lock() {
+        Ok(mut conns) => {
+            conns.push(Arc::clone(&stats));
+            conns.len()
+        }
+        Err(_) => 0,
+    };
+    let trace = shared.trace.as_ref().map(|t| (t, conn));
+    pump(client, up, limits, &stats, trace).await;
 }
 
 /// The request head (up to the blank line), without consuming it.
@@ -296,7 +338,12 @@ fn command_and_sub(text: &str) -> Option<(String, String)> {
 const BATCH: usize = 256;
 
 /// Forwards frames both ways until either side closes.
-async fn pump(client: Ws, up: UpWs, limits: Limits, stats: &ConnStats) {
+async fn pump(client: Ws, up: UpWs, limits: Limits, stats: &ConnStats, trace: Option<(&Trace, usize)>) {
+    let note = |dir: &str, text: &str| {
+        if let Some((t, conn)) = trace {
+            t.frame(conn, dir, text);
+        }
+    };
     let (mut ctx, mut crx) = client.split();
     let (mut utx, mut urx) = up.split();
     let mut open = Open::default();
@@ -305,12 +352,14 @@ async fn pump(client: Ws, up: UpWs, limits: Limits, stats: &ConnStats) {
             m = crx.next() => match m {
                 Some(Ok(Message::Text(t))) => {
                     stats.from_client.fetch_add(t.len() as u64, Ordering::Relaxed);
+                    note("->", t.as_str());
                     match open.client_frame(t.as_str(), &limits, stats) {
                         Verdict::Forward => {
                             if utx.send(Message::Text(t)).await.is_err() { break; }
                         }
                         Verdict::Refuse(answer) => {
                             stats.to_client.fetch_add(answer.len() as u64, Ordering::Relaxed);
+                            note("<x", &answer);
                             if ctx.send(Message::text(answer)).await.is_err() { break; }
                         }
                     }
@@ -330,6 +379,7 @@ async fn pump(client: Ws, up: UpWs, limits: Limits, stats: &ConnStats) {
                     match m {
                         Some(Ok(Message::Text(t))) => {
                             stats.to_client.fetch_add(t.len() as u64, Ordering::Relaxed);
+                            note("<-", t.as_str());
                             open.relay_frame(t.as_str());
                             if ctx.feed(Message::Text(t)).await.is_err() { closed = true; break; }
                         }

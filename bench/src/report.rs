@@ -30,6 +30,8 @@ pub struct Measurement {
     pub refusals: u64,
     /// WebSocket connections / NIP-11 documents the proxy served.
     pub connections: (u64, u64),
+    /// Root events the contender knew when it built its L3 filters (nostr-sdk).
+    pub roots_seen: Option<u64>,
     /// Everything stored / every relay Connected within the timeout.
     pub complete: bool,
     /// What went wrong or is worth knowing.
@@ -151,7 +153,13 @@ impl Report {
         for row in &self.rows {
             let m = row.medians();
             let done = row.runs.iter().filter(|m| m.complete).count();
-            let peer = self.peers.iter().find(|(l, _)| *l == row.label).and_then(|(_, p)| self.row(p)).map(|p| p.medians().wall).filter(|w| *w > 0.0);
+            let peer = self
+                .peers
+                .iter()
+                .find(|(l, _)| *l == row.label)
+                .and_then(|(_, p)| self.row(p))
+                .map(|p| p.medians().wall)
+                .filter(|w| *w > 0.0);
             let is_floor = row.label == self.floor;
             let _ = writeln!(
                 s,
@@ -207,7 +215,7 @@ Rows:\n\n\
 - **floor**: in-process, one core: `RelayMessage::from_json` + `Event::verify` over every EVENT frame of the dataset — the work no engine can skip; its bytes are the EVENT frames themselves.\n\
 - **grasp-sync initial**: the release daemon (`target/release/grasp-sync`, server policy, embedded LMDB store) from an empty data directory; done when `ngit_sync_events_synced_total` on `/metrics` (polled every 100 ms) equals the dataset size.\n\
 - **grasp-sync re-sync**: the same daemon restarted on its full data directory with `sync-state.json` deleted (a fresh start, as the daily reconciliation does); done when every relay's `ngit_sync_relay_connected` is 3.\n\
-- **nostr-sdk initial / re-sync**: `nostr-sdk` 0.44 `Client::sync` (negentropy) into `nostr-lmdb`, layer by layer with the engine's filters (L1 kinds 30617/30618; L2 `#a`/`#A`/`#q` with the repository addresses; L3 `#e`/`#E`/`#q` with the root ids, 100 per filter), 4 syncs at a time; done when the last sync returns. Re-sync: the same again into the same database.\n\n\
+- **nostr-sdk initial / re-sync**: `nostr-sdk` 0.44 `Client::sync` (negentropy) into `nostr-lmdb`, layer by layer with the engine's filters (L1 kinds 30617/30618; L2 `#a`/`#A`/`#q` with the repository addresses; L3 `#e`/`#E`/`#q` with the root ids, 100 per filter), one sync at a time; done when every event is in the database (a sync can return before the events it found are stored). Re-sync: the same again into the same database.\n\n\
 Columns:\n\n\
 - **complete**: runs that stored every event (re-sync: reached Connected) within the timeout.\n\
 - **time s**: wall time from process start until done (median over runs).\n\

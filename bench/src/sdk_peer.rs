@@ -5,12 +5,19 @@
 //! It syncs layer by layer with the filters the engine uses: L1
 //! `{kinds:[30617,30618]}`; L2 `#a`, `#A`, `#q` with the repository
 //! addresses found in L1 (100 per filter); L3 `#e`, `#E`, `#q` with the root
-//! ids (1617/1618/1621) found in L2, 100 per filter. Within a layer up to
-//! `--concurrency` syncs run at once (default 4, the relay's negentropy
-//! session limit: each sync holds one session plus one download REQ). When
-//! everything returned it prints one `RESULT {json}` line with the stored
-//! count and its own peak RSS and CPU time, read from `/proc/self` right
-//! then, so the parent measures it the same way as the daemon.
+//! ids (1617/1618/1621) found in L2, 100 per filter. Syncs run one at a
+//! time by default (`--concurrency`), as a plain `for filter { sync }` loop
+//! does: with several at once, `nostr-sdk` 0.44 syncs time out under load
+//! (10 s `initial_timeout`), never send `NEG-CLOSE` for the timed-out
+//! session, and the relay's session limit then refuses the rest.
+//!
+//! `Client::sync` may return before every event it found is in the
+//! database, so when all syncs returned the peer waits until the database
+//! holds `--expected` events (or stops growing for 30 s): "done" is "every
+//! event stored", as for the daemon. Then it prints one `RESULT {json}` line
+//! with the stored count, when the syncs returned, and its own peak RSS and
+//! CPU time, read from `/proc/self` right then, so the parent measures it the
+//! same way as the daemon.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -30,7 +37,7 @@ use crate::report::Measurement;
 const PER_FILTER: usize = 100;
 
 /// The `peer-sdk` subcommand: sync everything, print `RESULT {json}`.
-pub async fn peer_main(relay: &str, db_dir: &Path, concurrency: usize) -> Result<(), String> {
+pub async fn peer_main(relay: &str, db_dir: &Path, concurrency: usize, expected: u64) -> Result<(), String> {
     let db = NostrLMDB::open(db_dir).map_err(|e| format!("cannot open lmdb at {}: {e}", db_dir.display()))?;
     let client = Client::builder().database(db).build();
     client.add_relay(relay).await.map_err(|e| format!("add relay {relay}: {e}"))?;
@@ -38,11 +45,14 @@ pub async fn peer_main(relay: &str, db_dir: &Path, concurrency: usize) -> Result
     let opts = SyncOptions::default();
     let mut failures: Vec<String> = Vec::new();
     let mut syncs = 0usize;
+    let started = Instant::now();
+    let mut layers: Vec<(String, u64, usize)> = Vec::new();
 
     // L1
     let l1 = vec![Filter::new().kinds([Kind::from(30617u16), Kind::from(30618u16)])];
     syncs += l1.len();
     failures.extend(sync_all(&client, l1, &opts, concurrency).await);
+    layers.push(("L1".into(), started.elapsed().as_millis() as u64, failures.len()));
 
     // L2: repository addresses from L1.
     let anns = client.database().query(Filter::new().kind(Kind::from(30617u16))).await.map_err(|e| format!("query: {e}"))?;
@@ -51,6 +61,7 @@ pub async fn peer_main(relay: &str, db_dir: &Path, concurrency: usize) -> Result
     let l2 = tag_filters(&addrs, &[Alphabet::A], &[Alphabet::A, Alphabet::Q]);
     syncs += l2.len();
     failures.extend(sync_all(&client, l2, &opts, concurrency).await);
+    layers.push(("L2".into(), started.elapsed().as_millis() as u64, failures.len()));
 
     // L3: root ids from L2.
     let roots = client
@@ -62,20 +73,45 @@ pub async fn peer_main(relay: &str, db_dir: &Path, concurrency: usize) -> Result
     let l3 = tag_filters(&ids, &[Alphabet::E], &[Alphabet::E, Alphabet::Q]);
     syncs += l3.len();
     failures.extend(sync_all(&client, l3, &opts, concurrency).await);
+    layers.push(("L3".into(), started.elapsed().as_millis() as u64, failures.len()));
 
-    let stored = client.database().count(Filter::new()).await.map_err(|e| format!("count: {e}"))?;
+    let returned_ms = started.elapsed().as_millis() as u64;
+    let returned_stored = client.database().count(Filter::new()).await.map_err(|e| format!("count: {e}"))?;
+    let count = || async { client.database().count(Filter::new()).await.map_err(|e| format!("count: {e}")) };
+    let mut stored = count().await?;
+    let mut last_progress = Instant::now();
+    while (stored as u64) < expected && last_progress.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = count().await?;
+        if now > stored {
+            last_progress = Instant::now();
+        }
+        stored = now;
+    }
     let s = measure::sample(std::process::id()).unwrap_or_default();
+    // Distinct failure messages with counts, for the log.
+    let mut kinds: Vec<(String, usize)> = Vec::new();
+    for f in &failures {
+        match kinds.iter_mut().find(|(k, _)| k == f) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((f.clone(), 1)),
+        }
+    }
+    eprintln!("peer-sdk: layers (name, done at ms, failures so far) {layers:?}; failures by message {kinds:?}");
     let result = serde_json::json!({
         "stored": stored,
         "repos": addrs.len(),
         "roots": ids.len(),
         "syncs": syncs,
+        "returned_ms": returned_ms,
+        "returned_stored": returned_stored,
         "failures": failures.len(),
         "first_failure": failures.first(),
         "peak_rss_kib": s.peak_rss_kib,
         "cpu_ms": s.cpu.as_millis() as u64,
     });
     println!("RESULT {result}");
+    eprintln!("peer-sdk: RESULT {result}");
     client.shutdown().await;
     Ok(())
 }
@@ -111,12 +147,20 @@ async fn sync_all(client: &Client, filters: Vec<Filter>, opts: &SyncOptions, con
 }
 
 /// Parent side: runs the peer process and measures it.
-pub async fn run(proxy: &Proxy, relay_url: &str, db_dir: &Path, concurrency: usize, expected: u64, log: PathBuf, timeout: Duration) -> Result<Measurement, String> {
+pub async fn run(
+    proxy: &Proxy,
+    relay_url: &str,
+    db_dir: &Path,
+    concurrency: usize,
+    expected: u64,
+    log: PathBuf,
+    timeout: Duration,
+) -> Result<Measurement, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let log_file = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let started = Instant::now();
     let mut child = Command::new(exe)
-        .args(["peer-sdk", "--relay", relay_url, "--concurrency", &concurrency.to_string(), "--db"])
+        .args(["peer-sdk", "--relay", relay_url, "--concurrency", &concurrency.to_string(), "--expected", &expected.to_string(), "--db"])
         .arg(db_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -149,6 +193,17 @@ pub async fn run(proxy: &Proxy, relay_url: &str, db_dir: &Path, concurrency: usi
             m.stored = v["stored"].as_u64().unwrap_or(0);
             m.peak_rss_kib = v["peak_rss_kib"].as_u64();
             m.cpu = v["cpu_ms"].as_u64().map(Duration::from_millis);
+            let returned_ms = v["returned_ms"].as_u64().unwrap_or(0);
+            let returned_stored = v["returned_stored"].as_u64().unwrap_or(0);
+            if returned_stored < m.stored {
+                m.notes.push(format!(
+                    "the last sync returned at {:.1}s with {returned_stored} events stored; the rest arrived after",
+                    returned_ms as f64 / 1000.0
+                ));
+            }
+            if let Some(roots) = v["roots"].as_u64() {
+                m.roots_seen = Some(roots);
+            }
             let failures = v["failures"].as_u64().unwrap_or(0);
             if failures > 0 {
                 m.notes.push(format!("{failures} of {} syncs failed (first: {})", v["syncs"], v["first_failure"]));
