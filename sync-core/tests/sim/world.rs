@@ -234,7 +234,7 @@ impl Sim {
             let next_ev = self.queue.keys().next().map(|(t, _)| *t);
             let mut timeout = self.engine.poll_timeout().map(|t| t.max(self.now));
             if timeout.is_some() && timeout == last_timeout_at {
-                // handle_timeout(now) already ran and the engine still wants a
+                // handle_timeout(now) already ran, no input came since, and the engine still wants a
                 // wake-up at or before now: a real driver would spin. Record it
                 // and let virtual time advance so the run can go on.
                 if self.liveness.len() < 5 {
@@ -278,6 +278,10 @@ impl Sim {
                 let key = *self.queue.keys().next().expect("present");
                 let ev = self.queue.remove(&key).expect("present");
                 self.handle(ev);
+                // an input may leave a deadline at `now` (e.g. a settle
+                // window that ended meanwhile): the next handle_timeout(now)
+                // acts on it, which is no spin
+                last_timeout_at = None;
             } else {
                 self.engine.handle_timeout(next);
                 last_timeout_at = Some(next);
