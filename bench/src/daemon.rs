@@ -176,6 +176,9 @@ fn record(m: &mut Measurement, elapsed: Duration, proxy: &Proxy, sample: Option<
     m.bytes_sent = t.from_client;
     m.refusals = t.sub_refusals + t.neg_refusals;
     m.connections = (t.connections, t.nip11);
+    if t.nip11 == 0 && t.connections > 0 && !m.notes.iter().any(|n| n.starts_with("no NIP-11")) {
+        m.notes.push("no NIP-11 request reached the relay (window not capped by max_subscriptions)".into());
+    }
     m.cpu = sample.map(|s| s.cpu);
 }
 
