@@ -70,6 +70,9 @@ pub struct SyncConfig {
     /// Historic requests (REQ pages, `REQ {ids}`, negentropy sessions) in
     /// flight per relay (SPEC §5: 8); halved when the relay says too many.
     pub max_in_flight: usize,
+    /// Negentropy sessions open at once per relay (relays limit them
+    /// separately from subscriptions, often to a handful).
+    pub max_negentropy_sessions: usize,
     /// Stop starting historic requests while this many accepted events are
     /// not yet confirmed saved (SPEC §5: 5,000).
     pub max_unsaved: usize,
@@ -120,6 +123,7 @@ impl Default for SyncConfig {
             rejection_capacity: 200_000,
             seen_capacity: 200_000,
             max_in_flight: 8,
+            max_negentropy_sessions: 4,
             max_unsaved: 5_000,
             fetch_queue_max: 2_000,
             relay_info_timeout: Duration::from_secs(3),
@@ -168,6 +172,7 @@ impl SyncConfig {
             ("max_frame_bytes", self.max_frame_bytes),
             ("max_in_flight", self.max_in_flight),
             ("max_unsaved", self.max_unsaved),
+            ("max_negentropy_sessions", self.max_negentropy_sessions),
             ("fetch_queue_max", self.fetch_queue_max),
             ("live_req_max_bytes", self.live_req_max_bytes),
         ];

@@ -638,7 +638,7 @@ fn historic_requests_in_flight_never_exceed_the_window() {
     let events = many(&k, 12, 3, 2);
     let n = events.len();
     // one address / root per filter: dozens of historic jobs at once
-    let config = SyncConfig { max_addresses_per_filter: 1, max_ids_per_filter: 1, fetch_chunk: 5, ..cfg() };
+    let config = SyncConfig { max_addresses_per_filter: 1, max_ids_per_filter: 1, fetch_chunk: 5, max_negentropy_sessions: 8, ..cfg() };
     let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
     h.advance(Duration::from_secs(60));
     let relay = &h.relays[&url(R1)];
@@ -777,4 +777,18 @@ fn a_small_subscription_limit_takes_layer_3_live_by_kind() {
     h.publish(R1, reply.clone());
     h.advance(Duration::from_secs(1));
     assert!(h.store.all().iter().any(|e| e.id == reply.id));
+}
+
+#[test]
+fn negentropy_sessions_stay_within_their_own_limit() {
+    let k = Keys::generate();
+    let events = many(&k, 12, 3, 2);
+    let n = events.len();
+    let config = SyncConfig { max_addresses_per_filter: 1, max_ids_per_filter: 1, ..cfg() };
+    let mut relay = ScriptRelay::new(Mode::Nip77, events);
+    relay.max_negs = 4;
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, relay)]);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.relays[&url(R1)].refusals, 0, "4 sessions by default, as typical relays allow");
+    assert_eq!(h.store.all().len(), n);
 }

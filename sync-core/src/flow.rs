@@ -11,6 +11,12 @@
 //! last cut do not cut again, as TCP reacts once per window of loss — and the
 //! refused request is re-sent later.
 
+/// A "too many" NOTICE names no subscription: requests still unanswered this
+/// long after it are taken as the refused ones (accepted requests are
+/// answered — an EVENT, EOSE or NEG-MSG — well within it on any live relay;
+/// a slower one is merely asked twice).
+pub const NOTICE_ATTRIBUTION: core::time::Duration = core::time::Duration::from_secs(3);
+
 /// The in-flight window of one relay connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowWindow {
@@ -44,6 +50,12 @@ impl FlowWindow {
     /// (minimum 1) unless the refused request was sent before the last cut.
     pub fn on_refusal(&mut self, started: u64, newest: u64) {
         self.refusals += 1;
+        self.cut(started, newest);
+    }
+
+    /// Halves the window for a burst of refusals (see [`FlowWindow::on_refusal`])
+    /// without counting one.
+    pub fn cut(&mut self, started: u64, newest: u64) {
         if self.cut_at.is_some_and(|c| started <= c) {
             return;
         }

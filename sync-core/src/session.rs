@@ -58,6 +58,9 @@ pub struct Job {
     /// The relay answered this request (an EVENT, EOSE or NEG-MSG): it was
     /// accepted, so an unattributed "too many" NOTICE is not about it.
     pub answered: bool,
+    /// A "too many" NOTICE arrived while this request was unanswered: if it
+    /// is still unanswered then, it was the refused one.
+    pub suspect_until: Option<Millis>,
 }
 
 impl Job {
@@ -75,12 +78,18 @@ impl Job {
             alone: false,
             held: None,
             answered: false,
+            suspect_until: None,
         }
     }
 
     /// Holds a window slot (sent, or about to be sent, and not refused).
     pub fn in_flight(&self) -> bool {
         !self.queued
+    }
+
+    /// Holds (or is about to open) a negentropy session at the relay.
+    pub fn is_negentropy(&self) -> bool {
+        matches!(self.kind, JobKind::LoadingItems(_) | JobKind::NegOpen(_) | JobKind::Neg(_))
     }
 }
 

@@ -87,6 +87,7 @@ tuning! {
     rejection_capacity: usize = "GRASP_SYNC_REJECTION_CAPACITY", "200000", "How many rejections are remembered";
     seen_capacity: usize = "GRASP_SYNC_SEEN_CAPACITY", "200000", "Recently seen event ids kept to skip re-verification";
     max_in_flight: usize = "GRASP_SYNC_MAX_IN_FLIGHT", "8", "Historic requests (REQ pages, id fetches, negentropy sessions) in flight per relay; halved when the relay says too many";
+    max_negentropy_sessions: usize = "GRASP_SYNC_MAX_NEGENTROPY_SESSIONS", "4", "Negentropy sessions open at once per relay";
     max_unsaved: usize = "GRASP_SYNC_MAX_UNSAVED", "5000", "Stop starting historic requests while this many events wait for the store";
     fetch_queue_max: usize = "GRASP_SYNC_FETCH_QUEUE_MAX", "2000", "Needed ids queued per batch before the next negentropy round is held back";
     live_req_max_bytes: usize = "GRASP_SYNC_LIVE_REQ_MAX_BYTES", "65536", "Live REQs pack several filters, up to this many bytes of filter JSON";

@@ -291,6 +291,9 @@ impl Engine {
                 t = t.min(p);
             }
         }
+        if let Some(d) = self.next_suspect_deadline() {
+            t = t.min(d);
+        }
         for relay in self.relays.values().filter(|_| self.window_started.is_none()) {
             if let Some(s) = &relay.session {
                 if relay.status == ConnectionStatus::Syncing {
@@ -755,12 +758,9 @@ impl Engine {
             r.counters.notices += 1;
         }
         if flow::is_too_many(message) {
-            // Flow control: the newest request is the one most likely refused.
+            // Flow control: which request was refused shows by its silence.
             let neg = message.to_ascii_lowercase().contains("neg");
-            for sub in self.unanswered_in_flight(url, neg) {
-                self.requeue_refused(url, &sub, now);
-            }
-            self.pump(url, now);
+            self.too_many_notice(url, neg, now);
             return;
         }
         if self.check_rate_limited(url, message, now) {
@@ -830,13 +830,17 @@ impl Engine {
         for job in session.jobs.values_mut() {
             job.alone = false;
         }
-        let subs: Vec<String> = session
+        let subs: Vec<(String, bool)> = session
             .jobs
             .iter()
             .filter(|(_, j)| j.in_flight() && matches!(j.kind, JobKind::NegOpen(_) | JobKind::LoadingItems(_)))
-            .map(|(s, _)| s.clone())
+            .map(|(s, j)| (s.clone(), matches!(j.kind, JobKind::NegOpen(_))))
             .collect();
-        for sub in subs {
+        for (sub, opened) in subs {
+            if opened {
+                // a late answer must not leave the session open at the relay
+                self.commands_close_neg(url, &sub, now);
+            }
             self.begin_pagination(url, &sub, now);
         }
         self.pump(url, now);
@@ -1238,10 +1242,13 @@ impl Engine {
             self.close_batch_window(now);
         }
         self.expire_info_waits(now);
+        self.expire_suspects(now);
         self.check_settled(now);
         if now >= self.next_tick {
             self.next_tick = now + self.config.tick_interval;
             self.tick(now);
+            // the tick may have closed the batch window early (a layer ended)
+            self.check_settled(now);
         }
     }
 
@@ -1424,7 +1431,13 @@ impl Engine {
         relay.session = Some(session);
         self.neg_loads.retain(|_, (r, _)| r != url);
         let mut closes: Vec<ClientMessage<'static>> = old.live.into_keys().map(|s| ClientMessage::close(SubscriptionId::new(s))).collect();
-        closes.extend(old.jobs.into_keys().map(|s| ClientMessage::close(SubscriptionId::new(s))));
+        closes.extend(old.jobs.into_iter().filter(|(_, j)| j.in_flight()).map(|(s, j)| {
+            if matches!(j.kind, JobKind::NegOpen(_) | JobKind::Neg(_)) {
+                ClientMessage::NegClose { subscription_id: std::borrow::Cow::Owned(SubscriptionId::new(s)) }
+            } else {
+                ClientMessage::close(SubscriptionId::new(s))
+            }
+        }));
         for c in closes {
             self.send(url, c, now);
         }

@@ -12,6 +12,7 @@ use nostr::{ClientMessage, EventId, SubscriptionId};
 
 use super::Engine;
 use crate::filters::Layer;
+use crate::flow;
 use crate::historic::fetch::Fetch;
 use crate::relay_url::RelayUrl;
 use crate::session::{Job, JobKind};
@@ -102,10 +103,14 @@ impl Engine {
                 return Next::Fetch { batch: id, take, drop };
             }
         }
+        // Relays limit negentropy sessions separately (often to a few): a job
+        // that would open one waits while that many are open.
+        let negs = session.jobs.values().filter(|j| j.in_flight() && j.is_negentropy()).count();
+        let neg_full = negs >= self.config.max_negentropy_sessions;
         session
             .jobs
             .iter()
-            .filter(|(_, j)| j.queued)
+            .filter(|(_, j)| j.queued && !(neg_full && !session.req_only && matches!(j.kind, JobKind::New)))
             .min_by_key(|(_, j)| (session.batches.get(&j.batch).map(|b| b.layer()), j.batch))
             .map_or(Next::Idle, |(sub, _)| Next::Job(sub.clone()))
     }
@@ -224,11 +229,13 @@ impl Engine {
             JobKind::Page(p) => {
                 job.kind = JobKind::Page(p);
                 job.answered = false;
+                job.suspect_until = None;
                 Self::requeue_as_new_sub(session, job);
             }
             _ => {
                 job.held = None;
                 job.answered = false;
+                job.suspect_until = None;
                 Self::requeue_as_new_sub(session, job);
             }
         }
@@ -249,23 +256,57 @@ impl Engine {
         session.jobs.insert(sub, job);
     }
 
-    /// Requests an unattributed "too many" NOTICE may be about: those in
-    /// flight the relay has not answered at all — negentropy sessions when the
-    /// NOTICE names them, REQs otherwise. A NOTICE carries no subscription id
-    /// and arrives a round trip late, so guessing one would requeue the wrong
-    /// request and leave the refused one to time out.
-    pub(super) fn unanswered_in_flight(&self, url: &RelayUrl, neg: bool) -> Vec<String> {
-        let Some(session) = self.relays.get(url).and_then(|r| r.session.as_ref()) else { return Vec::new() };
-        session
-            .jobs
-            .iter()
-            .filter(|(_, j)| j.in_flight() && !j.answered)
-            .filter(|(_, j)| match j.kind {
+    /// An unattributed "too many" NOTICE: every request of its kind still
+    /// unanswered becomes a suspect (negentropy sessions when the NOTICE
+    /// names them, REQs otherwise); suspects still silent after
+    /// [`flow::NOTICE_ATTRIBUTION`] are re-queued as refused. A NOTICE carries
+    /// no subscription id and, on relays that run queries in parallel, is no
+    /// clue to which request it refused; silence is.
+    pub(super) fn too_many_notice(&mut self, url: &RelayUrl, neg: bool, now: Millis) {
+        let pause = self.config.refusal_pause;
+        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        let newest = session.next_start;
+        let mut oldest_suspect = None;
+        for job in session.jobs.values_mut().filter(|j| j.in_flight() && !j.answered) {
+            let kind_matches = match job.kind {
                 JobKind::NegOpen(_) | JobKind::Neg(_) => neg,
                 JobKind::Page(_) | JobKind::Fetch(_) => !neg,
                 JobKind::New | JobKind::LoadingItems(_) => false,
-            })
-            .map(|(s, _)| s.clone())
-            .collect()
+            };
+            if kind_matches && job.suspect_until.is_none() {
+                job.suspect_until = Some(now + flow::NOTICE_ATTRIBUTION);
+                oldest_suspect = Some(oldest_suspect.map_or(job.started, |s: u64| s.min(job.started)));
+            }
+        }
+        session.window.cut(oldest_suspect.unwrap_or(newest), newest);
+        session.pause_until = Some(now + pause);
+        tracing::info!(relay = %url, window = session.window.limit(), "relay says too many (NOTICE); window shrinks");
+    }
+
+    /// Suspects of a "too many" NOTICE that stayed silent were refused.
+    pub(super) fn expire_suspects(&mut self, now: Millis) {
+        let mut refused = Vec::new();
+        for (url, r) in &self.relays {
+            let Some(s) = r.session.as_ref() else { continue };
+            for (sub, j) in &s.jobs {
+                if j.in_flight() && !j.answered && j.suspect_until.is_some_and(|t| now >= t) {
+                    refused.push((url.clone(), sub.clone()));
+                }
+            }
+        }
+        for (url, sub) in refused {
+            self.requeue_refused(&url, &sub, now);
+        }
+    }
+
+    /// The earliest suspect deadline (for `poll_timeout`).
+    pub(super) fn next_suspect_deadline(&self) -> Option<Millis> {
+        self.relays
+            .values()
+            .filter_map(|r| r.session.as_ref())
+            .flat_map(|s| s.jobs.values())
+            .filter(|j| j.in_flight() && !j.answered)
+            .filter_map(|j| j.suspect_until)
+            .min()
     }
 }
