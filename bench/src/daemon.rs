@@ -24,6 +24,9 @@ use crate::proxy::Proxy;
 use crate::relay::free_port;
 use crate::report::Measurement;
 
+/// An initial sync whose relays are all Connected but stores nothing for this long has stalled.
+const STALL: Duration = Duration::from_secs(30);
+
 /// Where the daemon is and where its logs go.
 pub struct DaemonOpts {
     /// `target/release/grasp-sync`.
@@ -106,6 +109,8 @@ pub async fn run(
     let mut last_sample = None;
     let mut done_at: Option<Duration> = None;
     let mut failure = None;
+    // (synced count, since when) while every relay shows Connected.
+    let mut idle: Option<(u64, Duration)> = None;
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if let Ok(Some(status)) = child.try_wait() {
@@ -127,6 +132,27 @@ pub async fn run(
         if done_at.is_some() && last.all_connected() {
             m.connected_after = Some(elapsed);
             break;
+        }
+        // Every relay Connected and nothing stored for a while: it will not finish.
+        if done_at.is_none() && last.all_connected() {
+            match idle {
+                Some((n, since)) if n == last.synced => {
+                    if elapsed - since > STALL {
+                        record(&mut m, elapsed, proxy, last_sample, &last);
+                        failure = Some(format!(
+                            "every relay Connected with {} of {} events stored, no progress for {}s; see {}",
+                            last.synced,
+                            m.expected,
+                            STALL.as_secs(),
+                            log_path.display()
+                        ));
+                        break;
+                    }
+                }
+                _ => idle = Some((last.synced, elapsed)),
+            }
+        } else {
+            idle = None;
         }
         if elapsed > opts.timeout {
             if done_at.is_none() {

@@ -54,7 +54,7 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Events a fully synced client stores (all of them: addresses are unique).
+    /// Events a fully synced client stores (all of them: ids and addresses are unique).
     pub fn expected(&self) -> u64 {
         self.events.len() as u64
     }
@@ -72,7 +72,7 @@ pub fn load_or_generate(n: usize, relay_url: &str, dir: &Path) -> Result<Dataset
                 eprintln!("dataset: {} events from {}", n, path.display());
                 return Ok(d);
             }
-            Ok(_) => eprintln!("dataset: {} is stale (size or relay URL differ), regenerating", path.display()),
+            Ok(_) => eprintln!("dataset: {} is stale (size, relay URL or duplicate events), regenerating", path.display()),
             Err(e) => eprintln!("dataset: {} unreadable ({e}), regenerating", path.display()),
         }
     }
@@ -103,6 +103,11 @@ fn load(path: &Path, relay_url: &str) -> Result<Option<Dataset>, String> {
             return Ok(None);
         }
         events.push(Event::from_json(&line).map_err(|e| format!("line {}: {e}", i + 1))?);
+    }
+    let unique: std::collections::HashSet<_> = events.iter().map(|e| e.id).collect();
+    if unique.len() != events.len() {
+        // An older generator could produce the same event twice.
+        return Ok(None);
     }
     Ok(Some(summarize(events)))
 }
@@ -343,8 +348,16 @@ fn generate(n: usize, relay_url: &str) -> Result<Vec<Event>, String> {
     Ok(events)
 }
 
-/// Signs specs on every core.
-fn sign_all(keys: &[Keys], specs: Vec<Spec>) -> Result<Vec<Event>, String> {
+/// Signs specs on every core. Identical specs would be the same event (same
+/// id), so a duplicate is moved one second later until it is unique: every
+/// line of the dataset is a distinct event.
+fn sign_all(keys: &[Keys], mut specs: Vec<Spec>) -> Result<Vec<Event>, String> {
+    let mut seen = std::collections::HashSet::with_capacity(specs.len());
+    for sp in &mut specs {
+        while !seen.insert((sp.author, sp.kind, sp.created_at, sp.content.clone(), sp.tags.clone())) {
+            sp.created_at += 1;
+        }
+    }
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let chunk = specs.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
@@ -458,4 +471,21 @@ fn patch_text(rng: &mut Rng, subject: &str) -> String {
     }
     s.push_str("-- \n2.43.0\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_distinct_and_shaped() {
+        let events = generate(600, "ws://127.0.0.1:1").expect("generate");
+        assert_eq!(events.len(), 600);
+        let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id).collect();
+        assert_eq!(ids.len(), 600);
+        assert!(events[0].as_json().contains(SERVICE_URL) && events[0].as_json().contains("ws://127.0.0.1:1"));
+        let d = summarize(events);
+        assert!(d.roots > 50 && d.roots < 120, "roots {}", d.roots);
+        assert!(d.events.iter().all(|e| e.verify().is_ok()));
+    }
 }

@@ -17,6 +17,7 @@ mod daemon;
 mod dataset;
 mod floor;
 mod measure;
+mod missing;
 mod proxy;
 mod relay;
 mod report;
@@ -48,6 +49,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// List the dataset events an LMDB store lacks (after an incomplete sync; see --keep-data).
+    Missing {
+        /// The store: `<daemon data dir>/events.lmdb` or a nostr-sdk peer's directory.
+        #[arg(long)]
+        db: PathBuf,
+        /// Dataset size.
+        #[arg(long)]
+        events: usize,
+        /// Proxy port the dataset was made for.
+        #[arg(long, default_value_t = 47_931)]
+        port: u16,
+    },
     /// Internal: the nostr-sdk contender process.
     #[command(hide = true)]
     PeerSdk {
@@ -127,6 +140,13 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Some(Cmd::PeerSdk { relay, db, concurrency, expected }) => sdk_peer::peer_main(&relay, &db, concurrency, expected).await,
+        Some(Cmd::Missing { db, events, port }) => match target_dir() {
+            Ok(t) => match dataset::load_or_generate(events, &format!("ws://127.0.0.1:{port}"), &t.join("bench-data")) {
+                Ok(ds) => missing::run(&db, &ds.events).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        },
         None => bench(cli.bench).await,
     };
     match result {
@@ -197,7 +217,8 @@ async fn bench(a: BenchArgs) -> Result<(), String> {
             let label = format!("grasp-sync-{}-run{run}", a.events);
             let env = Fresh::start(&ds, a.port, limits, trace(&format!("{label}-initial"))).await?;
             let m = daemon::run(&dopts, &env.proxy, &relay_url, dir.path(), daemon::Until::Stored(expected), &format!("{label}-initial"))
-                .await?;
+                .await
+                .unwrap_or_else(|e| failed(expected, e));
             drop(env);
             push(GS_INITIAL, m);
             let state = dir.path().join("sync-state.json");
@@ -205,11 +226,13 @@ async fn bench(a: BenchArgs) -> Result<(), String> {
                 eprintln!("  note: could not delete {}: {e}", state.display());
             }
             let env = Fresh::start(&ds, a.port, limits, trace(&format!("{label}-resync"))).await?;
-            let mut m =
-                daemon::run(&dopts, &env.proxy, &relay_url, dir.path(), daemon::Until::Connected, &format!("{label}-resync")).await?;
+            let mut m = daemon::run(&dopts, &env.proxy, &relay_url, dir.path(), daemon::Until::Connected, &format!("{label}-resync"))
+                .await
+                .unwrap_or_else(|e| failed(expected, e));
             drop(env);
+            // Nothing new to store: complete means every relay reached Connected over the full store.
             m.expected = expected;
-            m.stored = expected;
+            m.stored = if m.complete { expected } else { 0 };
             push(GS_RESYNC, m);
             keep_or_drop(dir, a.keep_data);
         }
@@ -218,7 +241,9 @@ async fn bench(a: BenchArgs) -> Result<(), String> {
             for (label, phase) in [(SDK_INITIAL, "initial"), (SDK_RESYNC, "resync")] {
                 let log = log_dir.join(format!("nostr-sdk-{}-run{run}-{phase}.log", a.events));
                 let env = Fresh::start(&ds, a.port, limits, trace(&format!("nostr-sdk-{}-run{run}-{phase}", a.events))).await?;
-                let mut m = sdk_peer::run(&env.proxy, &relay_url, dir.path(), a.sdk_concurrency, expected, log, timeout).await?;
+                let mut m = sdk_peer::run(&env.proxy, &relay_url, dir.path(), a.sdk_concurrency, expected, log, timeout)
+                    .await
+                    .unwrap_or_else(|e| failed(expected, e));
                 if let Some(seen) = m.roots_seen.filter(|r| *r < ds.roots as u64) {
                     m.notes.push(format!(
                         "L3 filters built from {seen} of {} roots (an L2 sync returned before its events were stored)",
@@ -277,6 +302,11 @@ impl Fresh {
         let proxy = Proxy::start(port, &relay.url, limits, trace.as_deref()).await?;
         Ok(Self { proxy, _relay: relay })
     }
+}
+
+/// A contender run that could not be measured at all.
+fn failed(expected: u64, error: String) -> Measurement {
+    Measurement { expected, notes: vec![error], ..Measurement::default() }
 }
 
 fn tempdir(root: &Path, prefix: &str) -> Result<tempfile::TempDir, String> {

@@ -157,6 +157,8 @@ pub async fn run(
     timeout: Duration,
 ) -> Result<Measurement, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    // Rebuilt while running: /proc/self/exe reads "<path> (deleted)"; the new binary speaks the same protocol.
+    let exe = PathBuf::from(exe.to_string_lossy().trim_end_matches(" (deleted)").to_string());
     let log_file = std::fs::File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let started = Instant::now();
     let mut child = Command::new(exe)
