@@ -9,6 +9,16 @@ use crate::relay_url::RelayUrl;
 /// An instruction from the engine to the driver; see [`crate::Engine::poll_command`].
 #[derive(Debug, Clone)]
 pub enum Command {
+    /// Start-up: load the persisted sync state; report with `handle_state_loaded`.
+    LoadState,
+    /// Start-up: stored events matching `filter`; report with
+    /// `handle_stored_events(token, …)`.
+    QueryStored {
+        /// Correlates the answer.
+        token: u64,
+        /// Which stored events.
+        filter: Filter,
+    },
     /// Open a WebSocket to `relay`, giving up after `timeout`; report with
     /// `handle_connected` or `handle_connect_failed`.
     Connect {

@@ -131,23 +131,9 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
         &self.store
     }
 
-    /// Runs until [`DriverHandle::stop`]; restores persisted state first and
-    /// persists it last.
+    /// Runs until [`DriverHandle::stop`]; the engine's first commands restore
+    /// its persisted state and index stored events, its last ones persist it.
     pub async fn run(mut self) -> Self {
-        match self.store.load_state().await {
-            Ok(Some(bytes)) => match self.engine.restore(&bytes) {
-                Ok(()) => tracing::info!("restored sync state"),
-                Err(e) => tracing::warn!(error = %e, "ignoring unusable sync state; starting fresh"),
-            },
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "could not load sync state; starting fresh"),
-        }
-        for filter in Engine::stored_index_filters() {
-            match self.store.query(filter).await {
-                Ok(events) => self.engine.index_stored(&events, self.clock.now()),
-                Err(e) => tracing::warn!(error = %e, "could not index stored events"),
-            }
-        }
         let mut incoming: SelectAll<LocalBoxStream<'static, Incoming>> = SelectAll::new();
         let mut tasks: FuturesUnordered<LocalBoxFuture<'static, TaskResult>> = FuturesUnordered::new();
         // keep SelectAll/FuturesUnordered non-empty so `next()` pends instead of ending
@@ -318,6 +304,14 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
                         Ok(items) => self.engine.handle_negentropy_items(token, items, now),
                         Err(e) => self.engine.handle_negentropy_items_failed(token, &e.0, now),
                     }
+                }
+                Command::LoadState => {
+                    let state = self.store.load_state().await.map_err(|e| e.to_string());
+                    self.engine.handle_state_loaded(state, self.clock.now());
+                }
+                Command::QueryStored { token, filter } => {
+                    let events = self.store.query(filter).await.map_err(|e| e.to_string());
+                    self.engine.handle_stored_events(token, events, self.clock.now());
                 }
                 Command::PersistState { state } => {
                     if let Err(e) = self.store.save_state(state).await {

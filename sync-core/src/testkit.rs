@@ -278,6 +278,11 @@ impl Harness {
                     self.engine.handle_negentropy_items(token, items, self.now);
                 }
                 Command::PersistState { state } => self.persisted = Some(state),
+                Command::LoadState => self.engine.handle_state_loaded(Ok(None), self.now),
+                Command::QueryStored { token, filter } => {
+                    let events = self.store.query_sync(&filter).map_err(|e| e.to_string());
+                    self.engine.handle_stored_events(token, events, self.now);
+                }
                 Command::FetchRelayInfo { relay } => {
                     let doc = self.relays.get(&relay).and_then(|r| r.info.clone());
                     self.engine.handle_relay_info(&relay, doc.as_deref(), self.now);

@@ -7,6 +7,7 @@
 
 mod live;
 mod pump;
+mod startup;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -119,6 +120,7 @@ pub struct Engine {
     generation: u64,
     record_transitions: bool,
     transitions: Vec<Transition>,
+    startup: startup::Startup,
 }
 
 impl Engine {
@@ -157,7 +159,9 @@ impl Engine {
             generation: 0,
             record_transitions: false,
             transitions: Vec::new(),
+            startup: startup::Startup::LoadingState,
         };
+        engine.commands.push_back(Command::LoadState);
         for raw in bootstrap {
             let url = RelayUrl::parse(raw).map_err(|e| EngineError::Bootstrap(raw.clone(), e.to_string()))?;
             engine.relays.insert(url, Relay::new(true));
@@ -166,7 +170,8 @@ impl Engine {
     }
 
     /// Restores persisted sync state (repository index, confirmed sets,
-    /// connection times, health). Call before the first `handle_timeout`.
+    /// connection times, health). Drivers answer `Command::LoadState` with
+    /// `handle_state_loaded` instead; this is for tests and tools.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), StateError> {
         let state = SyncState::from_bytes(bytes)?;
         self.repos = state.repos;
@@ -190,7 +195,8 @@ impl Engine {
     }
 
     /// Indexes events already in the store (announcements first, then root
-    /// events) without saving them again. The driver calls this at start-up:
+    /// events) without saving them again. Start-up does this through
+    /// `Command::QueryStored`:
     /// negentropy treats stored events as "have", so without it an
     /// announcement that reached the store some other way (a lost state file,
     /// users publishing straight to the operator's relay in relay-store mode)
@@ -270,7 +276,7 @@ impl Engine {
 
     /// When the engine next wants `handle_timeout`.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        if !self.running {
+        if !self.running || !self.is_started() {
             return None;
         }
         let mut t = self.next_tick;
@@ -1232,7 +1238,7 @@ impl Engine {
 
     /// Timers: the 2 s health tick, the batch window, settle windows, retries.
     pub fn handle_timeout(&mut self, now: Millis) {
-        if !self.running {
+        if !self.running || !self.is_started() {
             return;
         }
         if self.save_retry_at.is_some_and(|t| now >= t) {

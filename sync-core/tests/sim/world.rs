@@ -413,6 +413,11 @@ impl Sim {
                 self.schedule(now + delay, Ev::NegItems { token, filter });
             }
             Command::PersistState { state } => self.persisted = Some(state),
+            Command::LoadState => self.engine.handle_state_loaded(Ok(self.persisted.clone()), now),
+            Command::QueryStored { token, filter } => {
+                let events = self.store.query_sync(&filter).map_err(|e| e.to_string());
+                self.engine.handle_stored_events(token, events, now);
+            }
             Command::FetchRelayInfo { relay } => {
                 // an HTTP round trip; relays without a document (and unknown
                 // hosts) answer None, as a driver reports a failed fetch
@@ -530,11 +535,9 @@ impl Sim {
             }
             Ev::Restart { down } => self.restart(down),
             Ev::Start => {
-                let mut engine = new_engine(&self.world, self.seed.wrapping_add(1), now);
-                if let Some(state) = &self.persisted {
-                    engine.restore(state).expect("persisted state restores");
-                }
-                self.engine = engine;
+                // start-up (restore the persisted state, index what the store
+                // holds) runs through the engine's own commands
+                self.engine = new_engine(&self.world, self.seed.wrapping_add(1), now);
                 self.down = false;
             }
             Ev::RelayInfo { url, document } => {
