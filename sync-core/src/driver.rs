@@ -87,7 +87,6 @@ pub struct Driver<C: Clock, N: Connector, S: EventStore> {
     on_status: Option<StatusCallback>,
     conns: HashMap<RelayUrl, Conn>,
     next_conn: u64,
-    last_published: Option<SyncStatus>,
     last_publish_at: Millis,
     /// A throttled publish is owed: wake at `last_publish_at + 200 ms` for it,
     /// so a change (e.g. a live event saved) never waits for the next tick.
@@ -110,7 +109,6 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
             on_status: None,
             conns: HashMap::new(),
             next_conn: 0,
-            last_published: None,
             last_publish_at: Millis::ZERO,
             publish_owed: false,
         }
@@ -142,7 +140,14 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
         self.engine.handle_timeout(self.clock.now());
         loop {
             self.execute_commands(&mut tasks).await;
-            self.publish(false);
+            // status changes and saved events are shown at once (throttled)
+            let mut changed = false;
+            while self.engine.poll_event().is_some() {
+                changed = true;
+            }
+            if changed || self.publish_owed {
+                self.publish(false);
+            }
             let mut deadline = self.engine.poll_timeout();
             if self.publish_owed {
                 let owed = self.last_publish_at + PUBLISH_INTERVAL;
@@ -322,7 +327,8 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
         }
     }
 
-    /// Publishes the snapshot: always on `force` (ticks), otherwise at most every 200 ms.
+    /// Publishes the snapshot: always on `force` (ticks), otherwise at most
+    /// every 200 ms (a publish held back is owed and happens when due).
     fn publish(&mut self, force: bool) {
         let now = self.clock.now();
         if !force && now.since(self.last_publish_at) < PUBLISH_INTERVAL {
@@ -332,19 +338,11 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
         self.publish_owed = false;
         self.last_publish_at = now;
         let status = self.engine.status(now);
-        let changed = self.last_published.as_ref().is_none_or(|old| {
-            let mut a = old.clone();
-            a.now = status.now;
-            a != status
-        });
-        if let Ok(mut s) = self.handle.status.lock() {
-            *s = Arc::new(status.clone());
+        if let Some(cb) = self.on_status.as_mut() {
+            cb(&status);
         }
-        if changed {
-            if let Some(cb) = self.on_status.as_mut() {
-                cb(&status);
-            }
-            self.last_published = Some(status);
+        if let Ok(mut s) = self.handle.status.lock() {
+            *s = Arc::new(status);
         }
     }
 

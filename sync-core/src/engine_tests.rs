@@ -792,3 +792,22 @@ fn negentropy_sessions_stay_within_their_own_limit() {
     assert_eq!(h.relays[&url(R1)].refusals, 0, "4 sessions by default, as typical relays allow");
     assert_eq!(h.store.all().len(), n);
 }
+
+#[test]
+fn status_changes_and_saves_come_out_as_events() {
+    let k = Keys::generate();
+    let (events, accepted) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(30));
+    let mut saved = 0;
+    let mut statuses = Vec::new();
+    while let Some(e) = h.engine.poll_event() {
+        match e {
+            crate::EngineEvent::EventsSaved { count } => saved += count,
+            crate::EngineEvent::StatusChanged(t) => statuses.push(t.to),
+        }
+    }
+    assert_eq!(saved, accepted.len() as u64);
+    assert_eq!(statuses, vec![ConnectionStatus::Connecting, ConnectionStatus::Syncing, ConnectionStatus::Connected]);
+    assert!(h.engine.poll_event().is_none());
+}

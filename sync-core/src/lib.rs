@@ -44,7 +44,7 @@ mod testutil;
 pub use command::Command;
 pub use config::SyncConfig;
 pub use driver::{Driver, DriverHandle};
-pub use engine::{Engine, EngineError, Transition};
+pub use engine::{Engine, EngineError, EngineEvent, Transition};
 pub use policy::{AcceptancePolicy, InterestSet};
 pub use relay_url::{RelayUrl, RelayUrlError};
 pub use runtime::{Clock, Connector, EventStore, FrameSink, FrameStream, NegentropyItem, SaveOutcome, StoreError, TransportError};

@@ -218,12 +218,11 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// An engine (seed 42, transitions recorded) with scripted relays.
+    /// An engine (seed 42) with scripted relays.
     pub fn new(config: SyncConfig, policy: AcceptancePolicy, bootstrap: &[&str], relays: Vec<(&str, ScriptRelay)>) -> Self {
         let now = Millis(1_800_000_000_000);
         let boot: Vec<String> = bootstrap.iter().map(|s| s.to_string()).collect();
-        let mut engine = Engine::new(config, policy, &boot, 42, now).unwrap();
-        engine.set_record_transitions(true);
+        let engine = Engine::new(config, policy, &boot, 42, now).unwrap();
         Self {
             engine,
             now,

@@ -75,7 +75,7 @@ pub(crate) fn is_quick_reconnect(sync: &RelaySyncEntry, now: Millis, window: cor
     sync.announcements_synced && sync.disconnected_at.is_some_and(|d| now.since(d) <= window)
 }
 
-/// A recorded connection-status transition (for tests and simulation).
+/// A connection-status transition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     /// Relay.
@@ -87,6 +87,22 @@ pub struct Transition {
     /// When.
     pub at: Millis,
 }
+
+/// Something the front end may want to show at once (see [`Engine::poll_event`]);
+/// everything else changes gradually and is read from [`Engine::status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// A relay's connection status changed.
+    StatusChanged(Transition),
+    /// The store saved this many new events.
+    EventsSaved {
+        /// Newly saved events.
+        count: u64,
+    },
+}
+
+/// Events kept for a front end that does not poll them (oldest dropped).
+const MAX_PENDING_EVENTS: usize = 10_000;
 
 /// The GRASP-02 proactive sync state machine.
 pub struct Engine {
@@ -118,8 +134,7 @@ pub struct Engine {
     pub(crate) events_synced: u64,
     pub(crate) running: bool,
     generation: u64,
-    record_transitions: bool,
-    transitions: Vec<Transition>,
+    events: VecDeque<EngineEvent>,
     startup: startup::Startup,
 }
 
@@ -157,8 +172,7 @@ impl Engine {
             events_synced: 0,
             running: true,
             generation: 0,
-            record_transitions: false,
-            transitions: Vec::new(),
+            events: VecDeque::new(),
             startup: startup::Startup::LoadingState,
         };
         engine.commands.push_back(Command::LoadState);
@@ -235,14 +249,29 @@ impl Engine {
         ]
     }
 
-    /// Records every connection-status transition (simulation invariants).
-    pub fn set_record_transitions(&mut self, on: bool) {
-        self.record_transitions = on;
+    /// The next event for the front end (status changes, saved events), in
+    /// order: the driver publishes a fresh snapshot when one arrives instead
+    /// of diffing snapshots.
+    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+        self.events.pop_front()
     }
 
-    /// Takes recorded transitions.
+    /// Takes the pending status transitions, dropping other events (tests).
     pub fn take_transitions(&mut self) -> Vec<Transition> {
-        core::mem::take(&mut self.transitions)
+        self.events
+            .drain(..)
+            .filter_map(|e| match e {
+                EngineEvent::StatusChanged(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn push_event(&mut self, event: EngineEvent) {
+        if self.events.len() >= MAX_PENDING_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
     }
 
     /// The acceptance generation: grows whenever a repository or root is accepted.
@@ -343,9 +372,7 @@ impl Engine {
         }
         debug_assert!(from.can_become(to), "illegal transition {from:?} -> {to:?}");
         relay.status = to;
-        if self.record_transitions {
-            self.transitions.push(Transition { relay: url.clone(), from, to, at: now });
-        }
+        self.push_event(EngineEvent::StatusChanged(Transition { relay: url.clone(), from, to, at: now }));
     }
 
     fn send(&mut self, url: &RelayUrl, msg: ClientMessage<'_>, now: Millis) {
@@ -1182,6 +1209,7 @@ impl Engine {
     /// The store answered `SaveEvents`.
     pub fn handle_saved(&mut self, token: u64, outcomes: Vec<SaveOutcome>, now: Millis) {
         let Some(ids) = self.saves_in_flight.remove(&token) else { return };
+        let before = self.events_synced;
         for ((_, url), outcome) in ids.iter().zip(outcomes.iter()) {
             let Some(relay) = self.relays.get_mut(url) else {
                 if matches!(outcome, SaveOutcome::Saved) {
@@ -1203,6 +1231,9 @@ impl Engine {
         }
         if ids.len() != outcomes.len() {
             tracing::error!(expected = ids.len(), got = outcomes.len(), "store returned the wrong number of outcomes");
+        }
+        if self.events_synced > before {
+            self.push_event(EngineEvent::EventsSaved { count: self.events_synced - before });
         }
         // Work held back by the unsaved-events bound can go out now.
         self.pump_all(now);

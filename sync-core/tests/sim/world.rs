@@ -120,16 +120,14 @@ pub struct Sim {
     down: bool,
 }
 
-/// A new engine for `world` (server policy, its bootstrap relays), recording transitions.
+/// A new engine for `world` (server policy, its bootstrap relays).
 fn new_engine(world: &World, seed: u64, now: Millis) -> Engine {
     let policy = AcceptancePolicy::Server {
         relay_urls: [RelayUrl::parse(OUR_RELAY).expect("our url")].into(),
         domains: ["grasp.example.com".to_string()].into(),
     };
     let bootstrap: Vec<String> = world.relays.iter().filter(|r| r.bootstrap).map(|r| r.url.clone()).collect();
-    let mut engine = Engine::new(sim_config(world), policy, &bootstrap, seed, now).expect("engine");
-    engine.set_record_transitions(true);
-    engine
+    Engine::new(sim_config(world), policy, &bootstrap, seed, now).expect("engine")
 }
 
 /// The engine configuration used by the simulation for this world.
