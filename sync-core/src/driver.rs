@@ -2,12 +2,15 @@
 //! [`Connector`] and an [`EventStore`].
 //!
 //! It owns the sockets and the timer, executes the engine's commands in
-//! order (store commands are awaited one at a time, so persisted sync state
-//! never runs ahead of saved events) and feeds results back. It spawns
-//! nothing: everything is polled from `run`, so it works on any executor,
-//! including the browser's.
+//! order and feeds results back. Saving events runs beside everything else
+//! (frames keep flowing while the store commits; the engine has at most one
+//! save in flight, so batches grow with the backlog, and it asks to persist
+//! its state only when no save is outstanding); the other store commands are
+//! awaited in order. It spawns nothing: everything is polled from `run`, so
+//! it works on any executor, including the browser's.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use futures::channel::mpsc;
@@ -58,6 +61,7 @@ enum TaskResult {
     Connected { relay: RelayUrl, sink: FrameSink, stream: FrameStream },
     ConnectFailed { relay: RelayUrl, error: String },
     WriterDone { relay: RelayUrl, conn: u64, error: Option<String> },
+    Saved { token: u64, events: Vec<nostr::Event>, result: Result<Vec<crate::runtime::SaveOutcome>, String> },
     RelayInfo { relay: RelayUrl, document: Option<String> },
 }
 
@@ -81,7 +85,9 @@ pub struct Driver<C: Clock, N: Connector, S: EventStore> {
     engine: Engine,
     clock: C,
     connector: N,
-    store: S,
+    store: Rc<S>,
+    /// Saves in flight (awaited before shutdown persists the state).
+    saves: usize,
     control_rx: mpsc::UnboundedReceiver<Control>,
     handle: DriverHandle,
     on_status: Option<StatusCallback>,
@@ -93,7 +99,7 @@ pub struct Driver<C: Clock, N: Connector, S: EventStore> {
     publish_owed: bool,
 }
 
-impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
+impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
     /// A driver for `engine`.
     pub fn new(engine: Engine, clock: C, connector: N, store: S) -> Self {
         let (tx, rx) = mpsc::unbounded();
@@ -103,7 +109,8 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
             engine,
             clock,
             connector,
-            store,
+            store: Rc::new(store),
+            saves: 0,
             control_rx: rx,
             handle: DriverHandle { control: tx, status: Arc::new(Mutex::new(initial)) },
             on_status: None,
@@ -174,6 +181,13 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
                 }
             }
         }
+        // a save still running must report before the final state is
+        // persisted (after shutdown, saves are awaited in order)
+        while self.saves > 0 {
+            if let task @ TaskResult::Saved { .. } = tasks.select_next_some().await {
+                self.on_task(task, &mut incoming, &mut tasks);
+            }
+        }
         let now = self.clock.now();
         self.engine.shutdown(now);
         self.execute_commands(&mut tasks).await;
@@ -217,6 +231,13 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
             }
             TaskResult::ConnectFailed { relay, error } => self.engine.handle_connect_failed(&relay, now, &error),
             TaskResult::RelayInfo { relay, document } => self.engine.handle_relay_info(&relay, document.as_deref(), now),
+            TaskResult::Saved { token, events, result } => {
+                self.saves -= 1;
+                match result {
+                    Ok(outcomes) => self.engine.handle_saved(token, outcomes, now),
+                    Err(e) => self.engine.handle_save_failed(token, events, &e, now),
+                }
+            }
             TaskResult::WriterDone { relay, conn, error } => {
                 if self.conns.get(&relay).is_some_and(|c| c.id == conn) {
                     if let Some(c) = self.conns.remove(&relay) {
@@ -295,12 +316,23 @@ impl<C: Clock, N: Connector, S: EventStore> Driver<C, N, S> {
                         let _ = c.tx.unbounded_send(text);
                     }
                 }
-                Command::SaveEvents { token, events } => {
+                Command::SaveEvents { token, events } if !self.engine.running => {
                     let now = self.clock.now();
                     match self.store.save(events.clone()).await {
                         Ok(outcomes) => self.engine.handle_saved(token, outcomes, now),
                         Err(e) => self.engine.handle_save_failed(token, events, &e.0, now),
                     }
+                }
+                Command::SaveEvents { token, events } => {
+                    let store = Rc::clone(&self.store);
+                    self.saves += 1;
+                    tasks.push(
+                        async move {
+                            let result = store.save(events.clone()).await.map_err(|e| e.0);
+                            TaskResult::Saved { token, events, result }
+                        }
+                        .boxed_local(),
+                    );
                 }
                 Command::LoadNegentropyItems { token, filter } => {
                     let result = self.store.negentropy_items(filter).await;

@@ -294,7 +294,9 @@ impl Engine {
         if let Some(c) = self.commands.pop_front() {
             return Some(c);
         }
-        if !self.unsaved.is_empty() && self.save_retry_at.is_none() {
+        // One save at a time: while it commits, accepted events gather into
+        // the next (larger) batch instead of many small commits.
+        if !self.unsaved.is_empty() && self.save_retry_at.is_none() && self.saves_in_flight.is_empty() {
             let token = self.token();
             let batch: Vec<(Event, RelayUrl)> = core::mem::take(&mut self.unsaved);
             self.saves_in_flight.insert(token, batch.iter().map(|(e, r)| (e.id, r.clone())).collect());
