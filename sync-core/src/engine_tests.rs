@@ -811,3 +811,25 @@ fn status_changes_and_saves_come_out_as_events() {
     assert_eq!(statuses, vec![ConnectionStatus::Connecting, ConnectionStatus::Syncing, ConnectionStatus::Connected]);
     assert!(h.engine.poll_event().is_none());
 }
+
+#[test]
+fn a_restart_with_many_roots_waits_for_nip11_before_opening_live_filters() {
+    let k = Keys::generate();
+    let events = many(&k, 3, 40, 1);
+    let config = SyncConfig { max_ids_per_filter: 1, live_req_max_bytes: 2_000, ..cfg() };
+    let limited = |events: Vec<Event>| {
+        let mut relay = ScriptRelay::new(Mode::Nip77, events);
+        relay.info = Some(r#"{"supported_nips":[1,11,77],"limitation":{"max_subscriptions":6}}"#.into());
+        relay.max_subs = 6;
+        relay
+    };
+    let mut h = Harness::new(config.clone(), server_policy(), &[R1], vec![(R1, limited(events.clone()))]);
+    h.advance(Duration::from_secs(120));
+    let stored = h.store.all();
+    // a fresh start on a full store: every batch exists at once
+    let mut h2 = Harness::new(config, server_policy(), &[R1], vec![(R1, limited(events))]);
+    h2.store.save_sync(stored).unwrap();
+    h2.advance(Duration::from_secs(120));
+    assert_eq!(h2.relays[&url(R1)].refusals, 0, "live filters waited for the stated limit");
+    assert_eq!(h2.status(R1), ConnectionStatus::Connected);
+}

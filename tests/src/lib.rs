@@ -1,10 +1,12 @@
 //! End-to-end test harness for `grasp-sync`: real relays on 127.0.0.1
-//! (`nostr-relay-builder`), a REQ-only proxy, a NIP-34 dataset, a WebSocket
+//! (`nostr-relay-builder`), a REQ-only proxy, a limiting proxy with a public
+//! relay's limits (also used by the benchmark), a NIP-34 dataset, a WebSocket
 //! client, and the real daemon binary run as a child process.
 
 pub mod client;
 pub mod daemon;
 pub mod dataset;
+pub mod limiting_proxy;
 pub mod relays;
 
 use std::future::Future;

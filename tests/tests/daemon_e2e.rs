@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use grasp_sync_tests::client::{first_answer, publish, query, sample};
 use grasp_sync_tests::daemon::{binary, Daemon, DaemonOpts};
 use grasp_sync_tests::dataset::{self, announcement, comment, Dataset};
+use grasp_sync_tests::limiting_proxy::{Limits, Proxy};
 use grasp_sync_tests::relays::{ReqOnlyProxy, TestRelay};
 use grasp_sync_tests::{free_port, wait_for};
 use nostr::{EventId, Filter, Keys, Timestamp};
@@ -356,4 +357,61 @@ fn bad_configuration_exits_2_with_a_one_line_error_naming_the_option() {
     {
         assert!(text.contains(needle), "--help lacks {needle}");
     }
+}
+
+/// Issue 8: a relay with a public relay's limits (6 subscriptions, stated in
+/// NIP-11; 4 negentropy sessions) and enough repositories and roots that
+/// dozens of historic jobs and live filter sets compete for them. The daemon
+/// must store exactly the set, never be refused, and stay on negentropy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the daemon binary; run by scripts/test-all"]
+async fn limited_relay_is_synced_exactly_without_a_single_refusal() {
+    let relay_port = free_port();
+    let http_port = free_port();
+    let service = format!("ws://127.0.0.1:{relay_port}");
+    let inner = TestRelay::start(0).await;
+    let proxy_port = free_port();
+    let limits = Limits { max_subs: 6, max_neg: 4, max_limit: 500 };
+    let proxy = Proxy::start(proxy_port, &inner.url(), limits, None).await.expect("limiting proxy");
+    let proxy_url = format!("ws://127.0.0.1:{proxy_port}");
+    let keys = Keys::generate();
+    let base = now() - 50_000;
+    let mut events = Vec::new();
+    for r in 0..20u64 {
+        let d = format!("repo{r}");
+        events.push(announcement(&keys, &d, &[&service, &proxy_url], &[], base + r));
+        let addr = dataset::address(&keys, &d);
+        for i in 0..8u64 {
+            let at = base + 100 + r * 1000 + i * 10;
+            let issue =
+                dataset::ev(&keys, 1621, &format!("issue {r}/{i}"), vec![nostr::Tag::parse(["a", addr.as_str()]).expect("tag")], at);
+            for c in 0..3u64 {
+                events.push(comment(&keys, &issue.id, &format!("comment {c}"), at + c + 1));
+            }
+            events.push(issue);
+        }
+    }
+    let expected: BTreeSet<EventId> = events.iter().map(|e| e.id).collect();
+    inner.insert(&events).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::spawn(DaemonOpts {
+        service_url: service,
+        bootstrap: vec![proxy_url.clone()],
+        data_dir: dir.path().join("data"),
+        allow_private: true,
+        http_port,
+        relay_port,
+        // ten roots per filter: 16 layer-3 batches, 48 historic jobs
+        extra: vec!["--max-ids-per-filter".into(), "10".into()],
+    });
+    wait_connected(&d, &proxy_url, 3.0, Duration::from_secs(60)).await;
+    assert_eq!(served_ids(&d).await, expected, "exactly the relay's set");
+    let t = proxy.totals();
+    assert_eq!((t.sub_refusals, t.neg_refusals), (0, 0), "the relay never said too many");
+    assert!(t.nip11 >= 1, "NIP-11 was fetched");
+    assert_eq!(d.metric("ngit_sync_relay_refusals", &[("relay", &proxy_url)]).await, Some(0.0));
+    let status = d.status().await.expect("status");
+    let row = status["relays"].as_array().expect("relays").iter().find(|r| r["relay"] == proxy_url.as_str()).cloned().expect("row");
+    assert_eq!(row["req_only"], false, "negentropy all along: {row}");
+    assert_eq!(row["negentropy"], true);
 }

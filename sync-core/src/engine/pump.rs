@@ -44,8 +44,13 @@ impl Engine {
         if !self.running || self.relays.get(url).is_none_or(|r| r.session.is_none() || r.sync.health.is_rate_limited(now)) {
             return;
         }
-        if self.relays.get(url).and_then(|r| r.session.as_ref()).is_some_and(|s| s.pause_until.is_some_and(|t| now < t)) {
-            return; // the relay just said "too many"
+        if self
+            .relays
+            .get(url)
+            .and_then(|r| r.session.as_ref())
+            .is_some_and(|s| s.pause_until.is_some_and(|t| now < t) || s.info_wait_until.is_some())
+        {
+            return; // the relay just said "too many", or its NIP-11 limits are not known yet
         }
         // Live filters of new batches go out before their historic requests.
         self.flush_live(url, now);
