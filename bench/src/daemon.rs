@@ -20,9 +20,9 @@ use tokio::net::TcpStream;
 use tokio::process::Command;
 
 use crate::measure;
-use crate::proxy::Proxy;
 use crate::relay::free_port;
 use crate::report::Measurement;
+use grasp_sync_tests::limiting_proxy::Proxy;
 
 /// An initial sync whose relays are all Connected but stores nothing for this long has stalled.
 const STALL: Duration = Duration::from_secs(30);
@@ -118,6 +118,7 @@ pub async fn run(
             break;
         }
         if let Some(s) = measure::sample(pid) {
+            m.peak_anon_kib = Some(m.peak_anon_kib.unwrap_or(0).max(s.anon_kib));
             last_sample = Some(s);
         }
         let elapsed = started.elapsed();

@@ -18,7 +18,6 @@ mod dataset;
 mod floor;
 mod measure;
 mod missing;
-mod proxy;
 mod relay;
 mod report;
 mod sdk_peer;
@@ -29,9 +28,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::proxy::{Limits, Proxy};
 use crate::relay::BenchRelay;
 use crate::report::{Measurement, Report, Row};
+use grasp_sync_tests::limiting_proxy::{Limits, Proxy};
 
 #[derive(Parser)]
 #[command(

@@ -10,6 +10,9 @@ use std::time::Duration;
 pub struct ProcSample {
     /// Peak resident set size so far, KiB.
     pub peak_rss_kib: u64,
+    /// Anonymous resident memory now (`RssAnon`: heap and stacks, not the
+    /// pages of memory-mapped files such as an LMDB store), KiB.
+    pub anon_kib: u64,
     /// User + system CPU time so far.
     pub cpu: Duration,
 }
@@ -18,12 +21,12 @@ pub struct ProcSample {
 pub fn sample(pid: u32) -> Option<ProcSample> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    Some(ProcSample { peak_rss_kib: vm_hwm_kib(&status)?, cpu: cpu_time(&stat)? })
+    Some(ProcSample { peak_rss_kib: kib(&status, "VmHWM:")?, anon_kib: kib(&status, "RssAnon:").unwrap_or(0), cpu: cpu_time(&stat)? })
 }
 
 /// `VmHWM:   12345 kB` → 12345.
-fn vm_hwm_kib(status: &str) -> Option<u64> {
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok())
+fn kib(status: &str, field: &str) -> Option<u64> {
+    status.lines().find_map(|l| l.strip_prefix(field)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok())
 }
 
 /// `utime + stime` (fields 14 and 15) in clock ticks → duration.
@@ -70,7 +73,9 @@ mod tests {
 
     #[test]
     fn parses_proc_files() {
-        assert_eq!(vm_hwm_kib("Name:\tx\nVmHWM:\t  4242 kB\nVmRSS:\t 1 kB\n"), Some(4242));
+        let status = "Name:\tx\nVmHWM:\t  4242 kB\nVmRSS:\t 1 kB\nRssAnon:\t 77 kB\n";
+        assert_eq!(kib(status, "VmHWM:"), Some(4242));
+        assert_eq!(kib(status, "RssAnon:"), Some(77));
         let stat = "123 (a b) S 1 2 3 4 5 6 7 8 9 10 200 100 0 0";
         assert_eq!(cpu_time(stat), Some(Duration::from_secs_f64(300.0 / clock_ticks())));
     }

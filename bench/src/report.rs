@@ -24,6 +24,8 @@ pub struct Measurement {
     pub bytes_sent: u64,
     /// Peak RSS (VmHWM), KiB.
     pub peak_rss_kib: Option<u64>,
+    /// Largest `RssAnon` seen while sampling every 100 ms, KiB.
+    pub peak_anon_kib: Option<u64>,
     /// CPU time (user + system) until done.
     pub cpu: Option<Duration>,
     /// REQs + NEG-OPENs refused by the proxy's limits.
@@ -57,6 +59,7 @@ struct Medians {
     rx: f64,
     tx: f64,
     rss_mib: Option<f64>,
+    anon_mib: Option<f64>,
     cpu_pct: Option<f64>,
     refusals: f64,
 }
@@ -81,6 +84,7 @@ impl Row {
             rx: col(&|m| Some(m.bytes_received as f64)).unwrap_or(0.0),
             tx: col(&|m| Some(m.bytes_sent as f64)).unwrap_or(0.0),
             rss_mib: col(&|m| m.peak_rss_kib.map(|k| k as f64 / 1024.0)),
+            anon_mib: col(&|m| m.peak_anon_kib.map(|k| k as f64 / 1024.0)),
             cpu_pct: col(&|m| m.cpu.map(|c| cpu_percent(c, m.wall))),
             refusals: col(&|m| Some(m.refusals as f64)).unwrap_or(0.0),
         }
@@ -147,8 +151,8 @@ impl Report {
             self.limits,
             self.revision
         );
-        s.push_str("| contender | complete | time s | → Connected s | events/s | MB received | MB sent | peak RSS MiB | CPU % | refused | time vs nostr-sdk | rate vs floor |\n");
-        s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str("| contender | complete | time s | → Connected s | events/s | MB received | MB sent | peak RSS MiB | peak anon MiB | CPU % | refused | time vs nostr-sdk | rate vs floor |\n");
+        s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         let floor_rate = self.row(&self.floor).map(Row::rate).filter(|r| *r > 0.0);
         for row in &self.rows {
             let m = row.medians();
@@ -163,7 +167,7 @@ impl Report {
             let is_floor = row.label == self.floor;
             let _ = writeln!(
                 s,
-                "| {} | {}/{} | {:.2} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {}/{} | {:.2} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 row.label,
                 done,
                 row.runs.len(),
@@ -173,6 +177,7 @@ impl Report {
                 mb(m.rx),
                 if is_floor { "—".into() } else { mb(m.tx) },
                 m.rss_mib.map(|r| format!("{r:.0}")).unwrap_or_else(|| "—".into()),
+                m.anon_mib.map(|r| format!("{r:.0}")).unwrap_or_else(|| "—".into()),
                 m.cpu_pct.map(|c| format!("{c:.0}")).unwrap_or_else(|| "—".into()),
                 if is_floor { "—".into() } else { format!("{:.0}", m.refusals) },
                 peer.map(|p| format!("{:.2}×", m.wall / p)).unwrap_or_else(|| "—".into()),
@@ -222,7 +227,8 @@ Columns:\n\n\
 - **→ Connected s**: daemon: until every relay shows Connected (3), which includes the SPEC's settle window (batch window + 1 s = 6 s of quiet); nostr-sdk: same as time.\n\
 - **events/s**: dataset events / time.\n\
 - **MB received / sent**: WebSocket payload bytes relay → client / client → relay, counted by the proxy until done.\n\
-- **peak RSS MiB**: `VmHWM` of the contender's process, read just before it is stopped.\n\
+- **peak RSS MiB**: `VmHWM` of the contender's process, read just before it is stopped; it includes the pages of the memory-mapped LMDB store that were touched.\n\
+- **peak anon MiB**: the largest `RssAnon` (heap, stacks: no file pages) seen while sampling the process every 100 ms.\n\
 - **CPU %**: (utime + stime) / wall time until done; 100 % = one core.\n\
 - **refused**: REQs and NEG-OPENs the proxy refused for exceeding its limits.\n\
 - **time vs nostr-sdk**: time / nostr-sdk's time for the same kind of sync (below 1 is faster).\n\

@@ -30,8 +30,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::measure;
-use crate::proxy::Proxy;
 use crate::report::Measurement;
+use grasp_sync_tests::limiting_proxy::Proxy;
 
 /// Addresses / ids per filter, as the engine does.
 const PER_FILTER: usize = 100;
@@ -173,15 +173,30 @@ pub async fn run(
     let stdout = child.stdout.take().ok_or("no stdout from the peer")?;
     let mut lines = BufReader::new(stdout).lines();
     let mut m = Measurement { expected, ..Measurement::default() };
+    let pid = child.id();
+    let mut peak_anon = 0u64;
     let read = async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(json) = line.strip_prefix("RESULT ") {
-                return Some((started.elapsed(), json.to_string()));
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                line = lines.next_line() => match line {
+                    Ok(Some(line)) => {
+                        if let Some(json) = line.strip_prefix("RESULT ") {
+                            return Some((started.elapsed(), json.to_string()));
+                        }
+                    }
+                    _ => return None,
+                },
+                _ = tick.tick() => {
+                    if let Some(s) = pid.and_then(measure::sample) {
+                        peak_anon = peak_anon.max(s.anon_kib);
+                    }
+                }
             }
         }
-        None
     };
     let outcome = tokio::time::timeout(timeout, read).await;
+    m.peak_anon_kib = Some(peak_anon).filter(|k| *k > 0);
     let t = proxy.totals();
     m.bytes_received = t.to_client;
     m.bytes_sent = t.from_client;
