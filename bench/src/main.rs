@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Modules: [`dataset`] (signed NIP-34 events, cached as JSONL), [`relay`]
-//! and [`proxy`] (the relay under test and its limits), the contenders
+//! (the relay under test; its limits come from the test crate's
+//! `grasp_sync_tests::limiting_proxy`, shared with the e2e suite), the contenders
 //! [`daemon`], [`sdk_peer`] and [`floor`], [`measure`] (`/proc` sampling) and
 //! [`report`] (tables and `BENCHMARKS.md`).
 
