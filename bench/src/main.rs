@@ -81,6 +81,10 @@ enum Cmd {
 
 #[derive(Args)]
 struct BenchArgs {
+    /// Fail (exit 1) unless every grasp-sync run completed without a single
+    /// "too many" refusal from the relay (the CI smoke test uses it).
+    #[arg(long)]
+    check: bool,
     /// Dataset size (events); 1000 is a CI smoke test.
     #[arg(long, default_value_t = 10_000)]
     events: usize,
@@ -280,8 +284,19 @@ async fn bench(a: BenchArgs) -> Result<(), String> {
             (SDK_RESYNC.into(), SDK_RESYNC.into()),
         ],
     };
+    let failures: Vec<String> = report
+        .rows
+        .iter()
+        .filter(|r| r.label == GS_INITIAL || r.label == GS_RESYNC)
+        .flat_map(|r| r.runs.iter().map(move |m| (r.label.clone(), m)))
+        .filter(|(_, m)| !m.complete || m.refusals > 0)
+        .map(|(label, m)| format!("{label}: complete {}, {} refusals", m.complete, m.refusals))
+        .collect();
     let section = report.section();
     println!("{section}");
+    if a.check && !failures.is_empty() {
+        return Err(format!("--check failed: {}", failures.join("; ")));
+    }
     if let Some(path) = &a.write {
         report::write_section(path, &section, &report.machine, &limits_line)?;
         eprintln!("wrote section \"## {} events\" to {}", expected, path.display());
