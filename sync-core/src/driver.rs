@@ -57,6 +57,8 @@ const PUBLISH_INTERVAL: core::time::Duration = core::time::Duration::from_millis
 /// Callback invoked with every changed status snapshot.
 pub type StatusCallback = Box<dyn FnMut(&SyncStatus)>;
 
+type Tasks = FuturesUnordered<LocalBoxFuture<'static, TaskResult>>;
+
 enum TaskResult {
     Connected { relay: RelayUrl, sink: FrameSink, stream: FrameStream },
     ConnectFailed { relay: RelayUrl, error: String },
@@ -140,13 +142,16 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
     /// its persisted state and index stored events, its last ones persist it.
     pub async fn run(mut self) -> Self {
         let mut incoming: SelectAll<LocalBoxStream<'static, Incoming>> = SelectAll::new();
-        let mut tasks: FuturesUnordered<LocalBoxFuture<'static, TaskResult>> = FuturesUnordered::new();
+        let mut tasks: Tasks = FuturesUnordered::new();
+        // the save in flight (apart: other store commands wait for it first)
+        let mut saves: Tasks = FuturesUnordered::new();
+        saves.push(future::pending().boxed_local());
         // keep SelectAll/FuturesUnordered non-empty so `next()` pends instead of ending
         incoming.push(futures::stream::pending().boxed_local());
         tasks.push(future::pending().boxed_local());
         self.engine.handle_timeout(self.clock.now());
         loop {
-            self.execute_commands(&mut tasks).await;
+            self.execute_commands(&mut tasks, &mut saves).await;
             // status changes and saved events are shown at once (throttled)
             let mut changed = false;
             while self.engine.poll_event().is_some() {
@@ -167,6 +172,7 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
             let wake = futures::select_biased! {
                 ctrl = self.control_rx.next() => Wake::Control(ctrl),
                 task = tasks.select_next_some() => Wake::Task(task),
+                task = saves.select_next_some() => Wake::Task(task),
                 item = incoming.select_next_some() => Wake::Frame(item),
                 _ = sleep.fuse() => Wake::Timer,
             };
@@ -183,14 +189,10 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
         }
         // a save still running must report before the final state is
         // persisted (after shutdown, saves are awaited in order)
-        while self.saves > 0 {
-            if let task @ TaskResult::Saved { .. } = tasks.select_next_some().await {
-                self.on_task(task, &mut incoming, &mut tasks);
-            }
-        }
+        self.finish_saves(&mut saves).await;
         let now = self.clock.now();
         self.engine.shutdown(now);
-        self.execute_commands(&mut tasks).await;
+        self.execute_commands(&mut tasks, &mut saves).await;
         for (_, conn) in self.conns.drain() {
             conn.abort.abort();
         }
@@ -198,12 +200,7 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
         self
     }
 
-    fn on_task(
-        &mut self,
-        task: TaskResult,
-        incoming: &mut SelectAll<LocalBoxStream<'static, Incoming>>,
-        tasks: &mut FuturesUnordered<LocalBoxFuture<'static, TaskResult>>,
-    ) {
+    fn on_task(&mut self, task: TaskResult, incoming: &mut SelectAll<LocalBoxStream<'static, Incoming>>, tasks: &mut Tasks) {
         let now = self.clock.now();
         match task {
             TaskResult::Connected { relay, sink, stream } => {
@@ -231,13 +228,7 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
             }
             TaskResult::ConnectFailed { relay, error } => self.engine.handle_connect_failed(&relay, now, &error),
             TaskResult::RelayInfo { relay, document } => self.engine.handle_relay_info(&relay, document.as_deref(), now),
-            TaskResult::Saved { token, events, result } => {
-                self.saves -= 1;
-                match result {
-                    Ok(outcomes) => self.engine.handle_saved(token, outcomes, now),
-                    Err(e) => self.engine.handle_save_failed(token, events, &e, now),
-                }
-            }
+            TaskResult::Saved { token, events, result } => self.on_saved(token, events, result),
             TaskResult::WriterDone { relay, conn, error } => {
                 if self.conns.get(&relay).is_some_and(|c| c.id == conn) {
                     if let Some(c) = self.conns.remove(&relay) {
@@ -274,7 +265,25 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
         }
     }
 
-    async fn execute_commands(&mut self, tasks: &mut FuturesUnordered<LocalBoxFuture<'static, TaskResult>>) {
+    /// Waits for the save in flight and reports it to the engine.
+    async fn finish_saves(&mut self, saves: &mut Tasks) {
+        while self.saves > 0 {
+            if let TaskResult::Saved { token, events, result } = saves.select_next_some().await {
+                self.on_saved(token, events, result);
+            }
+        }
+    }
+
+    fn on_saved(&mut self, token: u64, events: Vec<nostr::Event>, result: Result<Vec<crate::runtime::SaveOutcome>, String>) {
+        self.saves -= 1;
+        let now = self.clock.now();
+        match result {
+            Ok(outcomes) => self.engine.handle_saved(token, outcomes, now),
+            Err(e) => self.engine.handle_save_failed(token, events, &e, now),
+        }
+    }
+
+    async fn execute_commands(&mut self, tasks: &mut Tasks, saves: &mut Tasks) {
         while let Some(cmd) = self.engine.poll_command() {
             match cmd {
                 Command::Connect { relay, timeout } => {
@@ -326,7 +335,7 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                 Command::SaveEvents { token, events } => {
                     let store = Rc::clone(&self.store);
                     self.saves += 1;
-                    tasks.push(
+                    saves.push(
                         async move {
                             let result = store.save(events.clone()).await.map_err(|e| e.0);
                             TaskResult::Saved { token, events, result }
@@ -335,6 +344,8 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                     );
                 }
                 Command::LoadNegentropyItems { token, filter } => {
+                    // what negentropy offers as "have" must include every save
+                    self.finish_saves(saves).await;
                     let result = self.store.negentropy_items(filter).await;
                     let now = self.clock.now();
                     match result {
@@ -347,10 +358,12 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                     self.engine.handle_state_loaded(state, self.clock.now());
                 }
                 Command::QueryStored { token, filter } => {
+                    self.finish_saves(saves).await;
                     let events = self.store.query(filter).await.map_err(|e| e.to_string());
                     self.engine.handle_stored_events(token, events, self.clock.now());
                 }
                 Command::PersistState { state } => {
+                    self.finish_saves(saves).await;
                     if let Err(e) = self.store.save_state(state).await {
                         tracing::error!(error = %e, "could not persist sync state");
                     }
