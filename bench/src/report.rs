@@ -232,7 +232,12 @@ Columns:\n\n\
 - **CPU %**: (utime + stime) / wall time until done; 100 % = one core.\n\
 - **refused**: REQs and NEG-OPENs the proxy refused for exceeding its limits.\n\
 - **time vs nostr-sdk**: time / nostr-sdk's time for the same kind of sync (below 1 is faster).\n\
-- **rate vs floor**: events/s / the floor's events/s.\n\n"
+- **rate vs floor**: events/s / the floor's events/s.\n\n\
+Caveats: the machine may be shared (other builds and tests running), so single runs vary; use the medians. The relay is\n\
+`nostr-relay-builder` over its in-memory database, which serves one connection's messages one at a time and answers an L3\n\
+NEG-OPEN (100 root ids) by scanning: at 100k events that is ~80 ms per session, so the re-syncs and the tail of the\n\
+initial sync (→ Connected) are bound by the relay, equally for every contender. Both contenders store into LMDB on the\n\
+same disk; nostr-sdk commits one event per transaction.\n\n"
     )
 }
 
