@@ -833,3 +833,18 @@ fn a_restart_with_many_roots_waits_for_nip11_before_opening_live_filters() {
     assert_eq!(h2.relays[&url(R1)].refusals, 0, "live filters waited for the stated limit");
     assert_eq!(h2.status(R1), ConnectionStatus::Connected);
 }
+
+#[test]
+fn a_silent_request_is_retried_at_its_deadline_not_at_the_next_tick() {
+    let k = Keys::generate();
+    let (events, _) = dataset(&k);
+    // a 1 h tick: only the request's own deadline can wake the engine
+    let config = SyncConfig { tick_interval: Duration::from_secs(3600), historic_timeout: Duration::from_secs(7), ..cfg() };
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::NeverEose, events))]);
+    h.advance(Duration::from_millis(10));
+    let reqs = |h: &Harness| h.sent_to(R1).iter().filter(|f| f.starts_with("[\"REQ\",\"hist")).count();
+    let before = reqs(&h);
+    assert!(before > 0);
+    h.advance(Duration::from_secs(12));
+    assert!(reqs(&h) > before, "retried after 7 s, long before the next tick");
+}

@@ -328,6 +328,9 @@ impl Engine {
                 t = t.min(p);
             }
         }
+        if let Some(d) = self.next_connection_deadline() {
+            t = t.min(d);
+        }
         if let Some(d) = self.next_suspect_deadline() {
             t = t.min(d);
         }
@@ -1282,6 +1285,12 @@ impl Engine {
         }
         self.expire_info_waits(now);
         self.expire_suspects(now);
+        let due: Vec<RelayUrl> = self.relays.iter().filter(|(_, r)| r.session.is_some()).map(|(u, _)| u.clone()).collect();
+        for url in due {
+            if self.connection_deadline(&url).is_some_and(|d| now >= d) {
+                self.service_connection(&url, now);
+            }
+        }
         self.check_settled(now);
         if now >= self.next_tick {
             self.next_tick = now + self.config.tick_interval;
@@ -1300,6 +1309,27 @@ impl Engine {
         for url in urls {
             self.run_diff(&url, now);
         }
+    }
+
+    /// The earliest deadline of one connection (see `service_connection`).
+    fn connection_deadline(&self, url: &RelayUrl) -> Option<Millis> {
+        let relay = self.relays.get(url)?;
+        let session = relay.session.as_ref()?;
+        if let Some(until) = relay.sync.health.rate_limited_until {
+            // nothing else is due while the relay cools down
+            return Some(until);
+        }
+        session
+            .jobs
+            .values()
+            .filter(|j| j.in_flight() && j.held.is_none() && !matches!(j.kind, JobKind::LoadingItems(_)))
+            .map(|j| j.deadline)
+            .chain([session.reconcile_at])
+            .min()
+    }
+
+    fn next_connection_deadline(&self) -> Option<Millis> {
+        self.relays.keys().filter_map(|u| self.connection_deadline(u)).min()
     }
 
     /// Connections whose NIP-11 document did not come in time go on without
@@ -1403,6 +1433,16 @@ impl Engine {
             tracing::info!(relay = %url, "relay stable again");
             self.state_dirty = true;
         }
+        self.service_connection(url, now);
+    }
+
+    /// Every deadline of one connection that has passed: the end of a
+    /// rate-limit cooldown (held frames go out), historic requests without
+    /// an answer (retry, probe or fail), the daily reconciliation. Run on
+    /// every timeout (`poll_timeout` includes these deadlines), so none waits
+    /// for the next tick.
+    fn service_connection(&mut self, url: &RelayUrl, now: Millis) {
+        let Some(relay) = self.relays.get_mut(url) else { return };
         let rate_limited = relay.sync.health.is_rate_limited(now);
         let Some(session) = relay.session.as_mut() else { return };
         if !rate_limited {
@@ -1427,7 +1467,7 @@ impl Engine {
         } else {
             session.jobs.iter().filter(|(_, j)| j.in_flight() && j.held.is_none() && now >= j.deadline).map(|(s, _)| s.clone()).collect()
         };
-        let reconcile = now >= session.reconcile_at;
+        let reconcile = now >= session.reconcile_at && !rate_limited;
         for sub in expired {
             // An earlier iteration may have restarted this job already
             // (`mark_req_only` moves every NEG-OPEN job to pagination).
