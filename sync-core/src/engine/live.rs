@@ -34,8 +34,11 @@ impl Engine {
             return;
         }
         let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
-        if session.sub_budget.is_some_and(|b| projected + session.requests_in_flight() > b) {
-            return; // wait until historic requests free the relay's slots
+        let in_flight = session.requests_in_flight();
+        if in_flight > 0 && session.sub_budget.is_some_and(|b| projected + in_flight > b) {
+            // wait until historic requests free the relay's slots (with none
+            // in flight, open anyway: a refusal then teaches the real limit)
+            return;
         }
         session.live_pending.clear();
         let mut msgs = Vec::new();
