@@ -89,6 +89,32 @@ pub struct SyncConfig {
     pub relay_info_timeout: Duration,
     /// Allow loopback/private/link-local relay URLs (tests, private deployments).
     pub allow_private_relays: bool,
+    /// Relay URLs longer than this (bytes) are refused.
+    pub max_relay_url_len: usize,
+    /// Relays taken from one announcement (the first ones listed); the rest
+    /// are refused: announcements are attacker-controlled input.
+    pub max_relays_per_announcement: usize,
+    /// Relays tracked per host name (paths on one host are one operator).
+    pub max_relays_per_host: usize,
+    /// Relays tracked in total, bootstrap relays included.
+    pub max_tracked_relays: usize,
+    /// New connections started per health tick.
+    pub max_connects_per_tick: usize,
+    /// Negentropy rounds per session before it is given up as endless.
+    pub max_negentropy_rounds: u32,
+    /// Ids one negentropy session may report (have + need) before it is given up.
+    pub max_negentropy_ids: usize,
+    /// REQ pages per historic job before it is given up (a page counts when
+    /// it brought events that verify and match the filter).
+    pub max_pages_per_job: u32,
+    /// Events dated further than this into the future are refused
+    /// (`invalid_created_at`).
+    pub max_future_skew: Duration,
+    /// A live subscription the relay closes is reopened with backoff; after
+    /// this many closes in a row the relay is marked degraded.
+    pub live_reopen_max: u32,
+    /// Failed saves are retried with backoff up to this interval.
+    pub store_retry_max: Duration,
 }
 
 impl Default for SyncConfig {
@@ -130,6 +156,17 @@ impl Default for SyncConfig {
             live_req_max_bytes: 65_536,
             refusal_pause: Duration::from_secs(1),
             allow_private_relays: false,
+            max_relay_url_len: 256,
+            max_relays_per_announcement: 20,
+            max_relays_per_host: 4,
+            max_tracked_relays: 500,
+            max_connects_per_tick: 20,
+            max_negentropy_rounds: 100,
+            max_negentropy_ids: 100_000,
+            max_pages_per_job: 1_000,
+            max_future_skew: Duration::from_secs(15 * 60),
+            live_reopen_max: 5,
+            store_retry_max: Duration::from_secs(60),
         }
     }
 }
@@ -148,6 +185,7 @@ impl SyncConfig {
             ("tick_interval", self.tick_interval),
             ("historic_timeout", self.historic_timeout),
             ("negentropy_open_timeout", self.negentropy_open_timeout),
+            ("store_retry_max", self.store_retry_max),
         ];
         for (name, d) in positive {
             if d.is_zero() {
@@ -175,6 +213,15 @@ impl SyncConfig {
             ("max_negentropy_sessions", self.max_negentropy_sessions),
             ("fetch_queue_max", self.fetch_queue_max),
             ("live_req_max_bytes", self.live_req_max_bytes),
+            ("max_relay_url_len", self.max_relay_url_len),
+            ("max_relays_per_announcement", self.max_relays_per_announcement),
+            ("max_relays_per_host", self.max_relays_per_host),
+            ("max_tracked_relays", self.max_tracked_relays),
+            ("max_connects_per_tick", self.max_connects_per_tick),
+            ("max_negentropy_ids", self.max_negentropy_ids),
+            ("max_negentropy_rounds", self.max_negentropy_rounds as usize),
+            ("max_pages_per_job", self.max_pages_per_job as usize),
+            ("live_reopen_max", self.live_reopen_max as usize),
         ];
         for (name, n) in counts {
             if n == 0 {

@@ -39,6 +39,8 @@ pub mod time;
 #[cfg(test)]
 mod engine_tests;
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod testutil;
 
 pub use command::Command;

@@ -60,6 +60,9 @@ pub enum Verdict {
     Root(Vec<String>),
     /// Any other event tagging an accepted repository or root event.
     Related,
+    /// A version of an accepted repository's announcement that no longer
+    /// names us: if it is the newest, the repository stops being synced.
+    Delisting,
     /// Not wanted.
     Reject(Rejection),
 }
@@ -71,6 +74,8 @@ impl AcceptancePolicy {
             REPO_ANNOUNCEMENT => {
                 if self.wants_announcement(event) {
                     Verdict::Announcement
+                } else if index.contains_repo(&nip34::repo_address(event)) {
+                    Verdict::Delisting
                 } else {
                     Verdict::Reject(Rejection::Permanent)
                 }
@@ -199,7 +204,7 @@ mod tests {
         let stranger = Keys::generate();
         let ann = announcement(&owner, "repo", &["wss://grasp.example.com"], &[&maint.public_key().to_hex()]);
         let mut index = RepoSyncIndex::default();
-        index.add_announcement(&ann, false);
+        index.add_announcement(&ann, crate::repo_index::UrlRules::default());
         let p = server();
         assert_eq!(p.classify(&repo_state(&owner, "repo"), &index), Verdict::State);
         assert_eq!(p.classify(&repo_state(&maint, "repo"), &index), Verdict::State);
@@ -211,7 +216,7 @@ mod tests {
         let owner = Keys::generate();
         let ann = announcement(&owner, "repo", &["wss://grasp.example.com"], &[]);
         let mut index = RepoSyncIndex::default();
-        index.add_announcement(&ann, false);
+        index.add_announcement(&ann, crate::repo_index::UrlRules::default());
         let addr = nip34::repo_address(&ann);
         let p = server();
         let patch = tagged(&owner, 1617, "a", &addr);

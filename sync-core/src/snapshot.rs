@@ -53,7 +53,8 @@ impl Engine {
         totals.repositories = self.repos.repo_count();
         totals.root_events = self.repos.root_count();
         totals.unsaved_events = self.unsaved_count();
-        totals.relays_refused = self.refused_urls.len();
+        totals.relays_refused = self.urls_refused.values().sum::<u64>() as usize;
+        totals.relay_urls_refused = self.urls_refused.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let repositories = self
             .repos
             .repos()

@@ -231,8 +231,12 @@ pub struct Totals {
     pub pending_batches: usize,
     /// Events accepted and waiting for the store.
     pub unsaved_events: usize,
-    /// Relay URLs refused by the safety rule.
+    /// Distinct relay URLs refused (safety rule and bounds).
     pub relays_refused: usize,
+    /// The same by reason: `private`, `scheme`, `invalid`, `too_long`,
+    /// `per_announcement`, `per_host`, `total`.
+    #[serde(default)]
+    pub relay_urls_refused: BTreeMap<String, u64>,
 }
 
 /// The whole snapshot.

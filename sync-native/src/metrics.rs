@@ -111,7 +111,11 @@ impl Families {
             negentropy_rounds: counter("ngit_sync_negentropy_rounds_total", "NEG-MSG rounds completed", &["relay"]),
             repositories: gauge("ngit_sync_repositories", "Repositories served", &[]),
             root_events: gauge("ngit_sync_root_events", "Root events (patches, PRs, issues) known", &[]),
-            relays_refused: gauge("ngit_sync_relay_urls_refused", "Relay URLs refused by the safety rule", &[]),
+            relays_refused: gauge(
+                "ngit_sync_relay_urls_refused",
+                "Distinct relay URLs refused, by reason (safety rule and bounds)",
+                &["reason"],
+            ),
             unsaved_events: gauge("ngit_sync_unsaved_events", "Accepted events waiting for the store", &[]),
             ids_needed: gauge("ngit_sync_historic_ids_needed", "Ids negentropy reported as needed on the current connection", &["relay"]),
             ids_fetched: gauge("ngit_sync_historic_ids_fetched", "Needed ids received on the current connection", &["relay"]),
@@ -200,7 +204,9 @@ impl Families {
         self.relays_dead.with_label_values(NO_LABELS).set(t.relays_dead as i64);
         self.repositories.with_label_values(NO_LABELS).set(t.repositories as i64);
         self.root_events.with_label_values(NO_LABELS).set(t.root_events as i64);
-        self.relays_refused.with_label_values(NO_LABELS).set(t.relays_refused as i64);
+        for (reason, n) in &t.relay_urls_refused {
+            self.relays_refused.with_label_values(&[reason.as_str()]).set(*n as i64);
+        }
         self.unsaved_events.with_label_values(NO_LABELS).set(t.unsaved_events as i64);
     }
 }

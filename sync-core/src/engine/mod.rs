@@ -5,6 +5,7 @@
 //! engine never performs I/O, reads a clock or spawns anything, so the same
 //! code runs in the daemon, the browser and the deterministic simulation.
 
+mod admission;
 mod live;
 mod pump;
 mod startup;
@@ -115,7 +116,16 @@ pub struct Engine {
     commands: VecDeque<Command>,
     seen: BoundedSet<EventId>,
     rejections: RejectionCache,
-    pub(crate) refused_urls: BTreeSet<String>,
+    /// Refused relay URLs (reason + URL), to log each once.
+    refused_urls: BoundedSet<String>,
+    /// Distinct refused URLs by reason (`ngit_sync_relay_urls_refused{reason}`).
+    pub(crate) urls_refused: BTreeMap<&'static str, u64>,
+    /// A capacity bound (per host, total) refused a listed relay.
+    capacity_refused: bool,
+    /// A tracked relay was dropped since the last admission pass.
+    relays_dropped: bool,
+    /// `Connect` commands issued this tick.
+    connects_this_tick: usize,
     unsaved: Vec<(Event, RelayUrl)>,
     /// Repository states rejected only because their announcement had not
     /// been accepted yet; re-examined when the batch window closes.
@@ -157,7 +167,11 @@ impl Engine {
             excluded,
             rng: SplitMix64::new(seed),
             commands: VecDeque::new(),
-            refused_urls: BTreeSet::new(),
+            refused_urls: BoundedSet::new(admission::REFUSED_URLS_REMEMBERED),
+            urls_refused: BTreeMap::new(),
+            capacity_refused: false,
+            relays_dropped: false,
+            connects_this_tick: 0,
             unsaved: Vec::new(),
             parked_states: VecDeque::new(),
             saves_in_flight: BTreeMap::new(),
@@ -189,6 +203,7 @@ impl Engine {
     pub fn restore(&mut self, bytes: &[u8]) -> Result<(), StateError> {
         let state = SyncState::from_bytes(bytes)?;
         self.repos = state.repos;
+        let mut restored = BTreeMap::new();
         for (url, mut entry) in state.relays {
             // A process that died while connected never recorded the disconnect:
             // its last heartbeat is the best estimate.
@@ -199,11 +214,15 @@ impl Engine {
             entry.health.next_attempt_at = Millis::ZERO.max(entry.health.next_attempt_at);
             let bootstrap_now = self.relays.get(&url).is_some_and(|r| r.sync.bootstrap);
             entry.bootstrap = bootstrap_now;
-            let relay = self.relays.entry(url).or_insert_with(|| Relay::new(false));
-            relay.sync = entry;
+            restored.insert(url, entry);
         }
-        for url in self.repos.all_relays() {
-            self.ensure_relay(&url);
+        // Relays are admitted under today's bounds (a state written before
+        // them may track thousands); their saved sync progress comes back.
+        self.track_all_listed();
+        for (url, entry) in restored {
+            if let Some(relay) = self.relays.get_mut(&url) {
+                relay.sync = entry;
+            }
         }
         Ok(())
     }
@@ -219,10 +238,8 @@ impl Engine {
         let mut grew = false;
         for event in events {
             match self.policy.classify(event, &self.repos) {
-                Verdict::Announcement => {
-                    let change = self.repos.add_announcement(event, self.config.allow_private_relays);
-                    grew |= change.updated;
-                }
+                Verdict::Announcement => grew |= self.apply_announcement(event, false),
+                Verdict::Delisting => grew |= self.apply_announcement(event, true),
                 Verdict::Root(repos) => {
                     for repo in repos {
                         grew |= self.repos.add_root(&repo, event.id);
@@ -233,9 +250,6 @@ impl Engine {
             self.seen.insert(event.id);
         }
         if grew {
-            for r in self.repos.all_relays() {
-                self.ensure_relay(&r);
-            }
             self.accepted_set_grew(now);
         }
     }
@@ -357,17 +371,6 @@ impl Engine {
     }
 
     // ----- relay bookkeeping -------------------------------------------------
-
-    fn ensure_relay(&mut self, url: &RelayUrl) {
-        if self.excluded.contains(url) {
-            return;
-        }
-        if !self.relays.contains_key(url) {
-            tracing::info!(relay = %url, "tracking relay");
-            self.relays.insert(url.clone(), Relay::new(false));
-            self.state_dirty = true;
-        }
-    }
 
     fn set_status(&mut self, url: &RelayUrl, to: ConnectionStatus, now: Millis) {
         let Some(relay) = self.relays.get_mut(url) else { return };
@@ -929,7 +932,10 @@ impl Engine {
             reject(self, "invalid_id");
             return;
         }
-        let verdict = self.policy.classify(&event, &self.repos);
+        let mut verdict = self.policy.classify(&event, &self.repos);
+        if verdict == Verdict::Delisting && !self.repos.replaces_indexed(&event) {
+            verdict = Verdict::Reject(Rejection::Permanent); // an older version
+        }
         if let Verdict::Reject(kind) = verdict {
             // L1 brings announcements and states together, newest first: a
             // state often arrives before the announcement that makes it
@@ -959,19 +965,9 @@ impl Engine {
         }
         self.seen.insert(event.id);
         match verdict {
-            Verdict::Announcement => {
-                let change = self.repos.add_announcement(&event, self.config.allow_private_relays);
-                for (raw, why) in change.refused {
-                    if self.refused_urls.insert(raw.clone()) {
-                        tracing::warn!(url = %raw, reason = %why, repo = %nip34::repo_address(&event), "relay URL refused");
-                    }
-                }
-                if change.updated {
+            Verdict::Announcement | Verdict::Delisting => {
+                if self.apply_announcement(&event, verdict == Verdict::Delisting) {
                     self.accepted_set_grew(now);
-                    let relays: Vec<RelayUrl> = self.repos.all_relays().into_iter().collect();
-                    for r in relays {
-                        self.ensure_relay(&r);
-                    }
                 }
             }
             Verdict::Root(repos) => {
@@ -1385,6 +1381,7 @@ impl Engine {
     }
 
     fn tick(&mut self, now: Millis) {
+        self.admission_tick();
         let urls: Vec<RelayUrl> = self.relays.keys().cloned().collect();
         for url in urls {
             self.tick_relay(&url, now);
@@ -1409,6 +1406,7 @@ impl Engine {
             }
             tracing::info!(relay = %url, "dropping relay no repository lists");
             self.relays.remove(url);
+            self.relays_dropped = true;
             self.neg_loads.retain(|_, (r, _)| r != url);
             self.state_dirty = true;
             return;
@@ -1417,6 +1415,9 @@ impl Engine {
             ConnectionStatus::Disconnected => {
                 if relay.sync.health.may_attempt(now) && self.running {
                     let timeout = relay.sync.health.connect_timeout(&self.config);
+                    if !self.take_connect_budget() {
+                        return; // the next tick goes on
+                    }
                     self.set_status(url, ConnectionStatus::Connecting, now);
                     self.commands.push_back(Command::Connect { relay: url.clone(), timeout });
                 }

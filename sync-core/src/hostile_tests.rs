@@ -1,0 +1,144 @@
+//! Engine tests for hostile input (issue "hostile world"): every bound on
+//! what strangers can make the engine track, hold or retry, and the
+//! silent-loss corners. Each test failed on the engine before its fix.
+
+use std::time::Duration;
+
+use nostr::{EventId, Keys, Timestamp};
+
+use crate::config::SyncConfig;
+use crate::nip34;
+use crate::policy::AcceptancePolicy;
+use crate::relay_url::RelayUrl;
+use crate::status::ConnectionStatus;
+use crate::testkit::{Harness, Mode, ScriptRelay};
+use crate::testutil::*;
+
+const OURS: &str = "wss://grasp.example.com";
+const R1: &str = "wss://r1.example.com";
+
+fn url(s: &str) -> RelayUrl {
+    RelayUrl::parse(s).unwrap()
+}
+
+fn server_policy() -> AcceptancePolicy {
+    AcceptancePolicy::Server { relay_urls: [url(OURS)].into(), domains: Default::default() }
+}
+
+fn cfg() -> SyncConfig {
+    SyncConfig { backoff_jitter: 0.0, ..Default::default() }
+}
+
+fn tracked_count(h: &Harness) -> usize {
+    h.engine.status(h.now).relays.len()
+}
+
+#[test]
+fn one_announcement_listing_5000_relays_tracks_20_and_dials_a_bounded_number_per_tick() {
+    let k = Keys::generate();
+    let many: Vec<String> = (0..5000).map(|i| format!("wss://r{i}.example.net")).collect();
+    let mut listed: Vec<&str> = vec![OURS];
+    listed.extend(many.iter().map(String::as_str));
+    let ann = announcement(&k, "amp", &listed, &[]);
+    let config = SyncConfig { max_connects_per_tick: 5, ..cfg() };
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, vec![ann]))]);
+    h.advance(Duration::from_secs(3));
+    // R1 + the first 20 listed, ours among them (excluded: never dialled)
+    assert_eq!(tracked_count(&h), 1 + 19);
+    let st = h.engine.status(h.now);
+    assert_eq!(st.totals.relay_urls_refused.get("per_announcement"), Some(&(5001 - 20)));
+    // connections start at most 5 per 2 s tick
+    let mut per_tick = std::collections::BTreeMap::new();
+    for (at, _) in &h.connects {
+        *per_tick.entry(at.0 / 2000).or_insert(0) += 1;
+    }
+    assert!(per_tick.values().all(|n| *n <= 5), "{per_tick:?}");
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.connects.iter().map(|(_, u)| u.clone()).collect::<std::collections::BTreeSet<_>>().len(), 20);
+    assert!(h.engine.state_bytes().len() < 64 * 1024, "state stays small: {}", h.engine.state_bytes().len());
+}
+
+#[test]
+fn relays_per_host_and_in_total_are_bounded_and_counted() {
+    let k = Keys::generate();
+    let same_host: Vec<String> = (0..10).map(|i| format!("wss://one.example.net/{i}")).collect();
+    let mut listed: Vec<&str> = vec![OURS];
+    listed.extend(same_host.iter().map(String::as_str));
+    let a1 = announcement(&k, "a1", &listed, &[]);
+    let others: Vec<Event> = (0..6)
+        .map(|i| {
+            let relays: Vec<String> = (0..3).map(|j| format!("wss://h{i}-{j}.example.net")).collect();
+            let mut l: Vec<&str> = vec![OURS];
+            l.extend(relays.iter().map(String::as_str));
+            announcement(&k, &format!("r{i}"), &l, &[])
+        })
+        .collect();
+    let mut events = vec![a1];
+    events.extend(others);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events.clone()))]);
+    h.advance(Duration::from_secs(10));
+    let st = h.engine.status(h.now);
+    assert_eq!(st.relays.len(), 1 + 4 + 18);
+    assert_eq!(st.relays.iter().filter(|r| r.relay.starts_with("wss://one.example.net")).count(), 4);
+    assert_eq!(st.totals.relay_urls_refused.get("per_host"), Some(&6));
+
+    let config = SyncConfig { max_tracked_relays: 12, ..cfg() };
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(10));
+    let st = h.engine.status(h.now);
+    assert_eq!(st.relays.len(), 12);
+    // 28 URLs listed, 11 tracked besides R1: the other 17 refused (counted once each)
+    assert_eq!(st.totals.relay_urls_refused.values().sum::<u64>(), 28 - 11, "{:?}", st.totals.relay_urls_refused);
+    assert!(st.totals.relay_urls_refused.get("total").is_some());
+}
+
+use nostr::Event;
+
+#[test]
+fn long_urls_are_refused() {
+    let k = Keys::generate();
+    let long = format!("wss://{}.example.net", "a".repeat(250));
+    let ann = announcement(&k, "long", &[OURS, &long], &[]);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, vec![ann]))]);
+    h.advance(Duration::from_secs(10));
+    assert_eq!(tracked_count(&h), 1);
+    assert_eq!(h.engine.status(h.now).totals.relay_urls_refused.get("too_long"), Some(&1));
+}
+
+#[test]
+fn a_newer_announcement_without_us_delists_the_repository_and_replaces_the_old_one() {
+    let k = Keys::generate();
+    let v1 = announcement_at(&k, "repo", &[OURS, R1], Timestamp::from(1_700_000_000));
+    let addr = nip34::repo_address(&v1);
+    let patch = tagged(&k, 1617, "a", &addr);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, vec![v1.clone(), patch.clone()]))]);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.engine.status(h.now).totals.repositories, 1);
+    assert_eq!(h.store.saved_count(&patch.id), 1);
+
+    let v2 = announcement_at(&k, "repo", &[R1], Timestamp::from(1_700_000_100));
+    h.publish(R1, v2.clone());
+    h.advance(Duration::from_secs(10));
+    let st = h.engine.status(h.now);
+    assert_eq!(st.totals.repositories, 0, "the repository is no longer synced");
+    assert_eq!(h.store.saved_count(&v2.id), 1, "the newer version is stored and replaces the old one");
+    let stored_announcements: Vec<EventId> = h.store.all().iter().filter(|e| e.kind.as_u16() == 30617).map(|e| e.id).collect();
+    assert_eq!(stored_announcements, vec![v2.id]);
+    assert_eq!(h.store.saved_count(&patch.id), 1, "stored events stay");
+    // the maintainers' write access to the state ends with the repository
+    let state = repo_state(&k, "repo");
+    h.publish(R1, state.clone());
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.store.saved_count(&state.id), 0);
+    // an older version (re-)published later changes nothing
+    let old = announcement_at(&k, "repo", &[OURS, R1], Timestamp::from(1_700_000_050));
+    h.publish(R1, old.clone());
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.engine.status(h.now).totals.repositories, 0);
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+    // a still newer version naming us again brings the repository back
+    let v3 = announcement_at(&k, "repo", &[OURS, R1], Timestamp::from(1_700_000_200));
+    h.publish(R1, v3);
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.engine.status(h.now).totals.repositories, 1);
+}
