@@ -965,10 +965,8 @@ impl Engine {
         }
         self.seen.insert(event.id);
         match verdict {
-            Verdict::Announcement | Verdict::Delisting => {
-                if self.apply_announcement(&event, verdict == Verdict::Delisting) {
-                    self.accepted_set_grew(now);
-                }
+            Verdict::Announcement | Verdict::Delisting if self.apply_announcement(&event, verdict == Verdict::Delisting) => {
+                self.accepted_set_grew(now);
             }
             Verdict::Root(repos) => {
                 let mut new = false;
