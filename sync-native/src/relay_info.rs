@@ -4,16 +4,16 @@
 //! Why by hand: one small GET per connection does not justify an HTTP client
 //! stack; the TLS pieces are the ones the WebSocket connector already uses.
 //! The address connected to is the one checked by the private-address rule
-//! (no second DNS lookup), and the answer is capped at [`MAX_DOCUMENT`].
+//! (one DNS lookup, shared with the connector), and the answer is capped at
+//! [`MAX_DOCUMENT`].
 
-use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use sync_core::relay_url::is_public_ip;
 use sync_core::{RelayUrl, TransportError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::connector::{dial, resolve_checked, tls_connector, Target};
 
 /// NIP-11 documents are small; anything larger is not one.
 pub const MAX_DOCUMENT: usize = 64 * 1024;
@@ -24,50 +24,32 @@ fn err(e: impl std::fmt::Display) -> TransportError {
 
 /// Fetches the relay's NIP-11 document within `timeout`.
 pub async fn fetch(relay: &RelayUrl, allow_private: bool, timeout: Duration) -> Result<String, TransportError> {
-    tokio::time::timeout(timeout, fetch_inner(relay, allow_private)).await.map_err(|_| err("timed out"))?
+    let deadline = Instant::now() + timeout;
+    tokio::time::timeout(timeout, fetch_inner(relay, allow_private, deadline)).await.map_err(|_| err("timed out"))?
 }
 
-async fn fetch_inner(relay: &RelayUrl, allow_private: bool) -> Result<String, TransportError> {
+async fn fetch_inner(relay: &RelayUrl, allow_private: bool, deadline: Instant) -> Result<String, TransportError> {
     let url = url::Url::parse(relay.as_str()).map_err(err)?;
-    let tls = url.scheme() == "wss";
-    let host = url.host_str().ok_or_else(|| err("no host"))?.to_string();
-    let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare.as_str(), port)).await.map_err(err)?.collect();
-    let addr =
-        addrs.into_iter().find(|a| allow_private || is_public_ip(a.ip())).ok_or_else(|| err(format!("{bare} has no public address")))?;
-    let tcp = TcpStream::connect(addr).await.map_err(err)?;
+    let target = Target::of(relay)?;
+    // same rule and same dialling as the WebSocket connection
+    let addrs = resolve_checked(&target.host, target.port, allow_private).await.map_err(|e| err(e.0))?;
+    let tcp = dial(&addrs, deadline).await.map_err(|e| err(e.0))?;
+    let host = url.host_str().ok_or_else(|| err("no host"))?;
     let host_header = match url.port() {
         Some(p) => format!("{host}:{p}"),
-        None => host.clone(),
+        None => host.to_string(),
     };
     let request = format!(
         "GET {} HTTP/1.1\r\nHost: {host_header}\r\nAccept: application/nostr+json\r\nUser-Agent: grasp-sync\r\nConnection: close\r\n\r\n",
         url.path()
     );
-    let raw = if tls {
-        let name = rustls_pki_types::ServerName::try_from(bare).map_err(err)?;
-        let stream = tls_connector().connect(name, tcp).await.map_err(err)?;
+    let raw = if target.tls {
+        let stream = tls_connector().connect(target.server_name()?, tcp).await.map_err(err)?;
         exchange(stream, &request).await?
     } else {
         exchange(tcp, &request).await?
     };
     parse_response(&raw)
-}
-
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    static CONFIG: OnceLock<Arc<tokio_rustls::rustls::ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let roots = tokio_rustls::rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
-    });
-    tokio_rustls::TlsConnector::from(Arc::clone(config))
 }
 
 /// Sends the request and reads the whole answer (bounded).
@@ -170,7 +152,7 @@ mod tests {
     async fn private_addresses_are_refused_unless_allowed() {
         let relay = RelayUrl::parse("ws://127.0.0.1:9").unwrap();
         let e = fetch(&relay, false, Duration::from_secs(2)).await.unwrap_err();
-        assert!(e.0.contains("no public address"), "{e}");
+        assert!(e.0.contains("non-public"), "{e}");
     }
 
     #[tokio::test]
