@@ -142,3 +142,94 @@ fn a_newer_announcement_without_us_delists_the_repository_and_replaces_the_old_o
     h.advance(Duration::from_secs(10));
     assert_eq!(h.engine.status(h.now).totals.repositories, 1);
 }
+
+/// A repo listing us and R1 with one patch and `comments` comments on it.
+fn thread(k: &Keys, comments: usize) -> (Vec<Event>, Vec<EventId>) {
+    let ann = announcement(k, "repo", &[OURS, R1], &[]);
+    let patch = tagged(k, 1617, "a", &nip34::repo_address(&ann));
+    let mut events = vec![ann, patch.clone()];
+    for i in 0..comments {
+        events.push(tagged_at(k, 1111, "E", &patch.id.to_hex(), Timestamp::from(1_700_000_000 + i as u64)));
+    }
+    let ids = events.iter().map(|e| e.id).collect();
+    (events, ids)
+}
+
+fn stored(h: &Harness) -> std::collections::BTreeSet<EventId> {
+    h.store.all().into_iter().map(|e| e.id).collect()
+}
+
+#[test]
+fn endless_negentropy_ends_the_batch_as_failed_within_its_bounds() {
+    let k = Keys::generate();
+    let (events, _) = thread(&k, 3);
+    let config = SyncConfig { max_negentropy_rounds: 20, ..cfg() };
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::EndlessNeg, events))]);
+    h.advance(Duration::from_secs(600));
+    assert_eq!(h.status(R1), ConnectionStatus::ConnectedDegraded, "never stuck Syncing");
+    let st = h.engine.status(h.now);
+    assert!(!st.relays[0].req_only, "a relay that answers NEG-MSG is not REQ-only");
+    let mut rounds: std::collections::BTreeMap<String, usize> = Default::default();
+    for f in h.sent_to(R1).iter().filter(|f| f.starts_with("[\"NEG-MSG\"")) {
+        let sub: serde_json::Value = serde_json::from_str(f).unwrap();
+        *rounds.entry(sub[1].as_str().unwrap().to_string()).or_default() += 1;
+    }
+    assert!(rounds.values().all(|n| *n <= 20), "{rounds:?}");
+    assert!(h.engine.unsaved_count() == 0);
+}
+
+#[test]
+fn negentropy_ids_are_bounded_per_session() {
+    let k = Keys::generate();
+    let (events, _) = thread(&k, 3);
+    let config = SyncConfig { max_negentropy_ids: 5_000, fetch_queue_max: 100_000, ..cfg() };
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::EndlessNeg, events))]);
+    h.advance(Duration::from_secs(600));
+    assert_eq!(h.status(R1), ConnectionStatus::ConnectedDegraded);
+    let needed = h.engine.status(h.now).relays[0].progress.ids_needed;
+    assert!(needed <= 5_000 + 1_000 * 4, "at most one round past the bound per session: {needed}");
+}
+
+#[test]
+fn junk_pages_neither_keep_a_job_paging_nor_hide_real_events() {
+    let k = Keys::generate();
+    let (events, accepted) = thread(&k, 150);
+    let mut relay = ScriptRelay::new(Mode::ReqOnly, events);
+    relay.junk_per_page = 300;
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, relay)]);
+    h.advance(Duration::from_secs(120));
+    assert_eq!(stored(&h), accepted.into_iter().collect());
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+    let reqs = h.sent_to(R1).iter().filter(|f| f.starts_with("[\"REQ\"") && !f.contains("\"limit\":0")).count();
+    assert!(reqs < 30, "junk did not keep pagination going: {reqs} REQs");
+    let rejected = &h.engine.status(h.now).totals.events_rejected;
+    assert!(rejected.get("invalid_signature").copied().unwrap_or(0) > 0, "{rejected:?}");
+}
+
+#[test]
+fn pages_per_job_are_bounded() {
+    let k = Keys::generate();
+    let (events, _) = thread(&k, 600);
+    let config = SyncConfig { max_pages_per_job: 2, ..cfg() };
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::ReqOnly, events))]);
+    h.advance(Duration::from_secs(120));
+    assert_eq!(h.status(R1), ConnectionStatus::ConnectedDegraded);
+}
+
+#[test]
+fn an_event_dated_far_in_the_future_is_refused_and_blocks_nothing() {
+    let k = Keys::generate();
+    let (mut events, accepted) = thread(&k, 3);
+    let patch_id = events[1].id;
+    let poison = tagged_at(&k, 1111, "E", &patch_id.to_hex(), Timestamp::from(1u64 << 53));
+    let soon = tagged_at(&k, 1111, "E", &patch_id.to_hex(), Timestamp::from(1_800_000_000 + 600));
+    events.push(poison.clone());
+    events.push(soon.clone());
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(60));
+    let mut want: std::collections::BTreeSet<EventId> = accepted.into_iter().collect();
+    want.insert(soon.id); // 10 minutes ahead: within the 15-minute skew
+    assert_eq!(stored(&h), want);
+    assert_eq!(h.engine.status(h.now).totals.events_rejected.get("invalid_created_at"), Some(&1));
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+}

@@ -34,6 +34,16 @@ use crate::state::{RelaySyncEntry, StateError, SyncState, STATE_VERSION};
 use crate::status::{ConnectionStatus, RelayCounters};
 use crate::time::Millis;
 
+/// What ingesting an event learned about it.
+enum Validity {
+    /// Verified (accepted, or parked after verification).
+    Valid,
+    /// Bad id, bad signature or implausible date.
+    Invalid,
+    /// Not accepted by the policy, so its signature was not checked.
+    Unchecked(Event),
+}
+
 /// At most this many conditionally rejected repository states wait for their announcement.
 const PARKED_STATES_MAX: usize = 1024;
 
@@ -892,20 +902,34 @@ impl Engine {
         let created_at = event.created_at;
         let Some(relay) = self.relays.get_mut(url) else { return };
         relay.counters.events_received += 1;
-        // Pagination counts everything the relay returned for the page.
-        if let Some(job) = relay.session.as_mut().and_then(|s| s.jobs.get_mut(sub)) {
+        // Pagination counts only events that match the job's filter and
+        // verify: a relay streaming junk must not keep a job paging (or its
+        // deadline fresh) forever.
+        let page_filter_matches = relay.session.as_mut().and_then(|s| s.jobs.get_mut(sub)).is_some_and(|job| {
             job.answered = true;
-            if let JobKind::Page(p) = &mut job.kind {
-                p.on_event(id, created_at);
-                job.deadline = now + self.config.historic_timeout;
-            }
-        }
-        if self.seen.contains(&id) {
+            matches!(job.kind, JobKind::Page(_)) && job.filter.match_event(&event, nostr::filter::MatchEventOptions::new())
+        });
+        let counts = if self.seen.contains(&id) {
             relay.counters.events_duplicate += 1;
+            page_filter_matches
         } else if self.rejections.contains(&id, now) {
             *relay.counters.events_rejected.entry("not_accepted".into()).or_default() += 1;
+            page_filter_matches && event.verify().is_ok()
         } else {
-            self.ingest(url, event, now);
+            match self.ingest(url, event, now) {
+                Validity::Valid => page_filter_matches,
+                Validity::Invalid => false,
+                Validity::Unchecked(event) => page_filter_matches && event.verify_signature(),
+            }
+        };
+        if counts {
+            let deadline = now + self.config.historic_timeout;
+            if let Some(job) = self.job_mut(url, sub) {
+                if let JobKind::Page(p) = &mut job.kind {
+                    p.on_event(id, created_at);
+                    job.deadline = deadline;
+                }
+            }
         }
         // Any event under a requested id answers the fetch, even an invalid
         // one: the relay returned its (bad) copy rather than withholding the
@@ -922,7 +946,7 @@ impl Engine {
     }
 
     /// Policy, verification and queueing for save.
-    fn ingest(&mut self, url: &RelayUrl, event: Event, now: Millis) {
+    fn ingest(&mut self, url: &RelayUrl, event: Event, now: Millis) -> Validity {
         let reject = |engine: &mut Engine, reason: &str| {
             if let Some(r) = engine.relays.get_mut(url) {
                 *r.counters.events_rejected.entry(reason.into()).or_default() += 1;
@@ -930,7 +954,15 @@ impl Engine {
         };
         if !event.verify_id() {
             reject(self, "invalid_id");
-            return;
+            return Validity::Invalid;
+        }
+        // Implausible dates are refused before anything else: a valid event
+        // dated 2^53 s or later cannot be stored by every store (IndexedDB
+        // keys are doubles) and would block the save queue.
+        if event.created_at.as_secs() > (now + self.config.max_future_skew).as_secs() {
+            reject(self, "invalid_created_at");
+            tracing::debug!(relay = %url, id = %event.id, created_at = event.created_at.as_secs(), "event dated in the future");
+            return Validity::Invalid;
         }
         let mut verdict = self.policy.classify(&event, &self.repos);
         if verdict == Verdict::Delisting && !self.repos.replaces_indexed(&event) {
@@ -946,7 +978,7 @@ impl Engine {
             let park = kind == Rejection::Conditional && event.kind.as_u16() == nip34::REPO_STATE;
             if park && !event.verify_signature() {
                 reject(self, "invalid_signature");
-                return;
+                return Validity::Invalid;
             }
             self.rejections.insert(event.id, kind, now + self.config.rejection_ttl);
             reject(self, "not_accepted");
@@ -955,13 +987,14 @@ impl Engine {
                     self.parked_states.pop_front();
                 }
                 self.parked_states.push_back((event, url.clone()));
+                return Validity::Valid;
             }
-            return;
+            return Validity::Unchecked(event);
         }
         if !event.verify_signature() {
             reject(self, "invalid_signature");
             tracing::debug!(relay = %url, id = %event.id, "invalid signature");
-            return;
+            return Validity::Invalid;
         }
         self.seen.insert(event.id);
         match verdict {
@@ -980,6 +1013,7 @@ impl Engine {
             _ => {}
         }
         self.unsaved.push((event, url.clone()));
+        Validity::Valid
     }
 
     fn accepted_set_grew(&mut self, now: Millis) {
@@ -991,6 +1025,7 @@ impl Engine {
 
     fn on_eose(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
         let (retries, timeout) = (self.config.fetch_retries, self.config.historic_timeout);
+        let max_pages = self.config.max_pages_per_job;
         let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
         let limit = session.page_limit.unwrap_or(self.config.page_limit);
         // A relay answering at most `max_limit` events per page still pages on.
@@ -1006,6 +1041,11 @@ impl Engine {
         }
         match &mut job.kind {
             JobKind::Page(p) => match p.on_eose(threshold, limit) {
+                PageOutcome::Next(_) if p.pages > max_pages => {
+                    tracing::warn!(relay = %url, sub, pages = p.pages, "historic job beyond its page bound; batch failed");
+                    self.send(url, ClientMessage::close(SubscriptionId::new(sub)), now);
+                    self.finish_job(url, sub, false, now);
+                }
                 PageOutcome::Next(f) => {
                     job.last_request = Some(f.clone());
                     self.send(url, ClientMessage::req(SubscriptionId::new(sub), vec![f]), now);
@@ -1108,6 +1148,7 @@ impl Engine {
 
     fn on_neg_msg(&mut self, url: &RelayUrl, sub: &str, hex: &str, now: Millis) {
         let timeout = self.config.historic_timeout;
+        let (max_rounds, max_ids) = (self.config.max_negentropy_rounds, self.config.max_negentropy_ids);
         let queue_max = self.config.fetch_queue_max;
         let Some(relay) = self.relays.get_mut(url) else { return };
         relay.sync.negentropy = Some(true);
@@ -1129,8 +1170,18 @@ impl Engine {
         job.deadline = now + timeout;
         let mut need = Vec::new();
         let step = neg.on_message(hex, &mut need);
+        let endless = neg.rounds > max_rounds || neg.ids > max_ids;
+        let (rounds, ids) = (neg.rounds, neg.ids);
         job.kind = JobKind::Neg(neg);
         relay.counters.negentropy_rounds += 1;
+        if endless {
+            // A session this long is a lying or broken relay: give the batch
+            // up (ConnectedDegraded) rather than hold memory and stay Syncing.
+            tracing::warn!(relay = %url, sub, rounds, ids, "negentropy session beyond its bounds; batch failed");
+            self.send(url, ClientMessage::NegClose { subscription_id: std::borrow::Cow::Owned(SubscriptionId::new(sub)) }, now);
+            self.finish_job(url, sub, false, now);
+            return self.pump(url, now);
+        }
         // Fetch while reconciling: needed ids queue on the batch right away.
         let batch_id = job.batch;
         let (seen, rejections) = (&self.seen, &self.rejections);
@@ -1259,7 +1310,7 @@ impl Engine {
             if matches!(self.policy.classify(&event, &self.repos), Verdict::Reject(_)) {
                 self.parked_states.push_back((event, url));
             } else {
-                self.ingest(&url, event, now);
+                let _ = self.ingest(&url, event, now);
             }
         }
     }

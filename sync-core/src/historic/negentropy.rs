@@ -15,6 +15,9 @@ pub struct NegSession {
     neg: Negentropy<'static, NegentropyStorageVector>,
     /// Rounds completed.
     pub rounds: u32,
+    /// Ids the relay's messages reported so far (have + need): bounded by
+    /// the engine, because a lying relay can report endless ones.
+    pub ids: usize,
 }
 
 impl core::fmt::Debug for NegSession {
@@ -47,7 +50,7 @@ impl NegSession {
         storage.seal().map_err(err)?;
         let mut neg = Negentropy::owned(storage, frame_limit).map_err(err)?;
         let init = neg.initiate().map_err(err)?;
-        Ok((Self { neg, rounds: 0 }, hex_encode(&init)))
+        Ok((Self { neg, rounds: 0, ids: 0 }, hex_encode(&init)))
     }
 
     /// Handles one NEG-MSG from the relay; needed ids are appended to `need`.
@@ -57,6 +60,7 @@ impl NegSession {
         let mut need_ids = Vec::new();
         let out = self.neg.reconcile_with_ids(&bytes, &mut have_ids, &mut need_ids).map_err(err)?;
         self.rounds += 1;
+        self.ids += have_ids.len() + need_ids.len();
         need.extend(need_ids.into_iter().map(|id| EventId::from_byte_array(id.to_bytes())));
         Ok(match out {
             Some(msg) => NegStep::Continue(hex_encode(&msg)),

@@ -19,6 +19,8 @@ use crate::status::{ConnectionStatus, HealthStatus};
 use crate::store::memory::MemoryStore;
 use crate::time::Millis;
 
+pub mod hostile;
+
 fn url(s: &str) -> RelayUrl {
     RelayUrl::parse(s).expect("valid test relay URL")
 }
@@ -36,6 +38,9 @@ pub enum Mode {
     NeverEose,
     /// Never answers NEG-OPEN at all; REQ works.
     SilentNeg,
+    /// Answers every NEG-OPEN/NEG-MSG with fresh ids and a fingerprint
+    /// mismatch (`hostile::endless_negentropy_message`); REQ works.
+    EndlessNeg,
 }
 
 /// An in-process relay answering frames from a fixed event list.
@@ -69,6 +74,10 @@ pub struct ScriptRelay {
     pub refusals: u64,
     /// NIP-11 document served (`None`: the relay has none).
     pub info: Option<String>,
+    /// Junk events (matching, not verifying) added to every historic REQ page.
+    pub junk_per_page: usize,
+    /// Answers sent (salts junk and negentropy ids).
+    answers: u64,
 }
 
 impl ScriptRelay {
@@ -89,6 +98,8 @@ impl ScriptRelay {
             max_open_seen: 0,
             refusals: 0,
             info: None,
+            junk_per_page: 0,
+            answers: 0,
         }
     }
 
@@ -111,6 +122,7 @@ impl ScriptRelay {
 
     /// The relay's answers to one client frame.
     pub fn answer(&mut self, frame: &str) -> Vec<String> {
+        self.answers += 1;
         let msg = ClientMessage::from_json(frame).expect("engine sends valid frames");
         let opts = nostr::filter::MatchEventOptions::new();
         match msg {
@@ -141,7 +153,12 @@ impl ScriptRelay {
                     let mut m: Vec<&Event> = self.events.iter().filter(|e| f.match_event(e, opts)).collect();
                     m.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
                     m.truncate(self.cap.min(f.limit.unwrap_or(usize::MAX)));
+                    let until = m.last().map(|e| e.created_at).or(f.until).unwrap_or(nostr::Timestamp::from(1_700_000_000));
                     out.extend(m.into_iter().map(|e| RelayMessage::event(sub.clone(), e.clone()).as_json()));
+                    if f.ids.is_none() {
+                        let junk = hostile::junk_matching(f, until, self.junk_per_page, self.answers);
+                        out.extend(junk.into_iter().map(|e| RelayMessage::event(sub.clone(), e).as_json()));
+                    }
                 }
                 if self.mode != Mode::NeverEose || filters.iter().any(|f| f.ids.is_some()) {
                     out.push(RelayMessage::eose(sub).as_json());
@@ -158,11 +175,19 @@ impl ScriptRelay {
                 if self.neg.len() >= self.max_negs {
                     return self.refuse(&subscription_id, "NEG requests", true);
                 }
+                if self.mode == Mode::EndlessNeg {
+                    let answer = hostile::endless_negentropy_message(self.answers, 1000);
+                    return vec![RelayMessage::NegMsg { subscription_id, message: std::borrow::Cow::Owned(answer) }.as_json()];
+                }
                 let items: Vec<_> = self.events.iter().filter(|e| filter.match_event(e, opts)).map(|e| (e.id, e.created_at)).collect();
                 let mut r = NegResponder::new(&items, 60_000).unwrap();
                 let answer = r.reconcile(&initial_message).unwrap();
                 self.neg.insert(subscription_id.to_string(), r);
                 self.note_open();
+                vec![RelayMessage::NegMsg { subscription_id, message: std::borrow::Cow::Owned(answer) }.as_json()]
+            }
+            ClientMessage::NegMsg { subscription_id, .. } if self.mode == Mode::EndlessNeg => {
+                let answer = hostile::endless_negentropy_message(self.answers, 1000);
                 vec![RelayMessage::NegMsg { subscription_id, message: std::borrow::Cow::Owned(answer) }.as_json()]
             }
             ClientMessage::NegMsg { subscription_id, message } => {
