@@ -41,7 +41,7 @@ enum Validity {
     /// Bad id, bad signature or implausible date.
     Invalid,
     /// Not accepted by the policy, so its signature was not checked.
-    Unchecked(Event),
+    Unchecked(Box<Event>),
 }
 
 /// At most this many conditionally rejected repository states wait for their announcement.
@@ -989,7 +989,7 @@ impl Engine {
                 self.parked_states.push_back((event, url.clone()));
                 return Validity::Valid;
             }
-            return Validity::Unchecked(event);
+            return Validity::Unchecked(Box::new(event));
         }
         if !event.verify_signature() {
             reject(self, "invalid_signature");
