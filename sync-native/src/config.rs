@@ -15,6 +15,8 @@ use sync_core::policy::{parse_maintainer, parse_repo_address};
 use sync_core::{AcceptancePolicy, InterestSet, RelayUrl, SyncConfig};
 
 use crate::duration::Dur;
+use crate::http::HttpLimits;
+use crate::served_relay::ServedLimits;
 
 /// A configuration error; its text names the option.
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +97,83 @@ tuning! {
     relay_info_timeout: Dur = "GRASP_SYNC_RELAY_INFO_TIMEOUT", "3s", "Wait at most this long for a relay's NIP-11 document before historic sync (0 = never fetch it)";
 }
 
+/// Declares the limits of what the daemon serves, like [`tuning!`]: flag,
+/// env var, documented default and help once; [`Serving::limits`] applies them.
+macro_rules! serving {
+    ($( $field:ident : $ty:ty = $env:literal, $default:literal, $help:literal; )*) => {
+        /// Limits of the served relay and the HTTP endpoint.
+        #[derive(Args, Debug, Default, Clone, Deserialize)]
+        #[serde(default)]
+        pub struct Serving {
+            $(
+                #[arg(long, env = $env, help_heading = "Serving limits", help = concat!($help, " [default: ", $default, "]"))]
+                #[doc = $help]
+                pub $field: Option<$ty>,
+            )*
+        }
+
+        impl Serving {
+            /// Values set here win over `other`'s.
+            pub fn or(self, other: Serving) -> Serving {
+                Serving { $( $field: self.$field.or(other.$field), )* }
+            }
+
+            /// `(flag, documented default)` of every limit.
+            pub const DEFAULTS: &'static [(&'static str, &'static str)] = &[ $( (stringify!($field), $default), )* ];
+        }
+    };
+}
+
+serving! {
+    served_max_connections: usize = "GRASP_SYNC_SERVED_MAX_CONNECTIONS", "256", "Served relay: open connections in total; more are answered HTTP 503";
+    served_max_connections_per_ip: usize = "GRASP_SYNC_SERVED_MAX_CONNECTIONS_PER_IP", "0", "Served relay: open connections from one IP address (0 = no per-address cap; behind a reverse proxy every client has its address)";
+    served_max_limit: usize = "GRASP_SYNC_SERVED_MAX_LIMIT", "500", "Served relay: a filter's limit is clamped to this (also the limit of a filter without one)";
+    served_max_filters: usize = "GRASP_SYNC_SERVED_MAX_FILTERS", "200", "Served relay: filters in one REQ; a REQ with more is answered CLOSED";
+    served_max_subscriptions: usize = "GRASP_SYNC_SERVED_MAX_SUBSCRIPTIONS", "20", "Served relay: open subscriptions per connection; more are answered CLOSED";
+    served_max_negentropy_sessions: usize = "GRASP_SYNC_SERVED_MAX_NEGENTROPY_SESSIONS", "8", "Served relay: open negentropy sessions per connection; more NEG-OPENs are answered NEG-ERR";
+    served_max_message_bytes: usize = "GRASP_SYNC_SERVED_MAX_MESSAGE_BYTES", "1048576", "Served relay: largest client message in bytes (at least 1024); a larger one closes the connection (code 1009)";
+    served_idle_timeout: Dur = "GRASP_SYNC_SERVED_IDLE_TIMEOUT", "5m", "Served relay: close a connection with nothing open that sends nothing, or one that answers no ping, for this long";
+    http_max_connections: usize = "GRASP_SYNC_HTTP_MAX_CONNECTIONS", "64", "HTTP endpoint: connections served at once; more are answered 503";
+    http_timeout: Dur = "GRASP_SYNC_HTTP_TIMEOUT", "10s", "HTTP endpoint: a connection must send its request and take the answer within this";
+}
+
+impl Serving {
+    /// The validated limits; errors name the option.
+    pub fn limits(&self) -> Result<(ServedLimits, HttpLimits), ConfigError> {
+        let positive = |option: &str, v: Option<usize>, default: usize| match v {
+            Some(0) => Err(err(option, "must be greater than zero")),
+            v => Ok(v.unwrap_or(default)),
+        };
+        let duration = |option: &str, v: Option<Dur>, default| match v {
+            Some(d) if d.0.is_zero() => Err(err(option, "must be greater than zero")),
+            v => Ok(v.map_or(default, |d| d.0)),
+        };
+        let (s, h) = (ServedLimits::default(), HttpLimits::default());
+        let served = ServedLimits {
+            max_connections: positive("served-max-connections", self.served_max_connections, s.max_connections)?,
+            max_connections_per_ip: self.served_max_connections_per_ip.unwrap_or(s.max_connections_per_ip),
+            max_limit: positive("served-max-limit", self.served_max_limit, s.max_limit)?,
+            max_filters: positive("served-max-filters", self.served_max_filters, s.max_filters)?,
+            max_subscriptions: positive("served-max-subscriptions", self.served_max_subscriptions, s.max_subscriptions)?,
+            max_negentropy_sessions: positive(
+                "served-max-negentropy-sessions",
+                self.served_max_negentropy_sessions,
+                s.max_negentropy_sessions,
+            )?,
+            max_message_bytes: match self.served_max_message_bytes {
+                Some(n) if n < 1024 => return Err(err("served-max-message-bytes", format!("{n} is below the minimum of 1024"))),
+                n => n.unwrap_or(s.max_message_bytes),
+            },
+            idle_timeout: duration("served-idle-timeout", self.served_idle_timeout, s.idle_timeout)?,
+        };
+        let http = HttpLimits {
+            max_connections: positive("http-max-connections", self.http_max_connections, h.max_connections)?,
+            timeout: duration("http-timeout", self.http_timeout, h.timeout)?,
+        };
+        Ok((served, http))
+    }
+}
+
 /// Default HTTP address for /metrics, /health, /status.
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9464";
 /// Default address of the served read-only relay.
@@ -149,6 +228,11 @@ pub struct Options {
     #[command(flatten)]
     #[serde(flatten)]
     #[allow(missing_docs)]
+    pub serving: Serving,
+
+    #[command(flatten)]
+    #[serde(flatten)]
+    #[allow(missing_docs)]
     pub tuning: Tuning,
 }
 
@@ -197,6 +281,10 @@ pub struct DaemonConfig {
     pub http_listen: SocketAddr,
     /// Served relay address (None: off).
     pub relay_listen: Option<SocketAddr>,
+    /// Limits of the served relay.
+    pub served: ServedLimits,
+    /// Limits of the HTTP endpoint.
+    pub http: HttpLimits,
 }
 
 impl Options {
@@ -222,6 +310,7 @@ impl Options {
             store_relay: self.store_relay.or(file.store_relay),
             http_listen: self.http_listen.or(file.http_listen),
             relay_listen: self.relay_listen.or(file.relay_listen),
+            serving: self.serving.or(file.serving),
             tuning: self.tuning.or(file.tuning),
         }
     }
@@ -233,11 +322,22 @@ pub fn load_file(path: &Path) -> Result<Options, ConfigError> {
     let table: toml::Table = toml::from_str(&text).map_err(|e| err("config", format!("{}: {}", path.display(), e.message())))?;
     // serde cannot deny unknown fields through `flatten`, so keys are checked here.
     for key in table.keys() {
-        if !OPTION_KEYS.contains(&key.as_str()) && !Tuning::DEFAULTS.iter().any(|(k, _)| k == key) {
+        let known = |defaults: &[(&str, &str)]| defaults.iter().any(|(k, _)| k == key);
+        if !OPTION_KEYS.contains(&key.as_str()) && !known(Tuning::DEFAULTS) && !known(Serving::DEFAULTS) {
             return Err(err("config", format!("{}: unknown option `{key}`", path.display())));
         }
     }
-    Options::deserialize(table).map_err(|e| err("config", format!("{}: {}", path.display(), e.message())))
+    Options::deserialize(table.clone()).map_err(|e| {
+        // serde's message does not say which key: find it, to name the option.
+        let bad = table.iter().find_map(|(k, v)| {
+            let one = toml::Table::from_iter([(k.clone(), v.clone())]);
+            Options::deserialize(one).err().map(|e| (k.replace('_', "-"), e))
+        });
+        match bad {
+            Some((option, e)) => err(&option, format!("{} (in {})", e.message(), path.display())),
+            None => err("config", format!("{}: {}", path.display(), e.message())),
+        }
+    })
 }
 
 /// TOML keys of [`Options`] besides the tuning knobs.
@@ -336,6 +436,7 @@ fn build(o: Options) -> Result<DaemonConfig, ConfigError> {
     } else {
         Some(relay.parse().map_err(|e| err("relay-listen", format!("`{relay}`: {e}")))?)
     };
+    let (served, http) = o.serving.limits()?;
     let seed = o.seed.unwrap_or_else(|| {
         let t = crate::clock::now_millis().0;
         t ^ (u64::from(std::process::id()) << 32)
@@ -349,12 +450,15 @@ fn build(o: Options) -> Result<DaemonConfig, ConfigError> {
         store,
         http_listen,
         relay_listen,
+        served,
+        http,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<DaemonConfig, String> {
         let mut v = vec!["grasp-sync"];
@@ -417,6 +521,105 @@ mod tests {
         let mut a = BASE.to_vec();
         a.extend(["--repo", "30617:zz:x"]);
         assert!(parse(&a).unwrap_err().contains("--repo"));
+    }
+
+    #[test]
+    fn serving_limits_default_flags_and_documented_defaults() {
+        let c = parse(BASE).unwrap();
+        assert_eq!(c.served, ServedLimits::default());
+        assert_eq!(c.http, HttpLimits::default());
+        // What `--help` shows as the default is the default.
+        let mut v: Vec<String> = ["grasp-sync"].iter().chain(BASE).map(|s| s.to_string()).collect();
+        for (field, default) in Serving::DEFAULTS {
+            v.push(format!("--{}", field.replace('_', "-")));
+            v.push(default.to_string());
+        }
+        let c = resolve(Cli::try_parse_from(v).unwrap()).unwrap();
+        assert_eq!((c.served, c.http), (ServedLimits::default(), HttpLimits::default()));
+        let mut a = BASE.to_vec();
+        a.extend([
+            "--served-max-connections",
+            "3",
+            "--served-max-connections-per-ip",
+            "2",
+            "--served-max-limit",
+            "10",
+            "--served-max-filters",
+            "4",
+            "--served-max-subscriptions",
+            "5",
+            "--served-max-negentropy-sessions",
+            "6",
+            "--served-max-message-bytes",
+            "4096",
+            "--served-idle-timeout",
+            "1500ms",
+            "--http-max-connections",
+            "7",
+            "--http-timeout",
+            "2s",
+        ]);
+        let c = parse(&a).unwrap();
+        let want = ServedLimits {
+            max_connections: 3,
+            max_connections_per_ip: 2,
+            max_limit: 10,
+            max_filters: 4,
+            max_subscriptions: 5,
+            max_negentropy_sessions: 6,
+            max_message_bytes: 4096,
+            idle_timeout: std::time::Duration::from_millis(1500),
+        };
+        assert_eq!(c.served, want);
+        assert_eq!(c.http, HttpLimits { max_connections: 7, timeout: std::time::Duration::from_secs(2) });
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("--served-max-limit") && help.contains("[default: 500]"), "{help}");
+    }
+
+    #[test]
+    fn bad_serving_limits_name_the_option() {
+        for (flag, value) in [
+            ("--served-max-connections", "0"),
+            ("--served-max-limit", "0"),
+            ("--served-max-subscriptions", "0"),
+            ("--served-max-negentropy-sessions", "0"),
+            ("--served-max-filters", "0"),
+            ("--served-max-message-bytes", "100"),
+            ("--served-idle-timeout", "0s"),
+            ("--served-idle-timeout", "400d"),
+            ("--http-max-connections", "0"),
+            ("--http-timeout", "0"),
+            ("--served-max-limit", "99999999999999999999999"),
+        ] {
+            let mut a = BASE.to_vec();
+            a.extend([flag, value]);
+            let e = parse(&a).unwrap_err();
+            assert!(e.contains(flag), "{flag} {value}: {e}");
+        }
+    }
+
+    /// `--backoff-base 99999999999999999999d` used to panic (exit 101);
+    /// every duration option, from flag, env or file, is now an error
+    /// naming the option (main turns it into exit 2).
+    #[test]
+    fn overflowing_durations_are_errors_naming_the_option() {
+        for (field, _) in Tuning::DEFAULTS.iter().chain(Serving::DEFAULTS) {
+            let flag = format!("--{}", field.replace('_', "-"));
+            let mut a = BASE.to_vec();
+            a.extend([flag.as_str(), "99999999999999999999d"]);
+            match parse(&a) {
+                Err(e) => assert!(e.contains(&flag), "{flag}: {e}"),
+                Ok(_) => panic!("{flag} accepted 99999999999999999999d"),
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "dead_after = \"99999999999999999999d\"\n").unwrap();
+        let e = parse(&["--config", p.to_str().unwrap()]).unwrap_err();
+        assert!(e.contains("--dead-after") && e.contains("365d"), "{e}");
+        std::fs::write(&p, "backoff_max = 9223372036854775807\n").unwrap();
+        let e = parse(&["--config", p.to_str().unwrap()]).unwrap_err();
+        assert!(e.contains("--backoff-max") && e.contains("365d"), "{e}");
     }
 
     #[test]

@@ -75,7 +75,7 @@ async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
             let mut store = LmdbStore::open(&config.data_dir)?;
             let relay = match config.relay_listen {
                 Some(addr) => {
-                    let relay = served_relay::serve(store.database(), addr).await?;
+                    let relay = served_relay::serve(store.database(), addr, config.served.clone()).await?;
                     tracing::info!(url = %format!("ws://{addr}"), "serving stored events as a read-only relay");
                     store.notify_relay(relay.clone());
                     Some(relay)
@@ -111,7 +111,7 @@ async fn drive<S: EventStore + 'static>(
     let source: SnapshotSource = Arc::new(move || status_handle.status());
     let listener = http::bind(config.http_listen).await.map_err(|source| DaemonError::Http { addr: config.http_listen, source })?;
     tracing::info!(addr = %config.http_listen, "serving /metrics, /health and /status");
-    let http_task = tokio::spawn(http::serve(listener, Arc::new(Router::new(source))));
+    let http_task = tokio::spawn(http::serve(listener, Arc::new(Router::new(source)), config.http));
 
     let mut run = tokio::task::spawn_local(driver.run());
     let early = tokio::select! {

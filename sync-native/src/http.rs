@@ -5,6 +5,11 @@
 //! small HTTP/1.1 responder (one request per connection, `Connection:
 //! close`), which Prometheus and curl speak happily. It binds to 127.0.0.1
 //! by default.
+//!
+//! [`HttpLimits`] bound it: at most `max_connections` are served at once
+//! (more are answered `503` and closed at once, so they cannot pile up), and
+//! each must send its request and take its response within `timeout`, so a
+//! slow client (slow-loris, or one that never reads) cannot hold a slot.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,11 +17,32 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
 use crate::metrics::{Metrics, SnapshotSource, CONTENT_TYPE};
 
 /// Largest request head accepted.
 const MAX_HEAD: usize = 8 * 1024;
+
+/// Default of [`HttpLimits::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// Default of [`HttpLimits::timeout`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bounds on the endpoint's connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Connections served at once; more get `503 Service Unavailable`.
+    pub max_connections: usize,
+    /// A connection must deliver its request and take the response within this.
+    pub timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self { max_connections: DEFAULT_MAX_CONNECTIONS, timeout: DEFAULT_TIMEOUT }
+    }
+}
 
 /// A response: status line, content type, body.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,16 +101,25 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves connections forever.
-pub async fn serve(listener: TcpListener, router: Arc<Router>) {
+/// Serves connections forever, within `limits`.
+pub async fn serve(listener: TcpListener, router: Arc<Router>, limits: HttpLimits) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
         match listener.accept().await {
-            Ok((stream, _)) => {
+            Ok((stream, peer)) => {
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    tracing::debug!(%peer, max = limits.max_connections, "http connection refused: too many open");
+                    tokio::spawn(refuse(stream));
+                    continue;
+                };
                 let router = Arc::clone(&router);
                 tokio::spawn(async move {
-                    if let Err(e) = handle(stream, &router).await {
-                        tracing::debug!(error = %e, "http connection failed");
+                    match tokio::time::timeout(limits.timeout, handle(stream, &router)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "http connection failed"),
+                        Err(_) => tracing::debug!(%peer, timeout = ?limits.timeout, "http connection timed out"),
                     }
+                    drop(slot);
                 });
             }
             Err(e) => {
@@ -95,20 +130,33 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>) {
     }
 }
 
+/// Answers `503` without reading the request, then waits briefly for the
+/// client to finish sending: closing a socket with unread input makes the
+/// kernel send a reset, which can destroy the answer before it is read.
+async fn refuse(mut stream: TcpStream) {
+    const BUSY: &[u8] =
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nRetry-After: 1\r\nConnection: close\r\n\r\nbusy\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(BUSY).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 1024];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+}
+
+/// One request; the caller bounds it with [`HttpLimits::timeout`].
 async fn handle(mut stream: TcpStream, router: &Router) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
-    let read = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            head.extend_from_slice(&buf[..n]);
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
         }
-        Ok::<_, std::io::Error>(())
-    };
-    tokio::time::timeout(Duration::from_secs(5), read).await.map_err(|_| std::io::Error::other("request head timeout"))??;
+        head.extend_from_slice(&buf[..n]);
+    }
     let text = String::from_utf8_lossy(&head);
     let mut parts = text.lines().next().unwrap_or_default().split_whitespace();
     let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or("/"));
@@ -155,12 +203,37 @@ mod tests {
     async fn serves_over_tcp() {
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, Arc::new(router(true))));
+        tokio::spawn(serve(listener, Arc::new(router(true)), HttpLimits::default()));
+        let out = get(addr).await;
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(out.ends_with("\"status\":\"ok\"}") || out.contains("\"status\":\"ok\""), "{out}");
+    }
+
+    async fn get(addr: SocketAddr) -> String {
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
-        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
-        assert!(out.ends_with("\"status\":\"ok\"}") || out.contains("\"status\":\"ok\""), "{out}");
+        out
+    }
+
+    #[tokio::test]
+    async fn caps_connections_and_times_out_slow_clients() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = HttpLimits { max_connections: 2, timeout: Duration::from_millis(300) };
+        tokio::spawn(serve(listener, Arc::new(router(true)), limits));
+        // Two silent clients hold both slots: the third is refused at once.
+        let mut held = vec![TcpStream::connect(addr).await.unwrap(), TcpStream::connect(addr).await.unwrap()];
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = std::time::Instant::now();
+        assert!(get(addr).await.starts_with("HTTP/1.1 503 "));
+        assert!(started.elapsed() < Duration::from_millis(250));
+        // The silent ones are dropped after the timeout, freeing their slots.
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(2), held[0].read_to_end(&mut rest)).await.unwrap().unwrap_or(0);
+        assert_eq!(n, 0, "closed without an answer");
+        held.clear();
+        assert!(get(addr).await.starts_with("HTTP/1.1 200 OK"));
     }
 }
