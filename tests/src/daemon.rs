@@ -186,3 +186,27 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+// Process figures for the soak and kill-loop tests (issue 7).
+impl Daemon {
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `VmRSS` and `RssAnon` of the child in KiB (see [`proc_rss_kib`]).
+    pub fn rss_kib(&self) -> Option<(u64, u64)> {
+        proc_rss_kib(self.child.id())
+    }
+}
+
+/// `VmRSS` and `RssAnon` of process `pid` in KiB, from `/proc/<pid>/status`
+/// (None once it has exited). VmRSS includes the mmapped LMDB pages the
+/// process touched; RssAnon is its heap and stacks only.
+pub fn proc_rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("RssAnon:").unwrap_or(0)))
+}
