@@ -1,0 +1,474 @@
+//! Shared pieces of the sync-core fuzz targets: deterministic event signing,
+//! a fixed NIP-34 dataset, and [`Rig`], an [`Engine`] driven by hand with a
+//! virtual clock, a memory store and scripted relays — like
+//! `sync_core::testkit::Harness`, except that frames the engine sends are
+//! only answered when the fuzz input says so, so arbitrary relay frames can be
+//! interleaved with genuine protocol traffic.
+//!
+//! Invariants checked on every command the engine issues:
+//! - every frame it sends parses as a NIP-01/NIP-77 client message;
+//! - every event in `Command::SaveEvents` has a valid id and signature;
+//! - it never issues an unbounded stream of commands, nor asks for a timeout
+//!   in the past over and over without progress (a busy loop in a driver);
+//! - its persisted state restores into a fresh engine.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use sync_core::command::Command;
+use sync_core::nip34;
+use sync_core::nostr::secp256k1::{schnorr::Signature, Keypair, Message};
+use sync_core::nostr::{
+    ClientMessage, Event, EventId, JsonUtil, Kind, PublicKey, RelayMessage, SubscriptionId, Tag, Tags, Timestamp, SECP256K1,
+};
+use sync_core::testkit::{Mode, ScriptRelay};
+use sync_core::{AcceptancePolicy, Engine, MemoryStore, Millis, RelayUrl, SyncConfig};
+
+/// Our service URL (server policy).
+pub const OURS: &str = "wss://grasp.example.com";
+/// Bootstrap relay; speaks NIP-01 and NIP-77.
+pub const R1: &str = "wss://r1.example.com";
+/// Listed by the repository; REQ-only (answers NEG-OPEN with a NOTICE).
+pub const R2: &str = "wss://r2.example.com";
+/// Virtual start time.
+pub const T0: Millis = Millis(1_800_000_000_000);
+
+/// Parses a known-good relay URL.
+pub fn url(s: &str) -> RelayUrl {
+    RelayUrl::parse(s).expect("valid fixture URL")
+}
+
+/// Deterministic Schnorr signing with a fixed key (no aux randomness), so a
+/// crashing input reproduces byte for byte.
+pub struct Signer {
+    keypair: Keypair,
+    /// The key's public half.
+    pub pubkey: PublicKey,
+}
+
+impl Signer {
+    /// Key number `n` (secret key bytes `[n + 1; 32]`).
+    pub fn new(n: u8) -> Self {
+        let keypair = Keypair::from_seckey_slice(SECP256K1, &[n.wrapping_add(1).max(1); 32]).expect("valid secret key");
+        let pubkey = PublicKey::from_slice(&keypair.x_only_public_key().0.serialize()).expect("valid x-only key");
+        Self { keypair, pubkey }
+    }
+
+    /// A signed event.
+    pub fn sign(&self, kind: u16, tags: Vec<Tag>, content: &str, created_at: u64) -> Event {
+        let (id, tags, at, kind) = self.id(kind, tags, content, created_at);
+        let sig = SECP256K1.sign_schnorr_no_aux_rand(&Message::from_digest(id.to_bytes()), &self.keypair);
+        Event::new(id, self.pubkey, at, kind, tags, content, sig)
+    }
+
+    /// An event with a correct id but an all-zero signature: for code that
+    /// parses and indexes events without verifying them.
+    pub fn unsigned(&self, kind: u16, tags: Vec<Tag>, content: &str, created_at: u64) -> Event {
+        let (id, tags, at, kind) = self.id(kind, tags, content, created_at);
+        Event::new(id, self.pubkey, at, kind, tags, content, Signature::from_slice(&[0; 64]).expect("64 bytes"))
+    }
+
+    fn id(&self, kind: u16, tags: Vec<Tag>, content: &str, created_at: u64) -> (EventId, Tags, Timestamp, Kind) {
+        let tags = Tags::from_list(tags);
+        let at = Timestamp::from(created_at);
+        let kind = Kind::Custom(kind);
+        (EventId::new(&self.pubkey, &at, &kind, &tags, content), tags, at, kind)
+    }
+}
+
+/// A tag from its parts (empty parts: no tag).
+pub fn tag<S: AsRef<str>>(parts: &[S]) -> Option<Tag> {
+    Tag::parse(parts.iter().map(|s| s.as_ref().to_string()).collect::<Vec<_>>()).ok()
+}
+
+fn t(parts: &[&str]) -> Tag {
+    tag(parts).expect("non-empty tag")
+}
+
+/// The fixed dataset, signed once per process.
+pub struct Fixtures {
+    /// The repository owner.
+    pub owner: Signer,
+    /// Someone else.
+    pub stranger: Signer,
+    /// `30617:<owner>:repo`, listing OURS, R1 and R2.
+    pub announcement: Event,
+    /// Its address.
+    pub address: String,
+    /// A patch of the repository (an L3 root).
+    pub patch: Event,
+    /// Every event the scripted relays hold (accepted ones and noise).
+    pub events: Vec<Event>,
+}
+
+/// The dataset.
+pub fn fixtures() -> &'static Fixtures {
+    static F: OnceLock<Fixtures> = OnceLock::new();
+    F.get_or_init(|| {
+        let owner = Signer::new(0);
+        let stranger = Signer::new(1);
+        let at = 1_700_000_000;
+        let announcement = owner.sign(
+            30617,
+            vec![t(&["d", "repo"]), t(&["name", "repo"]), t(&["relays", OURS, R1, R2]), t(&["maintainers", &stranger.pubkey.to_hex()])],
+            "",
+            at,
+        );
+        let address = nip34::repo_address(&announcement);
+        let patch = owner.sign(1617, vec![t(&["a", &address])], "patch", at + 10);
+        let issue = stranger.sign(1621, vec![t(&["a", &address])], "issue", at + 11);
+        let pr = owner.sign(1618, vec![t(&["a", &address])], "pr", at + 12);
+        let mut events = vec![announcement.clone(), patch.clone(), issue.clone(), pr];
+        events.push(owner.sign(30618, vec![t(&["d", "repo"])], "", at + 13));
+        events.push(stranger.sign(1631, vec![t(&["e", &patch.id.to_hex()])], "", at + 14));
+        for i in 0..6u64 {
+            // enough replies that a small page limit paginates
+            let root = if i % 2 == 0 { &patch } else { &issue };
+            events.push(stranger.sign(1111, vec![t(&["E", &root.id.to_hex()])], &format!("reply {i}"), at + 20 + i));
+        }
+        // noise: another repository, a reply to nothing we know
+        events.push(stranger.sign(30617, vec![t(&["d", "other"]), t(&["relays", "wss://elsewhere.example.org"])], "", at));
+        events.push(stranger.sign(1111, vec![t(&["E", &EventId::all_zeros().to_hex()])], "noise", at + 40));
+        Fixtures { owner, stranger, announcement, address, patch, events }
+    })
+}
+
+/// The server policy for [`OURS`].
+pub fn server_policy() -> AcceptancePolicy {
+    AcceptancePolicy::Server { relay_urls: [url(OURS)].into(), domains: ["grasp.example.com".to_string()].into() }
+}
+
+/// Small limits: pagination, fetch chunking and the in-flight window all
+/// come into play with the tiny dataset.
+pub fn small_config() -> SyncConfig {
+    SyncConfig {
+        page_limit: 4,
+        pagination_threshold: 4,
+        fetch_chunk: 2,
+        max_in_flight: 2,
+        max_negentropy_sessions: 1,
+        fetch_queue_max: 3,
+        ..SyncConfig::default()
+    }
+}
+
+/// Most commands one drain may produce before it counts as a storm.
+const COMMAND_STORM: usize = 200_000;
+/// Most sub ids remembered per relay.
+const MAX_SUBS: usize = 256;
+
+/// An engine connected to scripted relays, driven by the fuzz input.
+pub struct Rig {
+    /// The engine under test.
+    pub engine: Engine,
+    /// Virtual time.
+    pub now: Millis,
+    /// Its store (holds the announcement from the start).
+    pub store: MemoryStore,
+    /// Scripted relays (R1: NIP-77, R2: REQ-only).
+    pub relays: BTreeMap<RelayUrl, ScriptRelay>,
+    /// Frames the engine sent that no relay has answered yet.
+    pub pending: BTreeMap<RelayUrl, VecDeque<String>>,
+    /// Subscription ids the engine used per relay (first-seen order).
+    pub subs: BTreeMap<RelayUrl, Vec<String>>,
+    /// Subscription ids of NEG-OPENs per relay (first-seen order).
+    pub neg_subs: BTreeMap<RelayUrl, Vec<String>>,
+    /// NIP-11 document served to `FetchRelayInfo`.
+    pub info: Option<String>,
+    /// The store fails `SaveEvents` while set.
+    pub store_fails: bool,
+    /// The last persisted state.
+    pub persisted: Option<Vec<u8>>,
+    config: SyncConfig,
+}
+
+impl Rig {
+    /// Starts an engine (start-up commands answered, the announcement already
+    /// stored), connects R1 and R2 and lets their historic work begin: after
+    /// this, live REQs, NEG-OPENs (R1) and REQs (R2) are in flight, unanswered.
+    pub fn new(config: SyncConfig, info: Option<String>) -> Self {
+        let f = fixtures();
+        let engine = Engine::new(config.clone(), server_policy(), &[R1.to_string()], 42, T0).expect("valid config");
+        let store = MemoryStore::new();
+        store.save_sync(vec![f.announcement.clone()]).expect("memory store");
+        let relays =
+            [(url(R1), ScriptRelay::new(Mode::Nip77, f.events.clone())), (url(R2), ScriptRelay::new(Mode::ReqOnly, f.events.clone()))]
+                .into_iter()
+                .collect();
+        let mut rig = Self {
+            engine,
+            now: T0,
+            store,
+            relays,
+            pending: BTreeMap::new(),
+            subs: BTreeMap::new(),
+            neg_subs: BTreeMap::new(),
+            info,
+            store_fails: false,
+            persisted: None,
+            config,
+        };
+        rig.drain();
+        assert!(rig.engine.is_started(), "start-up did not finish");
+        rig.engine.handle_timeout(rig.now);
+        rig.drain();
+        rig
+    }
+
+    /// Executes every command the engine has; relays do not answer.
+    pub fn drain(&mut self) {
+        let mut n = 0;
+        while let Some(cmd) = self.engine.poll_command() {
+            n += 1;
+            assert!(n < COMMAND_STORM, "command storm: {COMMAND_STORM} commands in one drain");
+            self.execute(cmd);
+        }
+        while self.engine.poll_event().is_some() {}
+    }
+
+    fn execute(&mut self, cmd: Command) {
+        match cmd {
+            Command::LoadState => self.engine.handle_state_loaded(Ok(None), self.now),
+            Command::QueryStored { token, filter } => {
+                let events = self.store.query_sync(&filter).map_err(|e| e.to_string());
+                self.engine.handle_stored_events(token, events, self.now);
+            }
+            Command::Connect { relay, .. } => match self.relays.get_mut(&relay) {
+                Some(r) => {
+                    r.connected = true;
+                    self.engine.handle_connected(&relay, self.now);
+                }
+                None => self.engine.handle_connect_failed(&relay, self.now, "refused"),
+            },
+            Command::Disconnect { relay } => self.forget(&relay),
+            Command::Send { relay, text } => self.sent(relay, text),
+            Command::SaveEvents { token, events } => {
+                let fixtures = &fixtures().events;
+                for e in &events {
+                    // (the fixtures are signed; skipping them saves half the verification time)
+                    if !fixtures.contains(e) {
+                        assert!(e.verify().is_ok(), "SaveEvents carries an event that does not verify: {}", e.as_json());
+                    }
+                }
+                if self.store_fails {
+                    self.engine.handle_save_failed(token, events, "fuzz: store down", self.now);
+                } else {
+                    let out = self.store.save_sync(events).expect("memory store");
+                    self.engine.handle_saved(token, out, self.now);
+                }
+            }
+            Command::LoadNegentropyItems { token, filter } => {
+                let items = self.store.negentropy_items_sync(&filter).expect("memory store");
+                self.engine.handle_negentropy_items(token, items, self.now);
+            }
+            Command::FetchRelayInfo { relay } => {
+                let doc = self.info.clone();
+                self.engine.handle_relay_info(&relay, doc.as_deref(), self.now);
+            }
+            Command::PersistState { state } => self.persisted = Some(state),
+        }
+    }
+
+    fn sent(&mut self, relay: RelayUrl, text: String) {
+        let msg = match ClientMessage::from_json(&text) {
+            Ok(m) => m,
+            Err(e) => panic!("engine sent a frame that is not a client message ({e}): {text}"),
+        };
+        let (sub, neg) = match &msg {
+            ClientMessage::Req { subscription_id, .. } => (Some(subscription_id.to_string()), false),
+            ClientMessage::NegOpen { subscription_id, .. } => (Some(subscription_id.to_string()), true),
+            _ => (None, false),
+        };
+        if let Some(sub) = sub {
+            remember(self.subs.entry(relay.clone()).or_default(), sub.clone());
+            if neg {
+                remember(self.neg_subs.entry(relay.clone()).or_default(), sub);
+            }
+        }
+        self.pending.entry(relay).or_default().push_back(text);
+    }
+
+    fn forget(&mut self, relay: &RelayUrl) {
+        if let Some(r) = self.relays.get_mut(relay) {
+            r.connected = false;
+            r.live.clear();
+            r.open.clear();
+            r.neg.clear();
+        }
+        self.pending.remove(relay);
+    }
+
+    /// One frame from `relay`.
+    pub fn frame(&mut self, relay: &RelayUrl, text: &str) {
+        self.engine.handle_frame(relay, text, self.now);
+        self.drain();
+    }
+
+    /// The scripted relay answers up to `n` of the frames sent to it.
+    pub fn answer(&mut self, relay: &RelayUrl, n: usize) {
+        for _ in 0..n {
+            let Some(text) = self.pending.get_mut(relay).and_then(VecDeque::pop_front) else { return };
+            let Some(r) = self.relays.get_mut(relay) else { return };
+            if !r.connected {
+                continue;
+            }
+            let answers = match ClientMessage::from_json(&text).expect("checked when sent") {
+                // The fuzz input may have pushed the engine's session out of
+                // step with the relay's: answer NEG-ERR instead of panicking
+                // like the test relay does.
+                ClientMessage::NegMsg { subscription_id, message } => match r.neg.get_mut(subscription_id.as_str()) {
+                    Some(responder) => vec![match responder.reconcile(&message) {
+                        Ok(answer) => RelayMessage::NegMsg { subscription_id, message: std::borrow::Cow::Owned(answer) }.as_json(),
+                        Err(e) => {
+                            RelayMessage::NegErr { subscription_id, message: std::borrow::Cow::Owned(format!("error: {e}")) }.as_json()
+                        }
+                    }],
+                    None => vec![],
+                },
+                _ => r.answer(&text),
+            };
+            for a in answers {
+                self.engine.handle_frame(relay, &a, self.now);
+            }
+            self.drain();
+        }
+    }
+
+    /// Advances virtual time by `d`, firing every timeout on the way (like a
+    /// driver that is awake throughout).
+    pub fn advance(&mut self, d: Duration) {
+        let end = self.now + d;
+        let mut stuck = 0;
+        while let Some(t) = self.engine.poll_timeout() {
+            if t > end {
+                break;
+            }
+            stuck = if t <= self.now { stuck + 1 } else { 0 };
+            assert!(stuck < 1000, "engine keeps asking for a timeout at {t:?} without progress (now {:?})", self.now);
+            self.now = self.now.max(t);
+            self.engine.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = end;
+    }
+
+    /// Jumps virtual time by `d` with one timeout at the end (a driver that
+    /// was suspended, or a clock that stepped).
+    pub fn jump(&mut self, d: Duration) {
+        self.now = self.now + d;
+        self.engine.handle_timeout(self.now);
+        self.drain();
+    }
+
+    /// The connection to `relay` is lost.
+    pub fn drop_connection(&mut self, relay: &RelayUrl) {
+        self.forget(relay);
+        self.engine.handle_disconnected(relay, self.now, "fuzz: connection lost");
+        self.drain();
+    }
+
+    /// A subscription id the engine used on `relay` (`i` modulo how many), or
+    /// `fallback` when it used none.
+    pub fn sub(&self, relay: &RelayUrl, i: usize, neg_only: bool) -> String {
+        let list = if neg_only { &self.neg_subs } else { &self.subs };
+        match list.get(relay) {
+            Some(v) if !v.is_empty() => v[i % v.len()].clone(),
+            _ => "hist1".to_string(),
+        }
+    }
+
+    /// End-of-input checks: the status snapshot builds, and the engine's
+    /// state (and the last persisted one) restores into a fresh engine.
+    pub fn finish(mut self) {
+        let _ = self.engine.status(self.now);
+        let bytes = self.engine.state_bytes();
+        for state in [Some(bytes), self.persisted.take()].into_iter().flatten() {
+            let mut fresh = Engine::new(self.config.clone(), server_policy(), &[R1.to_string()], 7, self.now).expect("valid config");
+            if let Err(e) = fresh.restore(&state) {
+                panic!("state written by the engine does not restore: {e}");
+            }
+        }
+    }
+}
+
+fn remember(list: &mut Vec<String>, sub: String) {
+    if !list.contains(&sub) {
+        if list.len() >= MAX_SUBS {
+            list.remove(0);
+        }
+        list.push(sub);
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A frame as JSON text: `[tag, sub, rest…]` with proper escaping.
+pub fn frame_json(parts: Vec<serde_json::Value>) -> String {
+    serde_json::Value::Array(parts).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rig reaches the state the targets start from: both relays
+    /// connected, NEG-OPENs in flight on R1, REQs on R2, nothing answered.
+    #[test]
+    fn rig_starts_with_historic_work_in_flight() {
+        for config in [SyncConfig::default(), small_config()] {
+            let mut rig = Rig::new(config, None);
+            let (r1, r2) = (url(R1), url(R2));
+            assert!(!rig.neg_subs.get(&r1).map_or(true, Vec::is_empty), "no NEG-OPEN on R1: {:?}", rig.pending);
+            assert!(rig.pending.get(&r2).is_some_and(|p| p.iter().any(|f| f.contains("\"hist"))), "no historic REQ on R2");
+            println!("subs: {:?}\nneg: {:?}", rig.subs, rig.neg_subs);
+            for (relay, frames) in &rig.pending {
+                for f in frames {
+                    println!("{relay} <- {}", &f[..f.len().min(160)]);
+                }
+            }
+            rig.answer(&r1, usize::MAX);
+            rig.answer(&r2, usize::MAX);
+            rig.advance(Duration::from_secs(60));
+            rig.answer(&r1, usize::MAX);
+            rig.answer(&r2, usize::MAX);
+            rig.advance(Duration::from_secs(60));
+            let stored = rig.store.len();
+            assert!(stored > 5, "the scripted relays synced only {stored} events");
+            rig.finish();
+        }
+    }
+
+    /// Regenerates the seeds that carry signed events and genuine negentropy
+    /// answers (`cargo +nightly test --release -- --ignored write_seeds`).
+    #[test]
+    #[ignore]
+    fn write_seeds() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus/handle_frame");
+        std::fs::create_dir_all(dir).unwrap();
+        let f = fixtures();
+        // what R1 answers to the frames sent at connect: NEG-MSGs, EOSEs
+        let rig = Rig::new(SyncConfig::default(), None);
+        let r1 = url(R1);
+        let mut r = ScriptRelay::new(Mode::Nip77, f.events.clone());
+        let mut lines = Vec::new();
+        for frame in rig.pending.get(&r1).cloned().unwrap_or_default() {
+            lines.extend(r.answer(&frame));
+        }
+        lines.push(String::new());
+        lines.push(".".into());
+        lines.push(String::new());
+        std::fs::write(format!("{dir}/seed-conversation"), lines.join("\n")).unwrap();
+        let event = RelayMessage::event(SubscriptionId::new("hist2"), f.patch.clone()).as_json();
+        let mut forged: serde_json::Value = serde_json::from_str(&event).unwrap();
+        forged[2]["sig"] = serde_json::Value::String("00".repeat(64));
+        let mut other =
+            serde_json::from_str::<serde_json::Value>(&RelayMessage::event(SubscriptionId::new("$1"), f.events[4].clone()).as_json())
+                .unwrap();
+        other[2]["content"] = "changed".into();
+        std::fs::write(format!("{dir}/seed-events"), [event, forged.to_string(), other.to_string()].join("\n")).unwrap();
+    }
+}
