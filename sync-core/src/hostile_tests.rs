@@ -233,3 +233,69 @@ fn an_event_dated_far_in_the_future_is_refused_and_blocks_nothing() {
     assert_eq!(h.engine.status(h.now).totals.events_rejected.get("invalid_created_at"), Some(&1));
     assert_eq!(h.status(R1), ConnectionStatus::Connected);
 }
+
+/// The relay closes every live subscription it holds, saying `why`.
+fn close_live(h: &mut Harness, relay: &str, why: &str) {
+    let u = url(relay);
+    let subs: Vec<String> = h.relays.get_mut(&u).unwrap().live.keys().cloned().collect();
+    h.relays.get_mut(&u).unwrap().live.clear();
+    for sub in subs {
+        let frame = nostr::RelayMessage::closed(nostr::SubscriptionId::new(sub), why).as_json();
+        h.engine.handle_frame(&u, &frame, h.now);
+    }
+    h.pump();
+}
+
+use nostr::JsonUtil;
+
+#[test]
+fn live_subscriptions_closed_by_the_relay_are_reopened_and_nothing_is_lost() {
+    let k = Keys::generate();
+    let (events, _) = thread(&k, 2);
+    let patch_id = events[1].id;
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+    let live_before = h.relays[&url(R1)].live.len();
+    assert!(live_before > 0);
+    close_live(&mut h, R1, "error: subscription expired");
+    // published while the subscription is closed: reaches the relay, not us (yet)
+    let comment = tagged_at(&k, 1111, "E", &patch_id.to_hex(), Timestamp::from(h.now.as_secs()));
+    h.publish(R1, comment.clone());
+    assert_eq!(h.store.saved_count(&comment.id), 0);
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.relays[&url(R1)].live.len(), live_before, "every live subscription is open again");
+    assert_eq!(h.store.saved_count(&comment.id), 1, "the reopened subscription asked with since");
+    let later = tagged_at(&k, 1111, "E", &patch_id.to_hex(), Timestamp::from(h.now.as_secs()));
+    h.publish(R1, later.clone());
+    assert_eq!(h.store.saved_count(&later.id), 1);
+    assert_eq!(h.status(R1), ConnectionStatus::Connected, "one close is not a degraded relay");
+}
+
+#[test]
+fn a_relay_that_keeps_closing_live_subscriptions_is_degraded_with_its_reason() {
+    let k = Keys::generate();
+    let (events, _) = thread(&k, 2);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(30));
+    let mut reopen_gaps = Vec::new();
+    for _ in 0..6 {
+        let closed_at = h.now;
+        close_live(&mut h, R1, "blocked: not allowed");
+        let mut waited = Duration::ZERO;
+        while h.relays[&url(R1)].live.is_empty() {
+            h.advance(Duration::from_secs(1));
+            waited += Duration::from_secs(1);
+            assert!(waited < Duration::from_secs(3600), "reopened within the backoff cap");
+        }
+        reopen_gaps.push(h.now.since(closed_at).as_secs());
+    }
+    assert!(reopen_gaps.windows(2).all(|w| w[1] >= w[0]), "backoff grows: {reopen_gaps:?}");
+    assert_eq!(h.status(R1), ConnectionStatus::ConnectedDegraded);
+    let reason = h.engine.status(h.now).relays[0].degraded_reason.clone().unwrap();
+    assert!(reason.contains("closing live subscriptions") && reason.contains("blocked: not allowed"), "{reason}");
+    // quiet for a stability period: trusted again
+    h.advance(Duration::from_secs(6 * 60));
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+    assert!(h.engine.status(h.now).relays[0].degraded_reason.is_none());
+}

@@ -152,6 +152,9 @@ pub struct Session {
     pub live: BTreeMap<String, Vec<BatchItems>>,
     /// Items of new batches whose live REQ is not open yet (packed on flush).
     pub live_pending: Vec<BatchItems>,
+    /// Live subscriptions the relay closed, reopened at the first time with
+    /// `since` the second: what was published meanwhile is not lost.
+    pub live_reopen: BTreeMap<String, (Millis, nostr::Timestamp)>,
     /// Layer 3 is live through one kind filter ([`BatchItems::AllThreads`])
     /// because the relay's subscription limit cannot hold one per 100 roots.
     pub l3_broad: bool,
@@ -195,6 +198,7 @@ impl Session {
             next_batch: 0,
             live: BTreeMap::new(),
             live_pending: Vec::new(),
+            live_reopen: BTreeMap::new(),
             l3_broad: false,
             pause_until: None,
             batches: BTreeMap::new(),

@@ -28,6 +28,7 @@ impl Engine {
                 relay: url.to_string(),
                 bootstrap: r.sync.bootstrap,
                 connection: r.status,
+                degraded_reason: r.degraded_reason.clone(),
                 connection_code: r.status.code(),
                 health,
                 health_code: health.code(),

@@ -52,6 +52,8 @@ impl ConnectionStatus {
                 | (Syncing, Disconnected)
                 | (Connected, Disconnected)
                 | (Connected, Syncing)
+                | (Connected, ConnectedDegraded)
+                | (ConnectedDegraded, Connected)
                 | (ConnectedDegraded, Disconnected)
                 | (ConnectedDegraded, Syncing)
         )
@@ -128,6 +130,9 @@ pub struct RelayStatus {
     pub bootstrap: bool,
     /// Connection status.
     pub connection: ConnectionStatus,
+    /// Why the relay is ConnectedDegraded (or will be when its sync ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded_reason: Option<String>,
     /// `ngit_sync_relay_connected` value.
     pub connection_code: u8,
     /// Health status.

@@ -142,6 +142,75 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The relay closed a live subscription (not as one too many). It is
+    /// still wanted: reopened with `since` (events published while it was
+    /// closed are not lost), at once when rate limited (held in the outbox
+    /// until the cooldown ends), otherwise after a backoff that doubles with
+    /// each close in a row. After `live_reopen_max` closes in a row the
+    /// relay is ConnectedDegraded, with the relay's reason in the status.
+    pub(super) fn live_closed(&mut self, url: &RelayUrl, sub: &str, message: &str, rate_limited: bool, now: Millis) {
+        let since = nostr::Timestamp::from((now - self.config.since_safety_margin).as_secs());
+        let (base, max, limit) = (self.config.backoff_base, self.config.backoff_max, self.config.live_reopen_max);
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        let Some(session) = relay.session.as_mut() else { return };
+        tracing::warn!(relay = %url, sub, message, "relay closed a live subscription");
+        if rate_limited {
+            let Some(items) = session.live.get(sub) else { return };
+            let filters_: Vec<Filter> = items.iter().flat_map(|i| i.filters()).map(|f| f.since(since)).collect();
+            return self.send(url, ClientMessage::req(SubscriptionId::new(sub), filters_), now);
+        }
+        // closes arriving together (a relay dropping all its subscriptions) count once
+        if relay.last_live_close.is_none_or(|t| now >= t + core::time::Duration::from_secs(1)) {
+            relay.live_closes += 1;
+        }
+        relay.last_live_close = Some(now);
+        let closes = relay.live_closes;
+        let delay = base.saturating_mul(1u32 << (closes - 1).min(16)).min(max);
+        let due = session.live_reopen.get(sub).map_or(since, |(_, s)| (*s).min(since));
+        session.live_reopen.insert(sub.to_string(), (now + delay, due));
+        if closes >= limit {
+            let reason = format!("relay keeps closing live subscriptions ({closes} in a row): {message}");
+            self.degrade(url, reason, now);
+        }
+    }
+
+    /// Reopens the closed live subscriptions whose backoff is over.
+    pub(super) fn reopen_live(&mut self, url: &RelayUrl, now: Millis) {
+        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        let due: Vec<(String, nostr::Timestamp)> =
+            session.live_reopen.iter().filter(|(_, (at, _))| now >= *at).map(|(s, (_, since))| (s.clone(), *since)).collect();
+        let mut msgs = Vec::new();
+        for (sub, since) in due {
+            session.live_reopen.remove(&sub);
+            let Some(items) = session.live.get(&sub) else { continue };
+            let filters_: Vec<Filter> = items.iter().flat_map(|i| i.filters()).map(|f| f.since(since)).collect();
+            msgs.push(ClientMessage::req(SubscriptionId::new(&sub), filters_));
+        }
+        for m in msgs {
+            self.send(url, m, now);
+        }
+    }
+
+    /// A relay whose closes stopped a stability period ago is trusted again.
+    pub(super) fn forgive_live_closes(&mut self, url: &RelayUrl, now: Millis) {
+        let stability = self.config.stability_period;
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        if relay.live_closes == 0 || relay.last_live_close.is_some_and(|t| now < t + stability) {
+            return;
+        }
+        relay.live_closes = 0;
+        let failed = relay.session.as_ref().is_some_and(|s| s.any_failed());
+        if relay.degraded_reason.as_deref().is_some_and(|r| r.starts_with("relay keeps closing live")) {
+            relay.degraded_reason = None;
+            if relay.status == crate::status::ConnectionStatus::ConnectedDegraded && !failed {
+                tracing::info!(relay = %url, "live subscriptions stable again");
+                self.set_status(url, crate::status::ConnectionStatus::Connected, now);
+            }
+        }
+    }
+}
+
 /// `["REQ", sub, …]` with every item's filters in live form (`limit:0`).
 fn live_req(sub: &str, group: &[BatchItems]) -> ClientMessage<'static> {
     let fs: Vec<Filter> = group.iter().flat_map(|i| i.filters()).map(|f| filters::live(&f)).collect();

@@ -66,6 +66,12 @@ pub(crate) struct Relay {
     pub(crate) session: Option<Session>,
     pub(crate) counters: RelayCounters,
     pub(crate) historic_duration_ms: Option<u64>,
+    /// Live subscriptions closed by the relay in a row (reset after a quiet
+    /// stability period).
+    pub(crate) live_closes: u32,
+    pub(crate) last_live_close: Option<Millis>,
+    /// Why the relay is (or will end) ConnectedDegraded, for the status.
+    pub(crate) degraded_reason: Option<String>,
 }
 
 impl Relay {
@@ -76,6 +82,9 @@ impl Relay {
             session: None,
             counters: RelayCounters::default(),
             historic_duration_ms: None,
+            live_closes: 0,
+            last_live_close: None,
+            degraded_reason: None,
         }
     }
 }
@@ -393,6 +402,19 @@ impl Engine {
         self.push_event(EngineEvent::StatusChanged(Transition { relay: url.clone(), from, to, at: now }));
     }
 
+    /// Marks a connected relay degraded, saying why (a Syncing relay ends
+    /// its historic sync ConnectedDegraded instead of Connected).
+    fn degrade(&mut self, url: &RelayUrl, reason: String, now: Millis) {
+        let Some(relay) = self.relays.get_mut(url) else { return };
+        if relay.degraded_reason.as_ref() != Some(&reason) {
+            tracing::warn!(relay = %url, reason, "relay degraded");
+        }
+        relay.degraded_reason = Some(reason);
+        if relay.status == ConnectionStatus::Connected {
+            self.set_status(url, ConnectionStatus::ConnectedDegraded, now);
+        }
+    }
+
     fn send(&mut self, url: &RelayUrl, msg: ClientMessage<'_>, now: Millis) {
         let text = msg.as_json();
         let Some(relay) = self.relays.get_mut(url) else { return };
@@ -417,6 +439,7 @@ impl Engine {
         };
         relay.counters.connect_success += 1;
         relay.sync.health.record_connected(now);
+        relay.degraded_reason = None;
         let quick = is_quick_reconnect(&relay.sync, now, self.config.quick_reconnect_window);
         let since = if quick {
             relay.sync.last_connected.or(relay.sync.disconnected_at).map(|t| (t - self.config.since_safety_margin).as_secs())
@@ -1085,18 +1108,8 @@ impl Engine {
         if too_many && session.live.contains_key(sub) {
             return self.live_refused(url, sub, now);
         }
-        if let Some(items) = session.live.remove(sub) {
-            tracing::warn!(relay = %url, sub, message, "relay closed a live subscription");
-            if rate_limited {
-                // Still wanted: ask again, held in the outbox until the cooldown
-                // ends, with `since` instead of `limit:0` so that events published
-                // while the subscription was refused are not lost.
-                session.live.insert(sub.to_string(), items.clone());
-                let since = nostr::Timestamp::from((now - self.config.since_safety_margin).as_secs());
-                let filters_: Vec<Filter> = items.iter().flat_map(|i| i.filters()).map(|f| f.since(since)).collect();
-                self.send(url, ClientMessage::req(SubscriptionId::new(sub), filters_), now);
-            }
-            return;
+        if session.live.contains_key(sub) {
+            return self.live_closed(url, sub, message, rate_limited, now);
         }
         let Some(job) = session.jobs.get(sub) else { return };
         if job.queued {
@@ -1369,6 +1382,7 @@ impl Engine {
             .values()
             .filter(|j| j.in_flight() && j.held.is_none() && !matches!(j.kind, JobKind::LoadingItems(_)))
             .map(|j| j.deadline)
+            .chain(session.live_reopen.values().map(|(at, _)| *at))
             .chain([session.reconcile_at])
             .min()
     }
@@ -1414,7 +1428,12 @@ impl Engine {
             }
         }
         for (url, failed, connected_at) in done {
-            if failed {
+            let live_trouble = self.relays.get(&url).is_some_and(|r| r.degraded_reason.is_some());
+            if failed || live_trouble {
+                if failed {
+                    let relay = self.relays.get_mut(&url).expect("listed");
+                    relay.degraded_reason = Some("historic sync incomplete: some batches failed or were cut short (see the log)".into());
+                }
                 self.set_status(&url, ConnectionStatus::ConnectedDegraded, now);
                 tracing::warn!(relay = %url, "historic sync finished with failed batches");
             } else {
@@ -1483,6 +1502,7 @@ impl Engine {
             tracing::info!(relay = %url, "relay stable again");
             self.state_dirty = true;
         }
+        self.forgive_live_closes(url, now);
         self.service_connection(url, now);
     }
 
@@ -1542,6 +1562,8 @@ impl Engine {
         }
         if reconcile {
             self.daily_reconciliation(url, now);
+        } else if !rate_limited {
+            self.reopen_live(url, now);
         }
         self.pump(url, now);
     }

@@ -146,6 +146,12 @@ impl ScriptRelay {
                     self.live.insert(sub.to_string(), filters.iter().map(|f| f.clone().into_owned()).collect());
                     return vec![RelayMessage::eose(sub).as_json()];
                 }
+                if sub.as_str().starts_with("live") {
+                    // a live subscription reopened with `since`: stored
+                    // matches, EOSE, then it stays open like any REQ
+                    self.open.remove(sub.as_str());
+                    self.live.insert(sub.to_string(), filters.iter().map(|f| f.clone().into_owned()).collect());
+                }
                 for f in &filters {
                     if self.mode == Mode::Withholding && f.ids.is_some() {
                         continue;
