@@ -299,3 +299,107 @@ fn a_relay_that_keeps_closing_live_subscriptions_is_degraded_with_its_reason() {
     assert_eq!(h.status(R1), ConnectionStatus::Connected);
     assert!(h.engine.status(h.now).relays[0].degraded_reason.is_none());
 }
+
+#[test]
+fn an_event_the_store_cannot_save_is_quarantined_and_the_queue_moves_on() {
+    let k = Keys::generate();
+    let (events, accepted) = thread(&k, 60);
+    let poison = events[9].id;
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.store.refuse_to_save(poison);
+    h.advance(Duration::from_secs(60));
+    let want: std::collections::BTreeSet<EventId> = accepted.into_iter().filter(|id| *id != poison).collect();
+    assert_eq!(stored(&h), want);
+    let st = h.engine.status(h.now);
+    assert_eq!(st.totals.events_quarantined, 1);
+    assert_eq!(st.totals.unsaved_events, 0);
+    assert!(st.totals.store_error.is_none(), "one bad event is not a failing store");
+    assert!(h.save_attempts < 40, "isolated in a few halvings: {}", h.save_attempts);
+}
+
+#[test]
+fn a_full_store_holds_a_bounded_backlog_reports_the_error_and_loses_nothing_when_it_recovers() {
+    let k = Keys::generate();
+    let (events, accepted) = thread(&k, 200);
+    let config = SyncConfig { max_unsaved: 10, ..cfg() };
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events.clone()))]);
+    h.store.set_full(true);
+    h.advance(Duration::from_secs(120));
+    let st = h.engine.status(h.now);
+    assert_eq!(st.totals.store_error.as_deref(), Some("no space left on device"));
+    assert!(st.totals.unsaved_events <= 40, "backlog bounded: {}", st.totals.unsaved_events);
+    assert_eq!(st.totals.events_quarantined, 0, "a full store is not a poison event");
+    assert!(h.save_attempts < 60, "retries back off: {}", h.save_attempts);
+    // live events keep coming while the store is down
+    let patch_id = events[1].id;
+    let live = tagged_at(&k, 1111, "E", &patch_id.to_hex(), Timestamp::from(h.now.as_secs()));
+    h.publish(R1, live.clone());
+    h.advance(Duration::from_secs(30));
+    h.store.set_full(false);
+    h.advance(Duration::from_secs(180));
+    let mut want: std::collections::BTreeSet<EventId> = accepted.into_iter().collect();
+    want.insert(live.id);
+    assert_eq!(stored(&h), want, "every accepted event stored after recovery");
+    let st = h.engine.status(h.now);
+    assert!(st.totals.store_error.is_none());
+    assert!(st.totals.events_forgotten > 0, "the backlog bound was exercised");
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+}
+
+#[test]
+fn state_persisted_while_the_store_fails_is_never_ahead_of_it() {
+    let k = Keys::generate();
+    let (events, _) = thread(&k, 20);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events.clone()))]);
+    h.advance(Duration::from_secs(60));
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+    let state = crate::state::SyncState::from_bytes(h.persisted.as_ref().unwrap()).unwrap();
+    assert!(state.relays[&url(R1)].historic_sync_completed);
+    // the store fills up; a live event is accepted but cannot be saved
+    h.store.set_full(true);
+    let live = tagged_at(&k, 1111, "E", &events[1].id.to_hex(), Timestamp::from(h.now.as_secs()));
+    h.publish(R1, live);
+    h.advance(Duration::from_secs(120));
+    let state = crate::state::SyncState::from_bytes(h.persisted.as_ref().unwrap()).unwrap();
+    let entry = &state.relays[&url(R1)];
+    assert!(!entry.historic_sync_completed && entry.confirmed_roots.is_empty(), "the relay will sync afresh");
+    // shutdown: the final save fails, the state persisted after it says so too
+    h.persisted = None;
+    h.engine.shutdown(h.now);
+    h.pump();
+    let state = crate::state::SyncState::from_bytes(h.persisted.as_ref().expect("persisted after the final save")).unwrap();
+    assert!(!state.relays[&url(R1)].historic_sync_completed);
+}
+
+#[test]
+fn shutdown_persists_the_state_only_after_the_final_save_reported() {
+    let k = Keys::generate();
+    let (events, _) = thread(&k, 5);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events.clone()))]);
+    h.advance(Duration::from_secs(60));
+    let live = tagged_at(&k, 1111, "E", &events[1].id.to_hex(), Timestamp::from(h.now.as_secs()));
+    let u = url(R1);
+    let frames = h.relays.get_mut(&u).unwrap().publish(live.clone());
+    for f in frames {
+        h.engine.handle_frame(&u, &f, h.now);
+    }
+    h.engine.shutdown(h.now);
+    let mut order = Vec::new();
+    while let Some(cmd) = h.engine.poll_command() {
+        match cmd {
+            crate::command::Command::SaveEvents { token, events } => {
+                order.push("save");
+                let out = h.store.save_sync(events).unwrap();
+                h.engine.handle_saved(token, out, h.now);
+            }
+            crate::command::Command::PersistState { state } => {
+                order.push("persist");
+                let state = crate::state::SyncState::from_bytes(&state).unwrap();
+                assert!(state.relays[&u].historic_sync_completed, "saved, so the state may say complete");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(order, vec!["save", "persist"]);
+    assert_eq!(h.store.saved_count(&live.id), 1);
+}

@@ -54,6 +54,10 @@ impl Engine {
         totals.repositories = self.repos.repo_count();
         totals.root_events = self.repos.root_count();
         totals.unsaved_events = self.unsaved_count();
+        totals.store_error = self.saving.error.clone();
+        totals.store_errors = self.saving.errors_total;
+        totals.events_quarantined = self.saving.quarantined;
+        totals.events_forgotten = self.saving.forgotten;
         totals.relays_refused = self.urls_refused.values().sum::<u64>() as usize;
         totals.relay_urls_refused = self.urls_refused.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let repositories = self

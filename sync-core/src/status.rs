@@ -242,6 +242,18 @@ pub struct Totals {
     /// `per_announcement`, `per_host`, `total`.
     #[serde(default)]
     pub relay_urls_refused: BTreeMap<String, u64>,
+    /// The store's error while it keeps failing (`/health` answers 503).
+    #[serde(default)]
+    pub store_error: Option<String>,
+    /// Failed saves, ever.
+    #[serde(default)]
+    pub store_errors: u64,
+    /// Events the store could not save on their own, dropped (logged).
+    #[serde(default)]
+    pub events_quarantined: u64,
+    /// Accepted events forgotten while the store was down (fetched again on recovery).
+    #[serde(default)]
+    pub events_forgotten: u64,
 }
 
 /// The whole snapshot.

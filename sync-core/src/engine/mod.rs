@@ -8,6 +8,7 @@
 mod admission;
 mod live;
 mod pump;
+pub(crate) mod saving;
 mod startup;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -28,9 +29,9 @@ use crate::policy::{AcceptancePolicy, Rejection, Verdict};
 use crate::relay_url::RelayUrl;
 use crate::repo_index::RepoSyncIndex;
 use crate::rng::SplitMix64;
-use crate::runtime::{NegentropyItem, SaveOutcome};
+use crate::runtime::NegentropyItem;
 use crate::session::{Job, JobKind, PendingBatch, Session};
-use crate::state::{RelaySyncEntry, StateError, SyncState, STATE_VERSION};
+use crate::state::{RelaySyncEntry, StateError, SyncState};
 use crate::status::{ConnectionStatus, RelayCounters};
 use crate::time::Millis;
 
@@ -150,7 +151,7 @@ pub struct Engine {
     /// been accepted yet; re-examined when the batch window closes.
     parked_states: VecDeque<(Event, RelayUrl)>,
     saves_in_flight: BTreeMap<u64, Vec<(EventId, RelayUrl)>>,
-    save_retry_at: Option<Millis>,
+    pub(crate) saving: saving::Saving,
     neg_loads: BTreeMap<u64, (RelayUrl, String)>,
     /// Ids asked for by a fetch, with the relay and subscription asking
     /// (SPEC §5: an id already requested anywhere is not requested again).
@@ -194,7 +195,7 @@ impl Engine {
             unsaved: Vec::new(),
             parked_states: VecDeque::new(),
             saves_in_flight: BTreeMap::new(),
-            save_retry_at: None,
+            saving: saving::Saving::default(),
             neg_loads: BTreeMap::new(),
             requested: HashMap::new(),
             next_token: 0,
@@ -329,13 +330,7 @@ impl Engine {
         }
         // One save at a time: while it commits, accepted events gather into
         // the next (larger) batch instead of many small commits.
-        if !self.unsaved.is_empty() && self.save_retry_at.is_none() && self.saves_in_flight.is_empty() {
-            let token = self.token();
-            let batch: Vec<(Event, RelayUrl)> = core::mem::take(&mut self.unsaved);
-            self.saves_in_flight.insert(token, batch.iter().map(|(e, r)| (e.id, r.clone())).collect());
-            return Some(Command::SaveEvents { token, events: batch.into_iter().map(|(e, _)| e).collect() });
-        }
-        None
+        self.next_save()
     }
 
     /// When the engine next wants `handle_timeout`.
@@ -347,7 +342,7 @@ impl Engine {
         if let Some(w) = self.window_started {
             t = t.min(w + self.config.batch_window);
         }
-        if let Some(r) = self.save_retry_at {
+        if let Some(r) = self.saving.retry_at {
             t = t.min(r);
         }
         // While the batch window is open `check_settled` waits for it (its end
@@ -578,25 +573,16 @@ impl Engine {
             self.commands.push_back(Command::Disconnect { relay: url });
         }
         self.running = false;
-        self.state_dirty = true;
-        if !self.unsaved.is_empty() {
-            let token = self.token();
-            let batch = core::mem::take(&mut self.unsaved);
-            self.saves_in_flight.insert(token, batch.iter().map(|(e, r)| (e.id, r.clone())).collect());
-            self.commands.push_back(Command::SaveEvents { token, events: batch.into_iter().map(|(e, _)| e).collect() });
-        }
-        self.commands.push_back(Command::PersistState { state: self.state_bytes() });
         self.state_dirty = false;
-    }
-
-    /// Serialised sync state (what `PersistState` carries).
-    pub fn state_bytes(&self) -> Vec<u8> {
-        SyncState {
-            version: STATE_VERSION,
-            repos: self.repos.clone(),
-            relays: self.relays.iter().map(|(u, r)| (u.clone(), r.sync.clone())).collect(),
+        // The final save goes out now (whatever the retry schedule), and the
+        // state is persisted once it reports: never ahead of the store.
+        self.saving.retry_at = None;
+        if let Some(save) = self.next_save() {
+            self.commands.push_back(save);
+            self.saving.persist_after_saves = true;
+        } else {
+            self.commands.push_back(Command::PersistState { state: self.state_bytes() });
         }
-        .to_bytes()
     }
 
     // ----- batches -----------------------------------------------------------
@@ -1036,6 +1022,7 @@ impl Engine {
             _ => {}
         }
         self.unsaved.push((event, url.clone()));
+        self.forget_beyond_backlog();
         Validity::Valid
     }
 
@@ -1269,49 +1256,6 @@ impl Engine {
 
     // ----- store results -----------------------------------------------------
 
-    /// The store answered `SaveEvents`.
-    pub fn handle_saved(&mut self, token: u64, outcomes: Vec<SaveOutcome>, now: Millis) {
-        let Some(ids) = self.saves_in_flight.remove(&token) else { return };
-        let before = self.events_synced;
-        for ((_, url), outcome) in ids.iter().zip(outcomes.iter()) {
-            let Some(relay) = self.relays.get_mut(url) else {
-                if matches!(outcome, SaveOutcome::Saved) {
-                    self.events_synced += 1;
-                }
-                continue;
-            };
-            match outcome {
-                SaveOutcome::Saved => {
-                    self.events_synced += 1;
-                    relay.counters.events_saved += 1;
-                }
-                SaveOutcome::Duplicate | SaveOutcome::Stale => relay.counters.events_duplicate += 1,
-                SaveOutcome::Rejected(reason) => {
-                    let key = format!("store:{}", reason.split(':').next().unwrap_or("other"));
-                    *relay.counters.events_rejected.entry(key).or_default() += 1;
-                }
-            }
-        }
-        if ids.len() != outcomes.len() {
-            tracing::error!(expected = ids.len(), got = outcomes.len(), "store returned the wrong number of outcomes");
-        }
-        if self.events_synced > before {
-            self.push_event(EngineEvent::EventsSaved { count: self.events_synced - before });
-        }
-        // Work held back by the unsaved-events bound can go out now.
-        self.pump_all(now);
-    }
-
-    /// The store failed a `SaveEvents`: the events are retried shortly.
-    pub fn handle_save_failed(&mut self, token: u64, events: Vec<Event>, error: &str, now: Millis) {
-        let Some(ids) = self.saves_in_flight.remove(&token) else { return };
-        tracing::error!(error, events = events.len(), "store failed; retrying in 1 s");
-        let mut retry: Vec<(Event, RelayUrl)> = events.into_iter().zip(ids.into_iter().map(|(_, u)| u)).collect();
-        retry.append(&mut self.unsaved);
-        self.unsaved = retry;
-        self.save_retry_at = Some(now + core::time::Duration::from_secs(1));
-    }
-
     /// Parked repository states whose announcement has been accepted since
     /// are ingested now; the others stay parked.
     fn retry_parked_states(&mut self, now: Millis) {
@@ -1335,8 +1279,8 @@ impl Engine {
         if !self.running || !self.is_started() {
             return;
         }
-        if self.save_retry_at.is_some_and(|t| now >= t) {
-            self.save_retry_at = None;
+        if self.saving.retry_at.is_some_and(|t| now >= t) {
+            self.saving.retry_at = None;
         }
         if self.window_started.is_some_and(|w| now >= w + self.config.batch_window) {
             self.close_batch_window(now);
@@ -1457,7 +1401,8 @@ impl Engine {
         let heartbeat = core::time::Duration::from_secs(60);
         let min_gap = core::time::Duration::from_secs(5);
         let due = (self.state_dirty && now.since(self.last_persist) >= min_gap) || now.since(self.last_persist) >= heartbeat;
-        if due && self.saves_in_flight.is_empty() && self.unsaved.is_empty() {
+        // The state written is never ahead of the store (see `state_bytes`).
+        if due {
             self.last_persist = now;
             self.state_dirty = false;
             self.commands.push_back(Command::PersistState { state: self.state_bytes() });

@@ -19,6 +19,10 @@ struct Inner {
     saved_count: HashMap<EventId, u32>,
     state: Option<Vec<u8>>,
     closed: bool,
+    /// Saves fail (like a full disk) while reads work (tests).
+    full: bool,
+    /// A save containing one of these fails as a whole (an event the store cannot hold; tests).
+    unsaveable: std::collections::HashSet<EventId>,
 }
 
 /// Events in a hash map behind a mutex.
@@ -36,6 +40,12 @@ impl MemoryStore {
     /// Saves synchronously (the async trait method wraps this).
     pub fn save_sync(&self, events: Vec<Event>) -> Result<Vec<SaveOutcome>, StoreError> {
         let mut inner = self.lock()?;
+        if inner.full {
+            return Err(StoreError("no space left on device".into()));
+        }
+        if let Some(bad) = events.iter().find(|e| inner.unsaveable.contains(&e.id)) {
+            return Err(StoreError(format!("cannot store event {}", bad.id)));
+        }
         Ok(events.into_iter().map(|e| inner.save_one(e)).collect())
     }
 
@@ -82,6 +92,20 @@ impl MemoryStore {
     pub fn close(&self) {
         if let Ok(mut i) = self.inner.lock() {
             i.closed = true;
+        }
+    }
+
+    /// Saves fail (`true`) or work again (`false`); reads keep working (tests).
+    pub fn set_full(&self, full: bool) {
+        if let Ok(mut i) = self.inner.lock() {
+            i.full = full;
+        }
+    }
+
+    /// Any save containing `id` fails as a whole (tests).
+    pub fn refuse_to_save(&self, id: EventId) {
+        if let Ok(mut i) = self.inner.lock() {
+            i.unsaveable.insert(id);
         }
     }
 

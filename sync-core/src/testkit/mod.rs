@@ -246,6 +246,8 @@ pub struct Harness {
     pub persisted: Option<Vec<u8>>,
     /// Relays refusing connections.
     pub down: Vec<RelayUrl>,
+    /// `SaveEvents` commands executed.
+    pub save_attempts: u64,
 }
 
 impl Harness {
@@ -264,6 +266,7 @@ impl Harness {
             disconnects: Vec::new(),
             persisted: None,
             down: Vec::new(),
+            save_attempts: 0,
         }
     }
 
@@ -300,8 +303,11 @@ impl Harness {
                     }
                 }
                 Command::SaveEvents { token, events } => {
-                    let out = self.store.save_sync(events).unwrap();
-                    self.engine.handle_saved(token, out, self.now);
+                    self.save_attempts += 1;
+                    match self.store.save_sync(events.clone()) {
+                        Ok(out) => self.engine.handle_saved(token, out, self.now),
+                        Err(e) => self.engine.handle_save_failed(token, events, &e.0, self.now),
+                    }
                 }
                 Command::LoadNegentropyItems { token, filter } => {
                     let items = self.store.negentropy_items_sync(&filter).unwrap();
