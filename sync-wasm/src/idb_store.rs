@@ -7,19 +7,21 @@
 //! id, addressable kinds keep only the newest per `(kind, pubkey, d)`.
 
 use std::cell::Cell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 use futures::future::{join_all, LocalBoxFuture};
 use futures::FutureExt;
 use indexed_db_futures::database::Database;
+use indexed_db_futures::internals::SystemRepr;
 use indexed_db_futures::object_store::ObjectStore;
 use indexed_db_futures::prelude::*;
-use indexed_db_futures::transaction::TransactionMode;
+use indexed_db_futures::transaction::{TransactionDurability, TransactionMode, TransactionOptions};
 use indexed_db_futures::KeyPath;
 use js_sys::Uint8Array;
 use nostr::{Event, EventId, Filter, Timestamp};
 use sync_core::{EventStore, NegentropyItem, SaveOutcome, StoreError};
+use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::record::{self, Plan, Record};
@@ -92,96 +94,195 @@ impl IdbStore {
         Ok(&self.inner.db)
     }
 
-    /// Saves a batch in one read-write transaction; one outcome per event.
+    /// Saves a batch in one read-write transaction (relaxed durability);
+    /// one outcome per event.
+    ///
+    /// No read per id: every new record is written with `add`, and a
+    /// `ConstraintError` on its request (the id is already stored) is that
+    /// event's [`SaveOutcome::Duplicate`]; the error event is cancelled
+    /// (`preventDefault` + `stopPropagation`) so it neither aborts the
+    /// transaction nor reaches its error listener. The only reads are one
+    /// `getAll` on the `addr` index per distinct addressable key, for the
+    /// replacement rule. Requests are not awaited one by one: their results
+    /// are read after the commit. An event that cannot be encoded is
+    /// [`SaveOutcome::Rejected`] alone; the batch fails ([`StoreError`])
+    /// only when the transaction does (abort, quota, closed database).
     pub async fn save_events(&self, events: Vec<Event>) -> Result<Vec<SaveOutcome>, StoreError> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let db = self.db()?;
-        let tx = db.transaction(record::EVENTS).with_mode(TransactionMode::Readwrite).build().map_err(|e| err("save: transaction", e))?;
-        let store = tx.object_store(record::EVENTS).map_err(|e| err("save: object store", e))?;
-        let addr_index = store.index(record::IDX_ADDR).map_err(|e| err("save: addr index", e))?;
-        let records: Vec<Record> = events.iter().map(Record::from_event).collect();
+        let n = events.len();
 
-        // 1. what is already there: all lookups go out at once
-        let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect::<BTreeSet<_>>().into_iter().collect();
-        let addrs: Vec<&str> = records.iter().filter_map(|r| r.addr.as_deref()).collect::<BTreeSet<_>>().into_iter().collect();
-        let mut id_lookups = Vec::with_capacity(ids.len());
-        for id in &ids {
-            id_lookups.push(store.count().with_query(*id).primitive().map_err(|e| err("save: lookup", e))?);
-        }
-        let mut addr_lookups = Vec::with_capacity(addrs.len());
-        for addr in &addrs {
-            addr_lookups.push(addr_index.get_all::<JsValue>().with_query(*addr).primitive().map_err(|e| err("save: lookup", e))?);
-        }
-        let mut existing: BTreeSet<String> = BTreeSet::new();
-        for (id, n) in ids.iter().zip(join_all(id_lookups).await) {
-            if n.map_err(|e| err("save: lookup", e))? > 0 {
-                existing.insert(id.to_string());
+        // 1. records and their JS values, once per distinct id (`first[i]`:
+        //    the index of the first event with event i's id)
+        let mut first_index: HashMap<EventId, usize> = HashMap::with_capacity(n);
+        let mut first: Vec<usize> = Vec::with_capacity(n);
+        let mut firsts: Vec<&Event> = Vec::with_capacity(n);
+        for (i, event) in events.iter().enumerate() {
+            let f = *first_index.entry(event.id).or_insert(i);
+            first.push(f);
+            if f == i {
+                firsts.push(event);
             }
         }
-        // addressable key → (created_at, id) of the current winner, plus stored losers to delete
+        let mut encoded = encode_all(&firsts).into_iter();
+        let prepared: Vec<Option<Result<(Record, JsValue), String>>> =
+            (0..n).map(|i| (first[i] == i).then(|| encoded.next().expect("one per first copy"))).collect();
+        drop(firsts);
+        drop(events);
+        let record_at = |i: usize| match &prepared[i] {
+            Some(Ok((rec, _))) => Some(rec),
+            _ => None,
+        };
+
+        let options = TransactionOptions::new().with_durability(TransactionDurability::Relaxed);
+        let tx = db
+            .transaction(record::EVENTS)
+            .with_mode(TransactionMode::Readwrite)
+            .with_options(options)
+            .build()
+            .map_err(|e| lib_failure("save: transaction", e))?;
+        let raw_tx: web_sys::IdbTransaction = tx.as_sys().clone().into();
+        let finished = finished(&raw_tx)?;
+        let store = tx.object_store(record::EVENTS).map_err(|e| lib_failure("save: object store", e))?;
+
+        // 2. addressable keys: what is stored (all lookups in flight at once)
+        let addrs: Vec<&str> =
+            (0..n).filter_map(|i| record_at(i).and_then(|r| r.addr.as_deref())).collect::<BTreeSet<_>>().into_iter().collect();
+        // addressable key → (created_at, id) of the current winner
         let mut winners: HashMap<String, (u64, String)> = HashMap::new();
+        // ids of stored addressable events (an event's id fixes its key, so
+        // the lookups find every stored copy of this batch's addressable ids)
+        let mut present: HashSet<String> = HashSet::new();
+        // stored ids to delete: replaced winners (and losers left behind)
         let mut to_delete: Vec<String> = Vec::new();
-        for (addr, found) in addrs.iter().zip(join_all(addr_lookups).await) {
-            let found = found.map_err(|e| err("save: lookup", e))?;
-            let mut best: Option<(u64, String)> = None;
-            for value in found {
-                let rec: Record = from_js(value.map_err(|e| err("save: lookup", e))?)?;
-                match &best {
-                    Some((at, id)) if !record::replaces(rec.created_at, &rec.id, *at, id) => to_delete.push(rec.id),
-                    _ => {
-                        if let Some((_, old)) = best.replace((rec.created_at, rec.id)) {
-                            to_delete.push(old);
+        if !addrs.is_empty() {
+            let addr_index = store.index(record::IDX_ADDR).map_err(|e| lib_failure("save: addr index", e))?;
+            let mut lookups = Vec::with_capacity(addrs.len());
+            for addr in &addrs {
+                lookups.push(addr_index.get_all::<JsValue>().with_query(*addr).primitive().map_err(|e| lib_failure("save: lookup", e))?);
+            }
+            for (addr, found) in addrs.iter().zip(join_all(lookups).await) {
+                let found = found.map_err(|e| lib_failure("save: lookup", e))?;
+                let mut best: Option<(u64, String)> = None;
+                for value in found {
+                    let rec: Record = from_js(value.map_err(|e| lib_failure("save: lookup", e))?)?;
+                    present.insert(rec.id.clone());
+                    match &best {
+                        Some((at, id)) if !record::replaces(rec.created_at, &rec.id, *at, id) => to_delete.push(rec.id),
+                        _ => {
+                            if let Some((_, old)) = best.replace((rec.created_at, rec.id)) {
+                                to_delete.push(old);
+                            }
                         }
                     }
                 }
-            }
-            if let Some(b) = best {
-                winners.insert(addr.to_string(), b);
+                if let Some(b) = best {
+                    winners.insert(addr.to_string(), b);
+                }
             }
         }
 
-        // 2. decide, in batch order
-        let mut outcomes = Vec::with_capacity(records.len());
-        let mut to_put: HashMap<String, Record> = HashMap::new();
-        for rec in records {
-            if existing.contains(&rec.id) {
-                outcomes.push(SaveOutcome::Duplicate);
+        // 3. decide, in batch order. `None`: decided by the write (regular
+        //    events) or by the first copy (repeated regular ids).
+        let mut outcomes: Vec<Option<SaveOutcome>> = vec![None; n];
+        let mut adds: Vec<usize> = Vec::new();
+        // addressable winners of this batch: id → index of the event to write
+        let mut to_put: HashMap<String, usize> = HashMap::new();
+        for i in 0..n {
+            let f = first[i];
+            let rec = match &prepared[f] {
+                Some(Ok((rec, _))) => rec,
+                Some(Err(reason)) => {
+                    outcomes[i] = Some(SaveOutcome::Rejected(reason.clone()));
+                    continue;
+                }
+                None => unreachable!("the first copy of an id is prepared"),
+            };
+            let Some(addr) = &rec.addr else {
+                if f == i {
+                    adds.push(i);
+                }
+                continue;
+            };
+            // NIP-01 replacement, exactly as MemoryStore: stored id → duplicate,
+            // not newer than the key's winner → stale, else it replaces it
+            if present.contains(&rec.id) {
+                outcomes[i] = Some(SaveOutcome::Duplicate);
                 continue;
             }
-            if let Some(addr) = rec.addr.clone() {
-                if let Some((at, id)) = winners.get(&addr) {
-                    if !record::replaces(rec.created_at, &rec.id, *at, id) {
-                        outcomes.push(SaveOutcome::Stale);
-                        continue;
-                    }
-                    // the old winner goes: from the database, or from this batch
-                    if to_put.remove(id).is_none() {
-                        to_delete.push(id.clone());
-                    }
+            if let Some((at, id)) = winners.get(addr) {
+                if !record::replaces(rec.created_at, &rec.id, *at, id) {
+                    outcomes[i] = Some(SaveOutcome::Stale);
+                    continue;
                 }
-                winners.insert(addr, (rec.created_at, rec.id.clone()));
+                present.remove(id);
+                if to_put.remove(id).is_none() {
+                    to_delete.push(id.clone());
+                }
             }
-            existing.insert(rec.id.clone());
-            to_put.insert(rec.id.clone(), rec);
-            outcomes.push(SaveOutcome::Saved);
+            winners.insert(addr.clone(), (rec.created_at, rec.id.clone()));
+            present.insert(rec.id.clone());
+            to_put.insert(rec.id.clone(), f);
+            outcomes[i] = Some(SaveOutcome::Saved);
         }
 
-        // 3. write
-        let mut writes = Vec::with_capacity(to_delete.len() + to_put.len());
+        // 4. write, without awaiting each request
+        let raw_store: &web_sys::IdbObjectStore = store.as_sys();
         for id in &to_delete {
-            writes.push(store.delete(id.as_str()).primitive().map_err(|e| err("save: delete", e))?.boxed_local());
+            raw_store.delete(&JsValue::from_str(id)).map_err(|e| js_failure("save: delete", e))?;
         }
-        for rec in to_put.values() {
-            let value = to_js(rec)?;
-            writes.push(store.put(value).primitive().map_err(|e| err("save: put", e))?.boxed_local());
+        let mut requests: Vec<(usize, web_sys::IdbRequest)> = Vec::with_capacity(adds.len() + to_put.len());
+        let mut put: Vec<usize> = to_put.into_values().collect();
+        put.sort_unstable();
+        for (i, addressable) in put.into_iter().map(|i| (i, true)).chain(adds.into_iter().map(|i| (i, false))) {
+            let Some(Ok((_, value))) = &prepared[i] else { unreachable!("only encoded records are written") };
+            match raw_store.add(value) {
+                Ok(req) => {
+                    ON_ADD_ERROR.with(|f| req.set_onerror(Some(f.as_ref().unchecked_ref())));
+                    requests.push((i, req));
+                }
+                // the value itself is unacceptable (not a key, not cloneable):
+                // that event alone is rejected. An addressable one may already
+                // have displaced its predecessor in this transaction, so it
+                // fails the batch instead (it cannot happen: ids are strings).
+                Err(e) if !addressable && matches!(dom_name(&e).as_deref(), Some("DataError" | "DataCloneError")) => {
+                    outcomes[i] = Some(SaveOutcome::Rejected(format!("invalid: {}", js_detail(&e))));
+                }
+                Err(e) => return Err(js_failure("save: add", e)),
+            }
         }
-        for w in join_all(writes).await {
-            w.map_err(|e| err("save: write", e))?;
+        // No explicit `commit()`: Chromium aborts a committing transaction
+        // when one of its requests fails, even a cancelled ConstraintError.
+        // It commits by itself once every request is done.
+        let result = finished.await;
+        drop(store);
+        drop(tx); // finished: the library's abort-on-drop is a no-op now
+        result.map_err(|e| tx_failure_js("save: commit", &raw_tx, e))?;
+
+        // 5. outcomes of the writes, then of repeated ids
+        for (i, req) in requests {
+            outcomes[i] = Some(match req.error() {
+                Ok(None) => SaveOutcome::Saved,
+                Ok(Some(e)) if e.name() == "ConstraintError" => SaveOutcome::Duplicate,
+                Ok(Some(e)) => return Err(StoreError(record::store_failure_message("save: add", Some(&e.name()), &e.message()))),
+                Err(e) => return Err(js_failure("save: add", e)),
+            });
         }
-        tx.commit().await.map_err(|e| err("save: commit", e))?;
-        Ok(outcomes)
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let outcome = match outcomes[i].take() {
+                Some(o) => o,
+                // a repeated regular id: the first copy is stored now (or was)
+                None => match &out.get(first[i]) {
+                    Some(SaveOutcome::Rejected(r)) => SaveOutcome::Rejected(r.clone()),
+                    _ => SaveOutcome::Duplicate,
+                },
+            };
+            out.push(outcome);
+        }
+        Ok(out)
     }
 
     /// Stored events matching `filter`, newest first, honouring `limit`.
@@ -280,20 +381,28 @@ impl IdbStore {
         Ok(value.and_then(|v| v.dyn_into::<Uint8Array>().ok()).map(|a| a.to_vec()))
     }
 
-    /// Replaces the persisted sync state.
+    /// Replaces the persisted sync state, with strict durability: the
+    /// engine writes it only after the events it covers were committed
+    /// (relaxed), and a strict commit also flushes those earlier writes.
     pub async fn save_sync_state(&self, state: &[u8]) -> Result<(), StoreError> {
         let db = self.db()?;
-        let tx = db.transaction(record::META).with_mode(TransactionMode::Readwrite).build().map_err(|e| err("save state", e))?;
+        let tx = db
+            .transaction(record::META)
+            .with_mode(TransactionMode::Readwrite)
+            .with_options(TransactionOptions::new().with_durability(TransactionDurability::Strict))
+            .build()
+            .map_err(|e| lib_failure("save state", e))?;
+        let raw_tx: web_sys::IdbTransaction = tx.as_sys().clone().into();
         let store = tx.object_store(record::META).map_err(|e| err("save state", e))?;
         let value: JsValue = Uint8Array::from(state).into();
         store
             .put(value)
             .with_key(record::STATE_KEY)
             .primitive()
-            .map_err(|e| err("save state", e))?
+            .map_err(|e| lib_failure("save state", e))?
             .await
-            .map_err(|e| err("save state", e))?;
-        tx.commit().await.map_err(|e| err("save state: commit", e))
+            .map_err(|e| lib_failure("save state", e))?;
+        tx.commit().await.map_err(|e| tx_failure("save state: commit", &raw_tx, e))
     }
 
     /// Number of stored events (all of them).
@@ -322,8 +431,126 @@ async fn index_lookup(store: &ObjectStore<'_>, name: &str, keys: Vec<JsValue>) -
     Ok(values)
 }
 
-fn to_js(rec: &Record) -> Result<JsValue, StoreError> {
-    serde_wasm_bindgen::to_value(rec).map_err(|e| err("encode record", e))
+/// The record of each event as a JS value, or why that event cannot be
+/// stored. All records go to JS as one JSON array and one `JSON.parse` (far
+/// cheaper than building 10k objects field by field across the wasm
+/// boundary); should that fail, each record is parsed alone so only the
+/// culprit is rejected.
+fn encode_all(events: &[&Event]) -> Vec<Result<(Record, JsValue), String>> {
+    let mut batch = String::from("[");
+    let mut spans: Vec<Result<(Record, usize, usize), String>> = Vec::with_capacity(events.len());
+    for event in events {
+        let rec = Record::try_from_event(event)
+            .and_then(|r| serde_json::to_string(&r).map(|j| (r, j)).map_err(|e| format!("invalid: cannot encode record: {e}")));
+        spans.push(rec.map(|(rec, json)| {
+            if batch.len() > 1 {
+                batch.push(',');
+            }
+            let start = batch.len();
+            batch.push_str(&json);
+            (rec, start, batch.len())
+        }));
+    }
+    batch.push(']');
+    let parsed = js_sys::JSON::parse(&batch).ok().and_then(|v| v.dyn_into::<js_sys::Array>().ok());
+    let mut slot = 0;
+    spans
+        .into_iter()
+        .map(|span| {
+            let (rec, start, end) = span?;
+            let value = match &parsed {
+                Some(values) => values.get(slot),
+                None => js_sys::JSON::parse(&batch[start..end]).map_err(|e| format!("invalid: cannot encode record: {}", js_detail(&e)))?,
+            };
+            slot += 1;
+            Ok((rec, value))
+        })
+        .collect()
+}
+
+/// The `DOMException` name of a thrown JS value, if it is one.
+fn dom_name(e: &JsValue) -> Option<String> {
+    e.dyn_ref::<web_sys::DomException>().map(|d| d.name())
+}
+
+/// `"<name>: <message>"` of a thrown JS value.
+fn js_detail(e: &JsValue) -> String {
+    match e.dyn_ref::<web_sys::DomException>() {
+        Some(d) => format!("{}: {}", d.name(), d.message()),
+        None => format!("{e:?}"),
+    }
+}
+
+/// A store-level failure from a thrown JS value.
+fn js_failure(context: &str, e: JsValue) -> StoreError {
+    match e.dyn_ref::<web_sys::DomException>() {
+        Some(d) => StoreError(record::store_failure_message(context, Some(&d.name()), &d.message())),
+        None => StoreError(record::store_failure_message(context, None, &format!("{e:?}"))),
+    }
+}
+
+/// A store-level failure from an indexed_db_futures error.
+fn lib_failure(context: &str, e: indexed_db_futures::error::Error) -> StoreError {
+    match &e {
+        indexed_db_futures::error::Error::DomException(d) => {
+            let name = d.as_ref().dyn_ref::<web_sys::DomException>().map(|d| d.name());
+            StoreError(record::store_failure_message(context, name.as_deref(), &d.message()))
+        }
+        _ => StoreError(record::store_failure_message(context, None, &e.to_string())),
+    }
+}
+
+thread_local! {
+    /// `onerror` of every `add` request: a `ConstraintError` (the id is
+    /// already stored) is cancelled (`preventDefault`, so the transaction
+    /// goes on, and `stopPropagation`, so indexed_db_futures' transaction
+    /// error listener never sees it); any other error aborts as usual. One
+    /// closure for the program's lifetime: requests may fire after a failed
+    /// save returned, so it is never dropped.
+    static ON_ADD_ERROR: Closure<dyn FnMut(web_sys::Event)> = Closure::new(|ev: web_sys::Event| {
+        let req = ev.target().and_then(|t| t.dyn_into::<web_sys::IdbRequest>().ok());
+        if req.and_then(|r| r.error().ok().flatten()).is_some_and(|e| e.name() == "ConstraintError") {
+            ev.prevent_default();
+            ev.stop_propagation();
+        }
+    });
+}
+
+/// The `type` of a DOM event (`"abort"`), for messages.
+fn event_type(e: &JsValue) -> String {
+    e.dyn_ref::<web_sys::Event>().map(|e| e.type_()).unwrap_or_else(|| format!("{e:?}"))
+}
+
+/// Resolves when `tx` completes, fails when it aborts. Listens alongside
+/// indexed_db_futures' own handlers (which only `commit()` awaits).
+fn finished(tx: &web_sys::IdbTransaction) -> Result<wasm_bindgen_futures::JsFuture, StoreError> {
+    let mut registered = Ok(());
+    let promise = js_sys::Promise::new(&mut |resolve, reject| {
+        registered =
+            tx.add_event_listener_with_callback("complete", &resolve).and_then(|()| tx.add_event_listener_with_callback("abort", &reject));
+    });
+    registered.map_err(|e| js_failure("save: transaction listeners", e))?;
+    Ok(wasm_bindgen_futures::JsFuture::from(promise))
+}
+
+/// A transaction that aborted: its own error (e.g. `QuotaExceededError`)
+/// when it has one, else the abort event.
+fn tx_failure_js(context: &str, tx: &web_sys::IdbTransaction, e: JsValue) -> StoreError {
+    match tx.error() {
+        Some(d) => StoreError(record::store_failure_message(context, Some(&d.name()), &d.message())),
+        None => {
+            StoreError(record::store_failure_message(context, Some("AbortError"), &format!("transaction aborted ({})", event_type(&e))))
+        }
+    }
+}
+
+/// A failed commit: the transaction's own error (e.g. `QuotaExceededError`
+/// on an abort) when it has one, else what the library reported.
+fn tx_failure(context: &str, tx: &web_sys::IdbTransaction, e: indexed_db_futures::error::Error) -> StoreError {
+    match tx.error() {
+        Some(d) => StoreError(record::store_failure_message(context, Some(&d.name()), &d.message())),
+        None => lib_failure(context, e),
+    }
 }
 
 fn from_js(value: JsValue) -> Result<Record, StoreError> {

@@ -30,6 +30,18 @@ pub const IDX_TAGS: &str = "tags";
 /// Index over [`Record::addr`] (addressable events only).
 pub const IDX_ADDR: &str = "addr";
 
+/// The largest `created_at` a record holds: JavaScript's
+/// `Number.MAX_SAFE_INTEGER` (2^53 − 1). `created_at` is stored (and indexed)
+/// as a JS number so range queries and ordering stay numeric; beyond this a
+/// number no longer holds every integer (and serde-wasm-bindgen refuses the
+/// `u64`), so such an event is rejected on its own instead of failing its
+/// batch. No honest event is affected: 2^53 seconds is ~285 million years.
+pub const MAX_CREATED_AT: u64 = (1 << 53) - 1;
+
+/// The [`SaveOutcome::Rejected`](sync_core::SaveOutcome::Rejected) reason for
+/// an event whose `created_at` exceeds [`MAX_CREATED_AT`].
+pub const CREATED_AT_OUT_OF_RANGE: &str = "invalid: created_at out of range";
+
 /// One stored event. The indexed fields are copies; `json` is the event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -51,7 +63,17 @@ pub struct Record {
 }
 
 impl Record {
-    /// The record for `event`.
+    /// The record for `event`, or the rejection reason when the event
+    /// cannot be stored (its `created_at` is beyond [`MAX_CREATED_AT`]).
+    pub fn try_from_event(event: &Event) -> Result<Self, String> {
+        if event.created_at.as_secs() > MAX_CREATED_AT {
+            return Err(CREATED_AT_OUT_OF_RANGE.to_string());
+        }
+        Ok(Self::from_event(event))
+    }
+
+    /// The record for `event` (whatever its `created_at`; see
+    /// [`Record::try_from_event`] for what the store accepts).
     pub fn from_event(event: &Event) -> Self {
         let mut tags: Vec<String> = Vec::new();
         for tag in event.tags.iter() {
@@ -107,6 +129,19 @@ pub fn tag_key(name: &str, value: &str) -> String {
 /// `"<kind>:<pubkey>:<d>"` for addressable events (the replacement key).
 pub fn address_key(event: &Event) -> Option<String> {
     nip34::is_addressable(event.kind).then(|| format!("{}:{}:{}", event.kind.as_u16(), event.pubkey.to_hex(), nip34::d_tag(event)))
+}
+
+/// The [`StoreError`](sync_core::StoreError) message for a failed IndexedDB
+/// operation: `dom_name` is the `DOMException` name when there is one
+/// (the request's or the aborted transaction's error). Running out of quota
+/// says so plainly, since it is the one failure the user can act on.
+pub fn store_failure_message(context: &str, dom_name: Option<&str>, detail: &str) -> String {
+    let quota = dom_name == Some("QuotaExceededError") || detail.contains("QuotaExceededError");
+    match (quota, dom_name) {
+        (true, _) => format!("IndexedDB quota exceeded ({context}): the browser refused to store more data; free space or grant persistent storage ({detail})"),
+        (false, Some(name)) => format!("{context}: {name}: {detail}"),
+        (false, None) => format!("{context}: {detail}"),
+    }
 }
 
 /// NIP-01 replacement: does `(new_at, new_id)` beat the stored `(old_at, old_id)`?
@@ -237,6 +272,25 @@ mod tests {
             assert_eq!(r.matches(&f), Some(f.match_event(&e, opts)), "{f:?}");
         }
         assert_eq!(r.matches(&Filter::new().custom_tags(p, ["someone"])), None);
+    }
+
+    #[test]
+    fn created_at_beyond_safe_integers_is_rejected_alone() {
+        let k = Keys::generate();
+        assert!(Record::try_from_event(&event(&k, 1, vec![], MAX_CREATED_AT)).is_ok());
+        for at in [MAX_CREATED_AT + 1, u64::MAX] {
+            assert_eq!(Record::try_from_event(&event(&k, 1, vec![], at)), Err(CREATED_AT_OUT_OF_RANGE.to_string()));
+        }
+    }
+
+    #[test]
+    fn quota_failures_are_named() {
+        let m = store_failure_message("save: commit", Some("QuotaExceededError"), "The quota has been exceeded.");
+        assert!(m.starts_with("IndexedDB quota exceeded"), "{m}");
+        let m = store_failure_message("save: commit", None, "DomException(QuotaExceededError)");
+        assert!(m.starts_with("IndexedDB quota exceeded"), "{m}");
+        assert_eq!(store_failure_message("save", Some("AbortError"), "x"), "save: AbortError: x");
+        assert_eq!(store_failure_message("save", None, "x"), "save: x");
     }
 
     #[test]
