@@ -52,7 +52,11 @@ impl RelayUrl {
         if host.is_empty() {
             return Err(RelayUrlError::NoHost);
         }
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let trimmed = host.trim_end_matches('.');
+        if trimmed.is_empty() {
+            return Err(RelayUrlError::NoHost);
+        }
+        let host = trimmed.to_ascii_lowercase();
         let mut out = format!("{scheme}://{host}");
         if let Some(port) = url.port() {
             // `url` already drops the scheme's default port.
@@ -63,6 +67,12 @@ impl RelayUrl {
         if let Some(q) = url.query() {
             out.push('?');
             out.push_str(q);
+        }
+        if trimmed.len() != url.host_str().map_or(0, str::len) {
+            // Without its trailing dots the host may read differently (`0..`
+            // becomes `0`, an IPv4 address): normalise once more, so that
+            // parsing a normalised URL gives it back unchanged.
+            return Self::parse(&out);
         }
         Ok(RelayUrl(out))
     }
@@ -372,6 +382,15 @@ mod tests {
             assert!(matches!(RelayUrl::parse_safe(bad, false), Err(RelayUrlError::Private(_))), "{bad}");
             assert!(RelayUrl::parse_safe(bad, true).is_ok(), "{bad} allowed");
         }
+    }
+
+    #[test]
+    fn normalising_is_idempotent_for_fuzzer_findings() {
+        // fuzz/regressions/relay_url/*
+        assert!(matches!(RelayUrl::parse("ws:."), Err(RelayUrlError::NoHost)));
+        let once = RelayUrl::parse("WS:0..").unwrap();
+        assert_eq!(RelayUrl::parse(once.as_str()).unwrap(), once);
+        assert_eq!(once.as_str(), "ws://0.0.0.0");
     }
 
     #[test]
