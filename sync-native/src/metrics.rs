@@ -51,6 +51,10 @@ struct Families {
     root_events: IntGaugeVec,
     relays_refused: IntGaugeVec,
     unsaved_events: IntGaugeVec,
+    store_healthy: IntGaugeVec,
+    store_errors: IntCounterVec,
+    events_quarantined: IntCounterVec,
+    events_forgotten: IntCounterVec,
     // historic progress of the current connection (SPEC §5 flow control)
     ids_needed: IntGaugeVec,
     ids_fetched: IntGaugeVec,
@@ -117,6 +121,18 @@ impl Families {
                 &["reason"],
             ),
             unsaved_events: gauge("ngit_sync_unsaved_events", "Accepted events waiting for the store", &[]),
+            store_healthy: gauge("ngit_sync_store_healthy", "1 while saves succeed, 0 while the store keeps failing", &[]),
+            store_errors: counter("ngit_sync_store_errors_total", "Failed saves", &[]),
+            events_quarantined: counter(
+                "ngit_sync_events_quarantined_total",
+                "Events the store could not save on their own (dropped, logged)",
+                &[],
+            ),
+            events_forgotten: counter(
+                "ngit_sync_events_forgotten_total",
+                "Accepted events not held while the store was down (fetched again on recovery)",
+                &[],
+            ),
             ids_needed: gauge("ngit_sync_historic_ids_needed", "Ids negentropy reported as needed on the current connection", &["relay"]),
             ids_fetched: gauge("ngit_sync_historic_ids_fetched", "Needed ids received on the current connection", &["relay"]),
             progress_percent: gauge(
@@ -154,6 +170,10 @@ impl Families {
             &self.root_events,
             &self.relays_refused,
             &self.unsaved_events,
+            &self.store_healthy,
+            &self.store_errors,
+            &self.events_quarantined,
+            &self.events_forgotten,
             &self.ids_needed,
             &self.ids_fetched,
             &self.progress_percent,
@@ -208,6 +228,10 @@ impl Families {
             self.relays_refused.with_label_values(&[reason.as_str()]).set(*n as i64);
         }
         self.unsaved_events.with_label_values(NO_LABELS).set(t.unsaved_events as i64);
+        self.store_healthy.with_label_values(NO_LABELS).set(i64::from(t.store_error.is_none()));
+        self.store_errors.with_label_values(NO_LABELS).inc_by(t.store_errors);
+        self.events_quarantined.with_label_values(NO_LABELS).inc_by(t.events_quarantined);
+        self.events_forgotten.with_label_values(NO_LABELS).inc_by(t.events_forgotten);
     }
 }
 
@@ -284,6 +308,7 @@ mod tests {
             relay: "wss://relay.example.com".into(),
             bootstrap: true,
             connection: ConnectionStatus::Connected,
+            degraded_reason: None,
             connection_code: 3,
             health: HealthStatus::Degraded,
             health_code: 3,

@@ -1,8 +1,10 @@
 //! Store mode "write into an existing relay" (an operator's GRASP relay):
 //! events are published with `EVENT` and the relay's `OK` decides the
 //! outcome — `OK true` is saved, a `duplicate:` prefix is a duplicate, a
-//! `rate-limited:` answer fails the batch (the engine retries it shortly)
-//! and any other `OK false` is a rejection with the relay's reason. Queries
+//! `rate-limited:` or `error:` answer (NIP-01: transient, "try again")
+//! fails the batch (the engine retries it; an event that keeps failing
+//! alone is quarantined) and any other `OK false` is a permanent rejection
+//! with the relay's reason. Queries
 //! and negentropy items are answered with `REQ` … `EOSE`. The sync state
 //! stays in a file in the data directory.
 //!
@@ -111,8 +113,8 @@ pub fn ok_outcome(status: bool, message: &str) -> Result<SaveOutcome, StoreError
     if status {
         return Ok(SaveOutcome::Saved);
     }
-    if m.starts_with("rate-limited:") {
-        return Err(StoreError(format!("store relay rate-limited: {m}")));
+    if m.starts_with("rate-limited:") || m.starts_with("error:") {
+        return Err(StoreError(format!("store relay answered {m}")));
     }
     Ok(SaveOutcome::Rejected(if m.is_empty() { "rejected".to_string() } else { m.to_string() }))
 }
@@ -191,5 +193,8 @@ mod tests {
         assert_eq!(ok_outcome(false, "duplicate: seen").unwrap(), SaveOutcome::Duplicate);
         assert_eq!(ok_outcome(false, "blocked: not on my watch").unwrap(), SaveOutcome::Rejected("blocked: not on my watch".into()));
         assert!(ok_outcome(false, "rate-limited: slow down").is_err());
+        // NIP-01 `error:` is the relay's own failure, not a verdict on the event
+        assert!(ok_outcome(false, "error: could not connect to the database").is_err());
+        assert!(ok_outcome(false, "invalid: bad signature").is_ok());
     }
 }
