@@ -403,3 +403,44 @@ fn shutdown_persists_the_state_only_after_the_final_save_reported() {
     assert_eq!(order, vec!["save", "persist"]);
     assert_eq!(h.store.saved_count(&live.id), 1);
 }
+
+#[test]
+fn start_up_indexes_a_large_store_page_by_page() {
+    let k = Keys::generate();
+    let ann = announcement(&k, "repo", &[OURS, R1], &[]);
+    let addr = nip34::repo_address(&ann);
+    let mut stored_events = vec![ann];
+    // 2,500 roots in one second (more than a page) and 3,000 spread out
+    let root = |kind: u16, i: u64, at: u64| {
+        nostr::EventBuilder::new(nostr::Kind::Custom(kind), format!("root {i}"))
+            .tags([nostr::Tag::parse(["a", addr.as_str()]).unwrap()])
+            .custom_created_at(Timestamp::from(at))
+            .sign_with_keys(&k)
+            .unwrap()
+    };
+    for i in 0..2500u64 {
+        stored_events.push(root(1621, i, 1_700_000_000));
+    }
+    for i in 0..3000u64 {
+        stored_events.push(root(1617, i, 1_600_000_000 + i / 3));
+    }
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, vec![]))]);
+    h.store.save_sync(stored_events).unwrap();
+    let mut queries = 0;
+    while let Some(cmd) = h.engine.poll_command() {
+        match cmd {
+            crate::command::Command::LoadState => h.engine.handle_state_loaded(Ok(None), h.now),
+            crate::command::Command::QueryStored { token, filter } => {
+                queries += 1;
+                let page = h.store.query_sync(&filter).unwrap();
+                assert!(page.len() <= 2_500, "bounded pages: {}", page.len());
+                h.engine.handle_stored_events(token, Ok(page), h.now);
+            }
+            other => panic!("unexpected before start-up ends: {other:?}"),
+        }
+    }
+    assert!(h.engine.is_started());
+    assert_eq!(h.engine.status(h.now).totals.repositories, 1);
+    assert_eq!(h.engine.status(h.now).totals.root_events, 5500);
+    assert!(queries >= 5, "{queries} queries");
+}

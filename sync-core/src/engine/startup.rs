@@ -5,20 +5,35 @@
 //! Why: every driver (daemon, browser, simulation, test harness) used to
 //! repeat this protocol by hand, and the simulation skipped the indexing
 //! step. As outputs, it is written once and exercised everywhere.
+//!
+//! Stored events are read a page at a time (newest first, `until` moving
+//! down), so a large store is indexed in bounded memory.
 
-use nostr::Event;
+use nostr::{Event, Filter, Timestamp};
 
 use super::Engine;
 use crate::command::Command;
 use crate::time::Millis;
+
+/// Stored events read per start-up query.
+pub(crate) const INDEX_PAGE: usize = 2_000;
+
+/// Which page of a start-up filter is being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Page {
+    /// Newest first, at most `INDEX_PAGE` events up to `until`.
+    Below(Option<Timestamp>),
+    /// Every event of one second (a page was all of it).
+    Second(Timestamp),
+}
 
 /// Where start-up is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Startup {
     /// Waiting for `handle_state_loaded`.
     LoadingState,
-    /// Waiting for `handle_stored_events` of filter `step` (token).
-    Indexing { step: usize, token: u64 },
+    /// Waiting for `handle_stored_events` of filter `step` (token), one page.
+    Indexing { step: usize, token: u64, page: Page },
     /// Running: ticks, connections, sync.
     Done,
 }
@@ -48,24 +63,53 @@ impl Engine {
 
     /// The driver answered `Command::QueryStored`.
     pub fn handle_stored_events(&mut self, token: u64, events: Result<Vec<Event>, String>, now: Millis) {
-        let Startup::Indexing { step, token: expected } = self.startup else { return };
+        let Startup::Indexing { step, token: expected, page } = self.startup else { return };
         if token != expected {
             return;
         }
-        match events {
-            Ok(events) => self.index_stored(&events, now),
-            Err(e) => tracing::warn!(error = %e, "could not index stored events"),
+        let events = match events {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not index stored events");
+                return self.next_startup_step(step + 1, now);
+            }
+        };
+        self.index_stored(&events, now);
+        let oldest = events.iter().map(|e| e.created_at).min();
+        let newest = events.iter().map(|e| e.created_at).max();
+        let next = match (page, oldest) {
+            (Page::Second(s), _) => Some(Page::Below(s.as_secs().checked_sub(1).map(Timestamp::from))),
+            (Page::Below(_), Some(o)) if events.len() >= INDEX_PAGE && oldest == newest => Some(Page::Second(o)),
+            (Page::Below(_), Some(o)) if events.len() >= INDEX_PAGE => Some(Page::Below(Some(o))),
+            _ => None,
+        };
+        match next {
+            // `until` is inclusive: the oldest second is read again (indexing is idempotent)
+            Some(Page::Below(None)) | None => self.next_startup_step(step + 1, now),
+            Some(page) => self.query_stored_page(step, page),
         }
-        self.next_startup_step(step + 1, now);
+    }
+
+    fn query_stored_page(&mut self, step: usize, page: Page) {
+        let Some(base) = Self::stored_index_filters().into_iter().nth(step) else { return };
+        let filter = match page {
+            Page::Below(until) => {
+                let f = base.limit(INDEX_PAGE);
+                match until {
+                    Some(u) => f.until(u),
+                    None => f,
+                }
+            }
+            Page::Second(s) => base.since(s).until(s),
+        };
+        let token = self.token();
+        self.startup = Startup::Indexing { step, token, page };
+        self.commands.push_back(Command::QueryStored { token, filter });
     }
 
     fn next_startup_step(&mut self, step: usize, now: Millis) {
         match Self::stored_index_filters().into_iter().nth(step) {
-            Some(filter) => {
-                let token = self.token();
-                self.startup = Startup::Indexing { step, token };
-                self.commands.push_back(Command::QueryStored { token, filter });
-            }
+            Some(_) => self.query_stored_page(step, Page::Below(None)),
             None => {
                 self.startup = Startup::Done;
                 self.next_tick = self.next_tick.max(now);
