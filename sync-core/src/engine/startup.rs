@@ -9,7 +9,7 @@
 //! Stored events are read a page at a time (newest first, `until` moving
 //! down), so a large store is indexed in bounded memory.
 
-use nostr::{Event, Filter, Timestamp};
+use nostr::{Event, Timestamp};
 
 use super::Engine;
 use crate::command::Command;
