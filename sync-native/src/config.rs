@@ -95,6 +95,17 @@ tuning! {
     live_req_max_bytes: usize = "GRASP_SYNC_LIVE_REQ_MAX_BYTES", "65536", "Live REQs pack several filters, up to this many bytes of filter JSON";
     refusal_pause: Dur = "GRASP_SYNC_REFUSAL_PAUSE", "1s", "After a relay says too many, send nothing new to it for this long";
     relay_info_timeout: Dur = "GRASP_SYNC_RELAY_INFO_TIMEOUT", "3s", "Wait at most this long for a relay's NIP-11 document before historic sync (0 = never fetch it)";
+    max_relay_url_len: usize = "GRASP_SYNC_MAX_RELAY_URL_LEN", "256", "Relay URLs longer than this (bytes) are refused";
+    max_relays_per_announcement: usize = "GRASP_SYNC_MAX_RELAYS_PER_ANNOUNCEMENT", "20", "Relays taken from one announcement (the first listed); the rest are refused";
+    max_relays_per_host: usize = "GRASP_SYNC_MAX_RELAYS_PER_HOST", "4", "Relays tracked per host name";
+    max_tracked_relays: usize = "GRASP_SYNC_MAX_TRACKED_RELAYS", "500", "Relays tracked in total (bootstrap relays included)";
+    max_connects_per_tick: usize = "GRASP_SYNC_MAX_CONNECTS_PER_TICK", "20", "New connections started per 2 s tick";
+    max_negentropy_rounds: u32 = "GRASP_SYNC_MAX_NEGENTROPY_ROUNDS", "100", "Negentropy rounds per session before the batch fails";
+    max_negentropy_ids: usize = "GRASP_SYNC_MAX_NEGENTROPY_IDS", "100000", "Ids one negentropy session may report before the batch fails";
+    max_pages_per_job: u32 = "GRASP_SYNC_MAX_PAGES_PER_JOB", "1000", "REQ pages per historic filter before the batch fails";
+    max_future_skew: Dur = "GRASP_SYNC_MAX_FUTURE_SKEW", "15m", "Events dated further ahead than this are refused (invalid_created_at)";
+    live_reopen_max: u32 = "GRASP_SYNC_LIVE_REOPEN_MAX", "5", "Live subscriptions closed by a relay this many times in a row make it ConnectedDegraded";
+    store_retry_max: Dur = "GRASP_SYNC_STORE_RETRY_MAX", "1m", "Failed saves are retried with backoff up to this interval";
 }
 
 /// Declares the limits of what the daemon serves, like [`tuning!`]: flag,
