@@ -13,17 +13,24 @@
 //!   good relays serve, passed in at start), events for every id asked for in
 //!   `REQ {ids}`, events for subscriptions never opened and after `CLOSE`;
 //! - **oversized**: a text frame of `oversized_bytes` (4 MiB by default,
-//!   an EVENT with a huge content and a forged id) on a connection's first
-//!   REQ and then at most once per second;
+//!   an EVENT with a huge content and a forged id) every `oversized_every`,
+//!   the first that long into the connection (a client that drops the
+//!   connection on it still gets exposed to the rest first);
 //! - **endless negentropy**: every `NEG-OPEN`/`NEG-MSG` (even for a closed
-//!   session) is answered with a fresh `NEG-MSG` that claims
-//!   `neg_ids_per_round` ids the client lacks (real ids matching the
-//!   session's filter plus random ones) and a random fingerprint over the
-//!   rest of the range, so reconciliation never converges;
+//!   session) is answered with a fresh `NEG-MSG` that claims ids the client
+//!   lacks (real ids matching the session's filter plus random ones) and a
+//!   random fingerprint over the rest of the range, so reconciliation never
+//!   converges; every other session claims `neg_ids_per_round` ids a round
+//!   (large id lists), the others 1/50 of that (many cheap rounds);
 //! - **NOTICE storm**: bursts of `NOTICE`s that sound like rate limits,
 //!   auth, "too many" and "negentropy not supported", plus `CLOSED` for
-//!   invented subscriptions and `AUTH` challenges;
-//! - **never EOSE**: no `EOSE` (nor `CLOSED`) ever ends a REQ.
+//!   invented and open subscriptions and `AUTH` challenges; a
+//!   "rate-limited:" NOTICE every `rate_limit_every`;
+//! - **never EOSE**: no `EOSE` ever ends a REQ.
+//!
+//! The junk, forged and NOTICE floods fire every `flood_interval` from
+//! `quiet_start` into each connection, so the first answers (to NEG-OPEN in
+//! particular) are not drowned and negentropy gets used.
 //!
 //! A plain HTTP GET gets a NIP-11 document claiming NIP-77. Every kind of
 //! frame sent is counted ([`HostileStats`]) so a soak can report what the
@@ -50,10 +57,12 @@ pub struct Modes {
     pub junk: bool,
     /// Events with invalid signatures / mismatched ids.
     pub forged: bool,
-    /// One `oversized_bytes` frame on the first REQ, then at most one per second.
+    /// An `oversized_bytes` frame answering a REQ, at most once per `oversized_every`.
     pub oversized: bool,
     /// Size of the oversized frame.
     pub oversized_bytes: usize,
+    /// Spacing of oversized frames (the first comes this long into a connection).
+    pub oversized_every: Duration,
     /// Never-converging negentropy.
     pub endless_negentropy: bool,
     /// Ids claimed in each negentropy answer.
@@ -64,24 +73,34 @@ pub struct Modes {
     pub never_eose: bool,
     /// How often the flood timer fires per connection.
     pub flood_interval: Duration,
+    /// The storm's "rate-limited:" NOTICE comes this often (the first this
+    /// long into a connection): more often would only keep a polite client
+    /// paused, and so away from everything else.
+    pub rate_limit_every: Duration,
+    /// Floods start this long into a connection.
+    pub quiet_start: Duration,
     /// Frames of each enabled kind per flood tick.
     pub flood_burst: usize,
 }
 
 impl Modes {
-    /// Every behaviour on (4 MiB frames, 500 ids per negentropy round, a
-    /// burst of 10 frames of each kind every 100 ms).
+    /// Every behaviour on: 4 MiB frames every 8 s, 5,000 ids (a 320 kB
+    /// frame) per negentropy round, a burst of 10 frames of each kind every
+    /// 100 ms from 1 s into each connection, "rate-limited:" every 3 s.
     pub fn all() -> Self {
         Self {
             junk: true,
             forged: true,
             oversized: true,
             oversized_bytes: 4 << 20,
+            oversized_every: Duration::from_secs(8),
             endless_negentropy: true,
-            neg_ids_per_round: 500,
+            neg_ids_per_round: 5_000,
             notice_storm: true,
             never_eose: true,
             flood_interval: Duration::from_millis(100),
+            rate_limit_every: Duration::from_secs(3),
+            quiet_start: Duration::from_secs(1),
             flood_burst: 10,
         }
     }
@@ -93,11 +112,14 @@ impl Modes {
             forged: false,
             oversized: false,
             oversized_bytes: 0,
+            oversized_every: Duration::from_secs(3600),
             endless_negentropy: false,
             neg_ids_per_round: 0,
             notice_storm: false,
             never_eose: false,
             flood_interval: Duration::from_secs(3600),
+            rate_limit_every: Duration::from_secs(3600),
+            quiet_start: Duration::from_secs(3600),
             flood_burst: 0,
         }
     }
@@ -241,6 +263,71 @@ impl Drop for HostileRelay {
     }
 }
 
+/// Not hostile, just slow: a pass-through WebSocket proxy (NIP-77 included)
+/// that delays every relay→client frame by `delay_us` (accumulated and slept
+/// in steps of at least 2 ms), to stretch a sync over seconds or let a
+/// hostile relay answer before the good ones.
+pub struct SlowProxy {
+    /// Listening port.
+    pub port: u16,
+    task: JoinHandle<()>,
+}
+
+impl SlowProxy {
+    /// Listens on a free 127.0.0.1 port in front of `upstream` (a `ws://` URL).
+    pub async fn start(upstream: &str, delay_us: u64) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("slow proxy listens");
+        let port = listener.local_addr().expect("local addr").port();
+        let upstream = upstream.to_string();
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(slow_conn(tcp, upstream.clone(), delay_us));
+            }
+        });
+        Self { port, task }
+    }
+
+    /// `ws://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for SlowProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn slow_conn(tcp: TcpStream, upstream: String, delay_us: u64) {
+    let Ok(client) = tokio_tungstenite::accept_async(tcp).await else { return };
+    let Ok((up, _)) = tokio_tungstenite::connect_async(upstream.as_str()).await else { return };
+    let (mut ctx, mut crx) = client.split();
+    let (mut utx, mut urx) = up.split();
+    let mut debt_us = 0u64;
+    loop {
+        tokio::select! {
+            m = crx.next() => match m {
+                Some(Ok(m @ Message::Text(_))) => if utx.send(m).await.is_err() { break },
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+            m = urx.next() => match m {
+                Some(Ok(m @ Message::Text(_))) => {
+                    debt_us += delay_us;
+                    if debt_us >= 2_000 {
+                        tokio::time::sleep(Duration::from_micros(debt_us)).await;
+                        debt_us = 0;
+                    }
+                    if ctx.send(m).await.is_err() { break }
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
 /// SplitMix64: small, seedable, good enough for junk.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
@@ -306,8 +393,18 @@ async fn serve(mut tcp: TcpStream, modes: Modes, real: Arc<Vec<Event>>, c: Arc<C
     let Ok(ws) = tokio_tungstenite::accept_async_with_config(tcp, Some(config)).await else { return };
     c.connections.fetch_add(1, Ordering::Relaxed);
     let (mut tx, mut rx) = ws.split();
-    let mut conn = Conn { modes, real, rng: Rng::new(seed), subs: Vec::new(), negs: HashMap::new(), last_oversized: None, big: None };
-    let mut flood = tokio::time::interval(modes.flood_interval);
+    let mut conn = Conn {
+        modes,
+        real,
+        rng: Rng::new(seed),
+        subs: Vec::new(),
+        negs: HashMap::new(),
+        neg_count: 0,
+        last_oversized: Instant::now(),
+        last_rate_limit: Instant::now(),
+        big: None,
+    };
+    let mut flood = tokio::time::interval_at(tokio::time::Instant::now() + modes.quiet_start, modes.flood_interval);
     flood.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let out: Vec<(Kind, Message)> = tokio::select! {
@@ -389,8 +486,13 @@ struct Conn {
     /// Subscriptions opened (newest last, bounded).
     subs: Vec<String>,
     /// Negentropy sessions and their filters.
-    negs: HashMap<String, Option<Filter>>,
-    last_oversized: Option<Instant>,
+    negs: HashMap<String, (Option<Filter>, bool)>,
+    /// NEG-OPENs so far (odd sessions get the large id lists).
+    neg_count: u64,
+    /// When the last oversized frame went out (the connection's start at first).
+    last_oversized: Instant,
+    /// When the last "rate-limited:" NOTICE went out.
+    last_rate_limit: Instant,
     /// The oversized content, built once.
     big: Option<String>,
 }
@@ -411,8 +513,8 @@ impl Conn {
                         self.subs.remove(0);
                     }
                 }
-                if self.modes.oversized && self.last_oversized.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                    self.last_oversized = Some(Instant::now());
+                if self.modes.oversized && self.last_oversized.elapsed() >= self.modes.oversized_every {
+                    self.last_oversized = Instant::now();
                     out.push((Kind::Oversized, self.oversized(&sub, &filters)));
                 }
                 if self.modes.forged {
@@ -443,7 +545,8 @@ impl Conn {
                 c.neg_opens.fetch_add(1, Ordering::Relaxed);
                 let filter = arr.get(2).and_then(|f| Filter::from_json(f.to_string()).ok());
                 if self.modes.endless_negentropy {
-                    self.negs.insert(sub.clone(), filter);
+                    self.neg_count += 1;
+                    self.negs.insert(sub.clone(), (filter, self.neg_count & 1 == 0));
                     if self.negs.len() > 512 {
                         let k = self.negs.keys().next().cloned();
                         if let Some(k) = k {
@@ -477,6 +580,15 @@ impl Conn {
     fn flood(&mut self) -> Vec<(Kind, Message)> {
         let mut out = Vec::new();
         let n = self.modes.flood_burst;
+        if self.modes.oversized && self.last_oversized.elapsed() >= self.modes.oversized_every {
+            self.last_oversized = Instant::now();
+            let sub = self.some_sub();
+            out.push((Kind::Oversized, self.oversized(&sub, &[])));
+        }
+        if self.modes.notice_storm && self.last_rate_limit.elapsed() >= self.modes.rate_limit_every {
+            self.last_rate_limit = Instant::now();
+            out.push((Kind::Notice, Message::text(r#"["NOTICE","rate-limited: slow down"]"#)));
+        }
         if self.modes.notice_storm {
             for _ in 0..n {
                 let m = self.notice();
@@ -512,7 +624,6 @@ impl Conn {
 
     fn notice(&mut self) -> Message {
         const TEXTS: &[&str] = &[
-            "rate-limited: slow down",
             "error: too many concurrent REQs",
             "ERROR: too many concurrent NEG requests",
             "ERROR: negentropy is not supported by this relay",
@@ -521,13 +632,14 @@ impl Conn {
             "blocked: you are banned",
             "error: internal error",
             "",
+            "pow: difficulty 30 required",
         ];
         match self.rng.below(12) {
             9 => Message::text(serde_json::json!(["CLOSED", format!("hostile-{}", self.rng.hex(4)), "error: shutting down"]).to_string()),
             10 => Message::text(serde_json::json!(["AUTH", self.rng.hex(16)]).to_string()),
             11 => {
                 let sub = self.some_sub();
-                Message::text(serde_json::json!(["CLOSED", sub, "rate-limited: too many requests"]).to_string())
+                Message::text(serde_json::json!(["CLOSED", sub, "error: too many concurrent REQs"]).to_string())
             }
             i => Message::text(serde_json::json!(["NOTICE", TEXTS[i as usize]]).to_string()),
         }
@@ -633,8 +745,8 @@ impl Conn {
     /// `[0, now)` claiming ids (real ones matching the session's filter, then
     /// random ones) and a random fingerprint over `[now, ∞)`.
     fn endless(&mut self, sub: &str, c: &Counters) -> Message {
-        let n = self.modes.neg_ids_per_round;
-        let filter = self.negs.get(sub).cloned().flatten();
+        let (filter, large) = self.negs.get(sub).cloned().unwrap_or((None, true));
+        let n = if large { self.modes.neg_ids_per_round } else { (self.modes.neg_ids_per_round / 50).max(1) };
         let mut ids: Vec<[u8; 32]> = Vec::with_capacity(n);
         if let Some(f) = &filter {
             for e in self.real.iter().filter(|e| f.match_event(e, MatchEventOptions::new())).take(n / 2) {
@@ -707,7 +819,9 @@ mod tests {
             rng: Rng::new(1),
             subs: Vec::new(),
             negs: HashMap::new(),
-            last_oversized: None,
+            neg_count: 0,
+            last_oversized: Instant::now(),
+            last_rate_limit: Instant::now(),
             big: None,
         };
         let c = Counters::default();

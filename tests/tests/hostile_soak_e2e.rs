@@ -1,12 +1,17 @@
 //! Hostile-relay soak (issue 7, "prove it holds"): one relay that misbehaves
-//! in every way `grasp_sync_tests::hostile_relay` knows (junk and malformed
-//! JSON floods, forged copies of the real events and of every id asked for,
-//! 4 MiB frames, never-ending negentropy claiming 500 fresh ids a round,
-//! NOTICE storms, no EOSE ever) next to two good `nostr-relay-builder`
-//! relays (A with NIP-77, B REQ-only), all three listed in every
-//! announcement; A and the hostile relay are bootstrap relays.
+//! in every way `grasp_sync_tests::hostile_relay` knows ([`Modes::all`]:
+//! junk and malformed-JSON floods, forged copies of the real events and of
+//! every id asked for, a 4 MiB frame every 8 s, never-ending negentropy
+//! claiming 100 or 5,000 fresh ids a round, NOTICE/CLOSED/AUTH storms, no
+//! EOSE ever) next to two good `nostr-relay-builder` relays (A with NIP-77,
+//! B REQ-only; both slowed to 2–3 ms a frame so the hostile relay's claims
+//! and forgeries of the same ids usually arrive first), all three listed in
+//! every announcement; A and the hostile relay are bootstrap relays.
 //!
-//! For `SOAK_SECONDS` (default 45) the daemon runs while the test samples
+//! The daemon runs with the test timings and `--rate-limit-cooldown 2s`
+//! (the storm's "rate-limited:" NOTICEs would otherwise pause the hostile
+//! relay for 65 s and end the exposure). For `SOAK_SECONDS` (default 45) the
+//! daemon runs while the test samples
 //! its `VmRSS`/`RssAnon` from `/proc/<pid>/status` every 200 ms and its
 //! metrics every second. It must:
 //! - store exactly the good relays' accepted set (read back via the served
@@ -22,7 +27,8 @@
 //!
 //! Run: `cargo build -p sync-native --bin grasp-sync && cargo test -p
 //! grasp-sync-tests --test hostile_soak_e2e -- --ignored --nocapture`;
-//! long mode: `SOAK_SECONDS=1800 …`. `SOAK_SEED` replays the junk.
+//! long mode: `SOAK_SECONDS=1800 …`. `SOAK_SEED` replays the junk;
+//! `SOAK_KEEP_LOG=1` keeps the daemon log (path printed).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,7 +39,7 @@ use grasp_sync_tests::client::{query, sample};
 use grasp_sync_tests::daemon::{proc_rss_kib, Daemon, DaemonOpts};
 use grasp_sync_tests::dataset::{self, announcement, comment, ev};
 use grasp_sync_tests::free_port;
-use grasp_sync_tests::hostile_relay::{HostileRelay, Modes};
+use grasp_sync_tests::hostile_relay::{HostileRelay, Modes, SlowProxy};
 use grasp_sync_tests::relays::{ReqOnlyProxy, TestRelay};
 use nostr::{Event, EventId, Filter, JsonUtil, Keys, Tag, Timestamp};
 
@@ -131,20 +137,25 @@ async fn served(url: &str) -> Result<Vec<Event>, String> {
 #[ignore = "e2e soak: needs the daemon binary; SOAK_SECONDS (default 45)"]
 async fn hostile_relay_does_not_corrupt_starve_or_bloat_the_daemon() {
     let soak = Duration::from_secs(env_u64("SOAK_SECONDS", 45));
+    let keep_log = std::env::var("SOAK_KEEP_LOG").is_ok();
     let seed = env_u64("SOAK_SEED", now());
     let relay_port = free_port();
     let http_port = free_port();
     let service = format!("ws://127.0.0.1:{relay_port}");
-    let a = TestRelay::start(0).await;
+    // The good relays are slow (2 ms a frame, B 3 ms), so the hostile
+    // relay's claims and forgeries of the same ids usually arrive first.
+    let a_inner = TestRelay::start(0).await;
+    let a = SlowProxy::start(&a_inner.url(), 2_000).await;
     let b_inner = TestRelay::start(0).await;
     let b = ReqOnlyProxy::start(0, &b_inner.url()).await;
+    b.set_delay_ms(3);
     // The hostile relay must be listed in the announcements it forges copies
     // of: take its port first, start it with the dataset afterwards.
     let h_port = free_port();
     let h_url = format!("ws://127.0.0.1:{h_port}");
     let (a_url, b_url) = (a.url(), b.url());
     let (on_a, on_b, expected) = build(&service, &[&a_url, &b_url, &h_url], now() - 500_000);
-    a.insert(&on_a).await;
+    a_inner.insert(&on_a).await;
     b_inner.insert(&on_b).await;
     let modes = Modes::all();
     let h = HostileRelay::start(h_port, modes, expected.values().cloned().collect(), seed).await;
@@ -163,7 +174,9 @@ async fn hostile_relay_does_not_corrupt_starve_or_bloat_the_daemon() {
         allow_private: true,
         http_port,
         relay_port,
-        extra: vec![],
+        // "rate-limited:" NOTICEs would otherwise keep the hostile relay
+        // paused for 65 s, most of the soak
+        extra: vec!["--rate-limit-cooldown".into(), "2s".into()],
     });
 
     // RSS sampler: every 200 ms, in its own task so a slow scrape cannot skip samples.
@@ -224,7 +237,7 @@ async fn hostile_relay_does_not_corrupt_starve_or_bloat_the_daemon() {
             last_print = Instant::now();
             let c = |r: &str| sample(&scrape, "ngit_sync_relay_connected", &[("relay", r)]).map(|v| v.to_string()).unwrap_or("-".into());
             eprintln!(
-                "t={:>5.1}s VmRSS {:>4} MiB (peak {:>4}) RssAnon peak {:>4} MiB; connected A {} B {} H {}; synced {}; H sent {} frames / {} MiB",
+                "t={:>5.1}s VmRSS {:>4} MiB (peak {:>4}) RssAnon peak {:>4} MiB; connected A {} B {} H {}; synced {}; H: {} conns, sent {} frames / {} MiB, {} NEG-MSGs in",
                 t.as_secs_f64(),
                 proc_rss_kib(pid).map(|r| r.0 / 1024).unwrap_or(0),
                 peak_rss.load(Ordering::SeqCst) / 1024,
@@ -233,8 +246,10 @@ async fn hostile_relay_does_not_corrupt_starve_or_bloat_the_daemon() {
                 c(&b_url),
                 c(&h_url),
                 sample(&scrape, "ngit_sync_events_synced_total", &[]).unwrap_or(-1.0),
+                h.stats().connections,
                 h.stats().frames_out,
-                h.stats().bytes_out >> 20
+                h.stats().bytes_out >> 20,
+                h.stats().neg_msgs_in
             );
         }
     }
@@ -258,6 +273,14 @@ async fn hostile_relay_does_not_corrupt_starve_or_bloat_the_daemon() {
     let logs = d.logs();
     let log_bytes = logs.len();
     let warn_lines = logs.lines().filter(|l| l.contains(" WARN ")).count();
+    if keep_log {
+        let kept = std::env::temp_dir().join(format!("hostile-soak-{}.log", std::process::id()));
+        if std::fs::write(&kept, &logs).is_ok() {
+            eprintln!("daemon log kept in {}", kept.display());
+        }
+    }
+    let about_h: Vec<String> =
+        logs.lines().filter(|l| l.contains(h_url.as_str())).take(12).map(|l| l.chars().take(240).collect::<String>()).collect();
     let error_lines = logs.lines().filter(|l| l.contains("ERROR")).count();
     let (peak, anon) = (peak_rss.load(Ordering::SeqCst) / 1024, peak_anon.load(Ordering::SeqCst) / 1024);
     let hs = h.stats();
@@ -267,12 +290,12 @@ async fn hostile_relay_does_not_corrupt_starve_or_bloat_the_daemon() {
         problems.push("the daemon was not running at the end of the soak".into());
     }
     for (n, r) in [("A", &a_url), ("B", &b_url)] {
-        match sample(&scrape, "ngit_sync_relay_connected", &[("relay", r)]) {
-            Some(v) if v == 3.0 => {}
-            v => problems.push(format!(
+        let v = sample(&scrape, "ngit_sync_relay_connected", &[("relay", r)]);
+        if v != Some(3.0) {
+            problems.push(format!(
                 "good relay {n} ends at ngit_sync_relay_connected {v:?}, not 3 (first Connected at {:?})",
                 connected_at.get(r.as_str())
-            )),
+            ));
         }
         if let Some(k) = left_connected.get(r.as_str()) {
             problems.push(format!("good relay {n} left Connected in {k} of the 1 s samples after reaching it"));
@@ -334,8 +357,9 @@ async fn hostile_relay_does_not_corrupt_starve_or_bloat_the_daemon() {
     eprintln!(
         "FIGURES: soak {:?}; VmRSS peak {peak} MiB, RssAnon peak {anon} MiB ({} samples at 200 ms; bound {RSS_BOUND_MIB} MiB); \
          Connected first at A {:?}, B {:?}; exact set served at {exact_at:?}; stored {} of {} accepted; {scrapes_failed} failed scrapes\n  \
-         saved per relay: {}\n  received per relay: {}\n  connected now: {}\n  negentropy rounds: {}\n  rejected: {}\n  \
-         hostile relay sent: {hs:?}\n  daemon log: {log_bytes} bytes, {warn_lines} WARN, {error_lines} ERROR lines; SIGTERM exit {exit:?} in {stop_time:?}",
+         saved per relay: {}\n  received per relay: {}\n  connected now: {}; health status: {}; failures: {}; connection attempts ok/failed: {}\n  \
+         negentropy rounds: {}\n  rejected: {}\n  hostile relay sent: {hs:?}\n  daemon log: {log_bytes} bytes, {warn_lines} WARN, {error_lines} ERROR \
+         lines; SIGTERM exit {exit:?} in {stop_time:?}; log lines about H:\n    {}",
         soak,
         samples.load(Ordering::SeqCst),
         connected_at.get(&a_url),
@@ -345,8 +369,19 @@ async fn hostile_relay_does_not_corrupt_starve_or_bloat_the_daemon() {
         per_relay("ngit_sync_relay_events_saved_total"),
         per_relay("ngit_sync_events_received_total"),
         per_relay("ngit_sync_relay_connected"),
+        per_relay("ngit_sync_relay_status"),
+        per_relay("ngit_sync_relay_failures"),
+        [("A", &a_url), ("B", &b_url), ("H", &h_url)]
+            .iter()
+            .map(|(n, r)| {
+                let get = |res: &str| sample(&scrape, "ngit_sync_connection_attempts_total", &[("relay", r), ("result", res)]).unwrap_or(0.0);
+                format!("{n} {}/{}", get("success"), get("failure"))
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
         per_relay("ngit_sync_negentropy_rounds_total"),
         rejected.join("; "),
+        about_h.join("\n    ").replace(&h_url, "H"),
     );
     if !problems.is_empty() {
         let tail: Vec<&str> = logs.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();

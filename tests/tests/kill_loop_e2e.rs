@@ -34,21 +34,16 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
 use grasp_sync_tests::client::query;
 use grasp_sync_tests::daemon::{Daemon, DaemonOpts};
 use grasp_sync_tests::dataset::{self, announcement, comment, ev};
 use grasp_sync_tests::free_port;
-use grasp_sync_tests::hostile_relay::Rng;
+use grasp_sync_tests::hostile_relay::{Rng, SlowProxy};
 use grasp_sync_tests::relays::{ReqOnlyProxy, TestRelay};
 use nostr::{Event, EventId, Filter, Keys, Tag, Timestamp};
 use nostr_database::NostrDatabase;
-use tokio::net::TcpListener;
-use tokio_tungstenite::tungstenite::Message;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -56,66 +51,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
 
 fn now() -> u64 {
     Timestamp::now().as_secs()
-}
-
-/// A pass-through WebSocket proxy (NIP-77 included) that delays relay→client
-/// frames by `delay_us` each (accumulated, slept in ≥ 2 ms steps).
-struct SlowProxy {
-    port: u16,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl SlowProxy {
-    async fn start(upstream: String, delay_us: u64) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy listens");
-        let port = listener.local_addr().expect("addr").port();
-        let delay = Arc::new(AtomicU64::new(delay_us));
-        let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(slow_conn(tcp, upstream.clone(), Arc::clone(&delay)));
-            }
-        });
-        Self { port, task }
-    }
-
-    fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for SlowProxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn slow_conn(tcp: tokio::net::TcpStream, upstream: String, delay: Arc<AtomicU64>) {
-    let Ok(client) = tokio_tungstenite::accept_async(tcp).await else { return };
-    let Ok((up, _)) = tokio_tungstenite::connect_async(upstream.as_str()).await else { return };
-    let (mut ctx, mut crx) = client.split();
-    let (mut utx, mut urx) = up.split();
-    let mut debt_us = 0u64;
-    loop {
-        tokio::select! {
-            m = crx.next() => match m {
-                Some(Ok(m @ Message::Text(_))) => if utx.send(m).await.is_err() { break },
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(_)) => {}
-            },
-            m = urx.next() => match m {
-                Some(Ok(m @ Message::Text(_))) => {
-                    debt_us += delay.load(Ordering::Relaxed);
-                    if debt_us >= 2_000 {
-                        tokio::time::sleep(Duration::from_micros(debt_us)).await;
-                        debt_us = 0;
-                    }
-                    if ctx.send(m).await.is_err() { break }
-                }
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(_)) => {}
-            },
-        }
-    }
 }
 
 /// About `total` accepted events over A and B: repositories (announced on A,
@@ -254,9 +189,9 @@ async fn sigkill_at_random_points_loses_nothing_and_ends_exact() {
     let http_port = free_port();
     let service = format!("ws://127.0.0.1:{relay_port}");
     let a_inner = TestRelay::start(0).await;
-    let a = SlowProxy::start(a_inner.url(), delay_us).await;
+    let a = SlowProxy::start(&a_inner.url(), delay_us).await;
     let b_inner = TestRelay::start(0).await;
-    let b_slow = SlowProxy::start(b_inner.url(), delay_us).await;
+    let b_slow = SlowProxy::start(&b_inner.url(), delay_us).await;
     let b = ReqOnlyProxy::start(0, &b_slow.url()).await;
     let (a_url, b_url) = (a.url(), b.url());
     let (on_a, on_b, expected) = build(&service, &a_url, &b_url, total, now() - 2_000_000);
