@@ -103,7 +103,8 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Serves connections forever, within `limits`.
 pub async fn serve(listener: TcpListener, router: Arc<Router>, limits: HttpLimits) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // `Semaphore::new` panics above MAX_PERMITS (2^61): such a cap is no cap.
+    let slots = Arc::new(Semaphore::new(limits.max_connections.min(Semaphore::MAX_PERMITS)));
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -203,7 +204,9 @@ mod tests {
     async fn serves_over_tcp() {
         let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(serve(listener, Arc::new(router(true)), HttpLimits::default()));
+        // A cap beyond what a semaphore holds must not panic.
+        let limits = HttpLimits { max_connections: usize::MAX, ..HttpLimits::default() };
+        tokio::spawn(serve(listener, Arc::new(router(true)), limits));
         let out = get(addr).await;
         assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
         assert!(out.ends_with("\"status\":\"ok\"}") || out.contains("\"status\":\"ok\""), "{out}");

@@ -227,10 +227,10 @@ async fn connections_beyond_the_caps_are_refused() {
 
     let mut a1 = connect(&url).await.expect("first");
     let _a2 = connect(&url).await.expect("second");
-    let e = connect(&url).await.err().expect("a third from the same address is refused");
+    let e = connect(&url).await.expect_err("a third from the same address is refused");
     assert!(e.contains("503"), "{e}");
     let _b1 = connect_from("127.0.0.2", port).await.expect("another address");
-    let e = connect_from("127.0.0.2", port).await.err().expect("a fourth in total is refused");
+    let e = connect_from("127.0.0.2", port).await.expect_err("a fourth in total is refused");
     assert!(e.contains("503"), "{e}");
     // The admitted ones work.
     send(&mut a1, r#"["REQ","q",{"limit":1}]"#).await;
@@ -345,7 +345,9 @@ fn huge_durations_exit_2_with_a_one_line_error() {
     let toml = dir.path().join("c.toml");
     std::fs::write(&toml, "backoff_max = \"99999999999999999999d\"\n").unwrap();
     let base = ["--service-url", "wss://g.example.com", "--bootstrap-relay", "wss://r.example.com"];
-    let cases: Vec<(Vec<&str>, Option<(&str, &str)>, &str)> = vec![
+    // (arguments, environment variable, option the error must name)
+    type Case<'a> = (Vec<&'a str>, Option<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["--backoff-base", "99999999999999999999d"], None, "--backoff-base"),
         (vec!["--served-idle-timeout", "400d"], None, "--served-idle-timeout"),
         (vec!["--http-timeout", "99999999999999999999999s"], None, "--http-timeout"),
