@@ -81,14 +81,18 @@ impl Router {
             }
             "/health" => {
                 let s = (self.source)();
+                // A store that keeps failing is unhealthy: nothing new is kept.
+                let store_error = s.totals.store_error.clone();
+                let healthy = s.running && store_error.is_none();
                 let body = serde_json::json!({
-                    "status": if s.running { "ok" } else { "stopped" },
+                    "status": if !s.running { "stopped" } else if store_error.is_some() { "store_failing" } else { "ok" },
+                    "store_error": store_error,
                     "relays_tracked": s.totals.relays_tracked,
                     "relays_connected": s.totals.relays_connected,
                     "events_synced": s.totals.events_synced,
                 })
                 .to_string();
-                let status = if s.running { "200 OK" } else { "503 Service Unavailable" };
+                let status = if healthy { "200 OK" } else { "503 Service Unavailable" };
                 Response { status, content_type: "application/json", body }
             }
             _ => Response { status: "404 Not Found", content_type: "text/plain", body: "try /metrics, /health or /status\n".into() },
@@ -196,6 +200,17 @@ mod tests {
         assert!(r.route("GET", "/status").body.contains("\"running\": true"));
         assert_eq!(r.route("GET", "/health?x=1").status, "200 OK");
         assert_eq!(router(false).route("GET", "/health").status, "503 Service Unavailable");
+        let failing = Arc::new(SyncStatus {
+            now: Millis(1),
+            running: true,
+            relays: vec![],
+            totals: sync_core::status::Totals { store_error: Some("no space left on device".into()), ..Default::default() },
+            repositories: vec![],
+        });
+        let r2 = Router::new(Arc::new(move || Arc::clone(&failing)));
+        let health = r2.route("GET", "/health");
+        assert_eq!(health.status, "503 Service Unavailable");
+        assert!(health.body.contains("no space left on device"), "{}", health.body);
         assert_eq!(r.route("GET", "/nope").status, "404 Not Found");
         assert_eq!(r.route("POST", "/metrics").status, "405 Method Not Allowed");
     }

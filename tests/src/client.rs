@@ -29,6 +29,36 @@ pub async fn query(url: &str, filter: Filter) -> Result<Vec<Event>, String> {
     tokio::time::timeout(Duration::from_secs(15), fut).await.map_err(|_| format!("query {url} timed out"))?
 }
 
+/// Every event matching `filter`, paging down with `until` (relays clamp
+/// `limit`, the served relay to 500 by default); ids are deduplicated.
+pub async fn query_all(url: &str, filter: Filter) -> Result<Vec<Event>, String> {
+    let mut out: Vec<Event> = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    let mut until = filter.until;
+    loop {
+        let mut f = filter.clone();
+        f.until = until;
+        let page = query(url, f).await?;
+        let oldest = page.iter().map(|e| e.created_at).min();
+        let mut new = 0;
+        for e in page {
+            if ids.insert(e.id) {
+                out.push(e);
+                new += 1;
+            }
+        }
+        match oldest {
+            // `until` is inclusive: the oldest second is asked again; a page
+            // with nothing new means everything at or below it was seen
+            Some(o) if new > 0 => until = Some(o),
+            Some(o) if o.as_secs() > 0 && until != Some(nostr::Timestamp::from(o.as_secs() - 1)) => {
+                until = Some(nostr::Timestamp::from(o.as_secs() - 1))
+            }
+            _ => return Ok(out),
+        }
+    }
+}
+
 /// Publishes `event`; returns the relay's `OK` status and message.
 pub async fn publish(url: &str, event: &Event) -> Result<(bool, String), String> {
     let fut = async {

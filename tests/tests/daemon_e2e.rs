@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use grasp_sync_tests::client::{first_answer, publish, query, sample};
+use grasp_sync_tests::client::{first_answer, publish, query, query_all, sample};
 use grasp_sync_tests::daemon::{binary, Daemon, DaemonOpts};
 use grasp_sync_tests::dataset::{self, announcement, comment, Dataset};
 use grasp_sync_tests::limiting_proxy::{Limits, Proxy};
@@ -60,7 +60,7 @@ impl World {
 
 /// Everything the daemon serves.
 async fn served_ids(d: &Daemon) -> BTreeSet<EventId> {
-    query(&d.relay_url(), Filter::new().limit(100_000)).await.expect("query served relay").into_iter().map(|e| e.id).collect()
+    query_all(&d.relay_url(), Filter::new()).await.expect("query served relay").into_iter().map(|e| e.id).collect()
 }
 
 async fn wait_connected(d: &Daemon, relay: &str, code: f64, timeout: Duration) {

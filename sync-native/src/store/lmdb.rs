@@ -97,7 +97,7 @@ impl EventStore for LmdbStore {
     fn load_state(&self) -> LocalBoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
         let file = self.state.clone();
         async move {
-            tokio::task::spawn_blocking(move || file.load())
+            tokio::task::spawn_blocking(move || file.load_usable())
                 .await
                 .map_err(|e| StoreError(e.to_string()))?
                 .map_err(|e| StoreError(format!("reading {}: {e}", STATE_NAME)))
@@ -144,12 +144,13 @@ mod tests {
         let old = announcement(&keys, 100);
         let new = announcement(&keys, 200);
         let note = EventBuilder::text_note("hi").sign_with_keys(&keys).unwrap();
+        let state = sync_core::state::SyncState { version: sync_core::state::STATE_VERSION, ..Default::default() }.to_bytes();
         run(async {
             let store = LmdbStore::open(dir.path()).unwrap();
             let out = store.save(vec![old.clone(), note.clone(), note.clone()]).await.unwrap();
             assert_eq!(out, vec![SaveOutcome::Saved, SaveOutcome::Saved, SaveOutcome::Duplicate]);
             assert_eq!(store.save(vec![new.clone(), old.clone()]).await.unwrap(), vec![SaveOutcome::Saved, SaveOutcome::Stale]);
-            store.save_state(b"state".to_vec()).await.unwrap();
+            store.save_state(state.clone()).await.unwrap();
         });
         run(async {
             let store = LmdbStore::open(dir.path()).unwrap();
@@ -161,7 +162,7 @@ mod tests {
             assert_eq!(ids, want);
             let items = store.negentropy_items(Filter::new().kind(Kind::Custom(30617))).await.unwrap();
             assert_eq!(items, vec![(new.id, new.created_at)]);
-            assert_eq!(store.load_state().await.unwrap().as_deref(), Some(&b"state"[..]));
+            assert_eq!(store.load_state().await.unwrap(), Some(state.clone()));
         });
     }
 }

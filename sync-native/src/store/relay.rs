@@ -162,7 +162,7 @@ impl EventStore for RelayStore {
     fn load_state(&self) -> LocalBoxFuture<'_, Result<Option<Vec<u8>>, StoreError>> {
         let file = self.state.clone();
         async move {
-            tokio::task::spawn_blocking(move || file.load())
+            tokio::task::spawn_blocking(move || file.load_usable())
                 .await
                 .map_err(|e| StoreError(e.to_string()))?
                 .map_err(|e| StoreError(e.to_string()))

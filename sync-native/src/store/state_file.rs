@@ -50,8 +50,6 @@ impl StateFile {
     /// returned: the engine starts fresh and the next persist does not
     /// overwrite the only copy. The engine's own parser decides
     /// (`SyncState::from_bytes`, all `Engine::restore` can fail on).
-    // Called by the stores' `load_state` once they switch to it.
-    #[allow(dead_code)]
     pub fn load_usable(&self) -> std::io::Result<Option<Vec<u8>>> {
         let Some(bytes) = self.load()? else { return Ok(None) };
         let Err(error) = SyncState::from_bytes(&bytes) else { return Ok(Some(bytes)) };
@@ -72,7 +70,6 @@ impl StateFile {
 
     /// Moves the state file to `<path>.corrupt-<unix-seconds>` (never over
     /// an earlier copy) and returns the new path.
-    #[allow(dead_code)]
     pub fn quarantine(&self) -> std::io::Result<PathBuf> {
         let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let named = |suffix: String| {
