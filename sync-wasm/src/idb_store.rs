@@ -253,9 +253,10 @@ impl IdbStore {
                 Err(e) => return Err(js_failure("save: add", e)),
             }
         }
-        // No explicit `commit()`: Chromium aborts a committing transaction
-        // when one of its requests fails, even a cancelled ConstraintError.
-        // It commits by itself once every request is done.
+        // No explicit `commit()`: Chromium aborted (UnknownError) a
+        // transaction committed that way as soon as one of its requests
+        // failed, even with the ConstraintError cancelled. Left alone, it
+        // commits by itself once every request is done.
         let result = finished.await;
         drop(store);
         drop(tx); // finished: the library's abort-on-drop is a no-op now
