@@ -6,6 +6,7 @@
 pub mod client;
 pub mod daemon;
 pub mod dataset;
+pub mod failing_store;
 pub mod hostile_relay;
 pub mod limiting_proxy;
 pub mod relays;
