@@ -34,6 +34,7 @@ function renderRelays(relays) {
     tr.append(text('td', r.relay + (r.bootstrap ? ' (bootstrap)' : ''), 'relay'));
     const status = document.createElement('td');
     status.append(text('span', LABELS[r.connection] ?? r.connection, `badge status-${r.connection}`));
+    if (r.degraded_reason) status.title = r.degraded_reason;
     tr.append(status);
     tr.append(text('td', r.health, `health-${r.health}`));
     tr.append(text('td', String(r.failures), 'failures'));
@@ -90,8 +91,9 @@ function render(status) {
   $('t-repos').textContent = String(t.repositories);
   $('t-roots').textContent = String(t.root_events);
   $('t-pending').textContent = String(t.pending_batches);
-  $('engine-state').textContent = status.running ? 'running' : 'stopped';
+  $('engine-state').textContent = status.running ? (t.store_error ? 'running, store failing' : 'running') : 'stopped';
   $('engine-state').dataset.state = status.running ? 'running' : 'stopped';
+  if (t.store_error) $('error').textContent = `Store failing, saves are retried: ${t.store_error}`;
   renderRelays(status.relays);
   renderRepos(status.repositories);
   if (t.events_synced !== lastSynced) {

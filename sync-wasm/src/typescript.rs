@@ -47,6 +47,8 @@ export type HealthStatus = "Healthy" | "Disconnected" | "Degraded" | "Dead" | "R
 export interface RelayStatus {
   relay: string; bootstrap: boolean;
   connection: ConnectionStatus; connection_code: number;
+  /** Why the relay is (or will end) ConnectedDegraded; absent otherwise. */
+  degraded_reason?: string;
   health: HealthStatus; health_code: number; failures: number;
   last_connected: number | null; disconnected_at: number | null;
   announcements_synced: boolean; historic_sync_completed: boolean;
@@ -76,6 +78,10 @@ export interface SyncStatus {
     events_synced: number; relays_tracked: number; relays_connected: number; relays_dead: number;
     events_received: number; events_rejected: Record<string, number>; repositories: number;
     root_events: number; pending_batches: number; unsaved_events: number; relays_refused: number;
+    /** Distinct relay URLs refused, by reason (private, scheme, invalid, too_long, per_announcement, per_host, total). */
+    relay_urls_refused: Record<string, number>;
+    /** The store's error while it keeps failing (null when healthy). */
+    store_error: string | null; store_errors: number; events_quarantined: number; events_forgotten: number;
   };
   repositories: { address: string; name: string | null; relays: string[]; root_events: number }[];
 }
