@@ -9,11 +9,13 @@
 //! takes seconds; `KILL_LOOP_EVENTS` (default 3,000) accepted events spread
 //! over them (some on both), plus noise and a forgery that must not be
 //! stored. `KILL_LOOP_KILLS` (default 20) runs are each SIGKILLed once the
-//! store has grown past a random fill level (the levels are sorted, so the
-//! kills are spread over the whole sync), plus up to 100 ms; a quarter of
-//! the runs are killed at a random moment of their first 1.5 s instead if
-//! that comes first (start-up, state restore, quick reconnect). The RNG is
-//! seeded; the seed is printed and `KILL_LOOP_SEED` replays it.
+//! store has grown past a random fill level (above what it holds by up to
+//! an even share of what is left per remaining kill, less how far the last
+//! kill overshot its level, so the kills are spread over the whole sync),
+//! plus up to 30 ms; a quarter of the runs are killed at a random moment of
+//! their first 1.5 s instead if that comes first (start-up, state restore,
+//! quick reconnect). The RNG is seeded; the seed is printed and
+//! `KILL_LOOP_SEED` replays it.
 //!
 //! Just before each kill the test scrapes `ngit_sync_events_synced_total`
 //! and reads every id the served relay holds. After the kill (daemon dead,
@@ -212,28 +214,29 @@ async fn sigkill_at_random_points_loses_nothing_and_ends_exact() {
     };
     let relays = [a_url.as_str(), b_url.as_str()];
 
-    // Where the kills land: each run is killed when the store has grown past
-    // a random fill level (sorted, so the kills are spread over the whole
-    // sync) plus up to 100 ms; a quarter of the runs are killed earlier, at a
-    // random moment of their first 1.5 s (start-up, state restore,
-    // reconnect, first pages) if that comes first.
+    // Where the kills land (see the module docs): a fill level per run, less
+    // the last overshoot (the store grows on while the test reads it before
+    // the kill), or a random moment of the first 1.5 s for a quarter of them.
     let n = expected.len() as u64;
-    let mut targets: Vec<u64> = (0..kills).map(|_| 1 + rng.below(n.saturating_sub(1).max(1))).collect();
-    targets.sort_unstable();
     let mut prev: BTreeSet<EventId> = BTreeSet::new();
     let mut log: Vec<Kill> = Vec::new();
     let mut problems: Vec<String> = Vec::new();
-    for (k, target) in targets.iter().enumerate() {
+    // how far past its fill level the store got by the kill (last kill)
+    let mut overshoot = 0u64;
+    for k in 0..kills {
+        let have = prev.len() as u64;
+        let share = (n.saturating_sub(have) / (kills - k + 1)).saturating_sub(overshoot);
+        let target = have + 1 + rng.below(share.max(1));
         let mut d = Daemon::spawn(opts.clone());
         let early = rng.below(4) == 0;
         let deadline = if early { Duration::from_micros(rng.below(1_500_000)) } else { Duration::from_secs(120) };
-        let jitter = Duration::from_micros(rng.below(100_000));
+        let jitter = Duration::from_micros(rng.below(30_000));
         loop {
             if d.started.elapsed() >= deadline {
                 break;
             }
             let synced = d.metric("ngit_sync_events_synced_total", &[]).await.unwrap_or(0.0);
-            if prev.len() as f64 + synced >= *target as f64 || prev.len() == expected.len() {
+            if prev.len() as f64 + synced >= target as f64 || prev.len() == expected.len() {
                 if !early {
                     tokio::time::sleep(jitter).await;
                 }
@@ -285,6 +288,9 @@ async fn sigkill_at_random_points_loses_nothing_and_ends_exact() {
             before.as_ref().map(|s| s.len().to_string()).unwrap_or_else(|| "-".into()),
             image.len()
         );
+        if !early {
+            overshoot = (image.len() as u64).saturating_sub(target.max(have));
+        }
         log.push(Kill { early, after, synced, served: before.as_ref().map(BTreeSet::len), image: image.len() });
         prev = image;
     }
