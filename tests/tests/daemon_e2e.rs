@@ -326,7 +326,16 @@ async fn store_relay_mode_publishes_into_an_existing_relay() {
     let d = Daemon::spawn(opts);
     wait_connected(&d, &w.a.url(), 3.0, Duration::from_secs(60)).await;
     wait_connected(&d, &w.b.url(), 3.0, Duration::from_secs(60)).await;
-    let got: BTreeSet<EventId> = query(&downstream.url(), Filter::new().limit(100_000)).await.unwrap().into_iter().map(|e| e.id).collect();
+    // Connected means historic sync is done; the last saves may still be on their way
+    let down = downstream.url();
+    let mut got = BTreeSet::new();
+    for _ in 0..100 {
+        got = query(&down, Filter::new().limit(100_000)).await.unwrap().into_iter().map(|e| e.id).collect();
+        if got == w.data.expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(got, w.data.expected, "missing {:?}", w.data.expected.difference(&got).collect::<Vec<_>>());
     assert_eq!(d.metric("ngit_sync_events_synced_total", &[]).await, Some(got.len() as f64));
 }

@@ -1,10 +1,12 @@
 //! Store mode "write into an existing relay" (an operator's GRASP relay):
 //! events are published with `EVENT` and the relay's `OK` decides the
 //! outcome — `OK true` is saved, a `duplicate:` prefix is a duplicate, a
-//! `rate-limited:` or `error:` answer (NIP-01: transient, "try again")
-//! fails the batch (the engine retries it; an event that keeps failing
-//! alone is quarantined) and any other `OK false` is a permanent rejection
-//! with the relay's reason. Queries
+//! `rate-limited:` answer fails the batch (the engine retries it), an
+//! `error:` answer (the relay's own failure) is asked again twice within the
+//! save: when every event of the batch still fails the batch fails (the
+//! store is down: retried with backoff, `/health` 503), otherwise those
+//! events are rejected with the relay's reason (some relays answer `error:`
+//! for stale replaceable events). Any other `OK false` is a rejection. Queries
 //! and negentropy items are answered with `REQ` … `EOSE`. The sync state
 //! stays in a file in the data directory.
 //!
@@ -63,6 +65,60 @@ impl RelayStore {
         result
     }
 
+    /// Publishes `events` and collects one `OK` outcome per id.
+    async fn publish(&self, events: Vec<Event>) -> Result<HashMap<EventId, SaveOutcome>, StoreError> {
+        let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+        self.with_socket(move |ws| {
+            async move {
+                for event in events {
+                    send(ws, ClientMessage::event(event).as_json()).await?;
+                }
+                let mut answers: HashMap<EventId, SaveOutcome> = HashMap::new();
+                while answers.len() < ids.len() {
+                    let text = next_text(ws).await?;
+                    if let Ok(RelayMessage::Ok { event_id, status, message }) = RelayMessage::from_json(&text) {
+                        if ids.contains(&event_id) {
+                            answers.insert(event_id, ok_outcome(status, &message)?);
+                        }
+                    }
+                }
+                Ok(answers)
+            }
+            .boxed_local()
+        })
+        .await
+    }
+
+    /// Events the relay already holds (`Duplicate`) or holds a newer
+    /// version of (`Stale`), among `events`.
+    async fn settled_elsewhere(&self, events: &[&Event]) -> Result<Vec<(EventId, SaveOutcome)>, StoreError> {
+        let held: std::collections::HashSet<EventId> =
+            self.req(Filter::new().ids(events.iter().map(|e| e.id))).await?.into_iter().map(|e| e.id).collect();
+        let mut out = Vec::new();
+        for event in events {
+            if held.contains(&event.id) {
+                out.push((event.id, SaveOutcome::Duplicate));
+                continue;
+            }
+            let kind = event.kind;
+            if !(kind.is_replaceable() || kind.is_addressable()) {
+                continue;
+            }
+            let mut f = Filter::new().kind(kind).author(event.pubkey).limit(1);
+            if kind.is_addressable() {
+                let d = event.tags.identifier().unwrap_or_default().to_string();
+                f = f.identifier(d);
+            }
+            let newest = self.req(f).await?.into_iter().next();
+            // NIP-01: the newest wins, equal created_at goes to the lowest id
+            let supersedes = |n: &Event| n.created_at > event.created_at || (n.created_at == event.created_at && n.id < event.id);
+            if newest.as_ref().is_some_and(supersedes) {
+                out.push((event.id, SaveOutcome::Stale));
+            }
+        }
+        Ok(out)
+    }
+
     async fn req(&self, filter: Filter) -> Result<Vec<Event>, StoreError> {
         self.with_socket(|ws| {
             async move {
@@ -113,11 +169,19 @@ pub fn ok_outcome(status: bool, message: &str) -> Result<SaveOutcome, StoreError
     if status {
         return Ok(SaveOutcome::Saved);
     }
-    if m.starts_with("rate-limited:") || m.starts_with("error:") {
+    if m.starts_with("rate-limited:") {
         return Err(StoreError(format!("store relay answered {m}")));
     }
     Ok(SaveOutcome::Rejected(if m.is_empty() { "rejected".to_string() } else { m.to_string() }))
 }
+
+/// NIP-01 `error:`: the relay failed, not the event; asked again.
+fn is_transient(outcome: &SaveOutcome) -> bool {
+    matches!(outcome, SaveOutcome::Rejected(m) if m.starts_with("error:"))
+}
+
+/// Pauses before asking again the events a store relay answered `error:`.
+const ERROR_RETRIES: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(800)];
 
 impl EventStore for RelayStore {
     fn save(&self, events: Vec<Event>) -> LocalBoxFuture<'_, Result<Vec<SaveOutcome>, StoreError>> {
@@ -126,25 +190,27 @@ impl EventStore for RelayStore {
                 return Ok(Vec::new());
             }
             let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
-            self.with_socket(move |ws| {
-                async move {
-                    for event in events {
-                        send(ws, ClientMessage::event(event).as_json()).await?;
-                    }
-                    let mut answers: HashMap<EventId, SaveOutcome> = HashMap::new();
-                    while answers.len() < ids.len() {
-                        let text = next_text(ws).await?;
-                        if let Ok(RelayMessage::Ok { event_id, status, message }) = RelayMessage::from_json(&text) {
-                            if ids.contains(&event_id) {
-                                answers.insert(event_id, ok_outcome(status, &message)?);
-                            }
-                        }
-                    }
-                    Ok(ids.iter().map(|id| answers.remove(id).unwrap_or(SaveOutcome::Duplicate)).collect())
+            let mut answers: HashMap<EventId, SaveOutcome> = self.publish(events.clone()).await?;
+            for pause in ERROR_RETRIES {
+                let again: Vec<Event> = events.iter().filter(|e| answers.get(&e.id).is_some_and(is_transient)).cloned().collect();
+                if again.is_empty() {
+                    break;
                 }
-                .boxed_local()
-            })
-            .await
+                tokio::time::sleep(pause).await;
+                answers.extend(self.publish(again).await?);
+            }
+            let failed: Vec<&Event> = events.iter().filter(|e| answers.get(&e.id).is_some_and(is_transient)).collect();
+            if !failed.is_empty() {
+                // Some relays (nostr-relay-builder) answer `error:` for a
+                // duplicate or a stale replaceable event: ask the relay.
+                for (id, outcome) in self.settled_elsewhere(&failed).await? {
+                    answers.insert(id, outcome);
+                }
+                if let Some(SaveOutcome::Rejected(m)) = answers.values().find(|o| is_transient(o)) {
+                    return Err(StoreError(format!("store relay answered {m}")));
+                }
+            }
+            Ok(ids.iter().map(|id| answers.remove(id).unwrap_or(SaveOutcome::Duplicate)).collect())
         }
         .boxed_local()
     }
@@ -193,8 +259,7 @@ mod tests {
         assert_eq!(ok_outcome(false, "duplicate: seen").unwrap(), SaveOutcome::Duplicate);
         assert_eq!(ok_outcome(false, "blocked: not on my watch").unwrap(), SaveOutcome::Rejected("blocked: not on my watch".into()));
         assert!(ok_outcome(false, "rate-limited: slow down").is_err());
-        // NIP-01 `error:` is the relay's own failure, not a verdict on the event
-        assert!(ok_outcome(false, "error: could not connect to the database").is_err());
-        assert!(ok_outcome(false, "invalid: bad signature").is_ok());
+        assert!(is_transient(&ok_outcome(false, "error: could not connect to the database").unwrap()));
+        assert!(!is_transient(&ok_outcome(false, "invalid: bad signature").unwrap()));
     }
 }
