@@ -26,7 +26,8 @@
 //!   auth, "too many" and "negentropy not supported", plus `CLOSED` for
 //!   invented and open subscriptions and `AUTH` challenges; a
 //!   "rate-limited:" NOTICE every `rate_limit_every`;
-//! - **never EOSE**: no `EOSE` ever ends a REQ.
+//! - **never EOSE**: no `EOSE` ever ends a REQ (but with `eose_for_ids`
+//!   fetches by id are ended, so negentropy's fetch queue drains);
 //!
 //! The junk, forged and NOTICE floods fire every `flood_interval` from
 //! `quiet_start` into each connection, so the first answers (to NEG-OPEN in
@@ -71,6 +72,10 @@ pub struct Modes {
     pub notice_storm: bool,
     /// No EOSE, ever.
     pub never_eose: bool,
+    /// With `never_eose`, still end `REQ {ids}` fetches (after their
+    /// forgeries) with EOSE: the client's fetch queue then drains and the
+    /// endless negentropy rounds go on instead of stalling behind it.
+    pub eose_for_ids: bool,
     /// How often the flood timer fires per connection.
     pub flood_interval: Duration,
     /// The storm's "rate-limited:" NOTICE comes this often (the first this
@@ -98,6 +103,7 @@ impl Modes {
             neg_ids_per_round: 5_000,
             notice_storm: true,
             never_eose: true,
+            eose_for_ids: true,
             flood_interval: Duration::from_millis(100),
             rate_limit_every: Duration::from_secs(3),
             quiet_start: Duration::from_secs(1),
@@ -117,6 +123,7 @@ impl Modes {
             neg_ids_per_round: 0,
             notice_storm: false,
             never_eose: false,
+            eose_for_ids: true,
             flood_interval: Duration::from_secs(3600),
             rate_limit_every: Duration::from_secs(3600),
             quiet_start: Duration::from_secs(3600),
@@ -487,7 +494,7 @@ struct Conn {
     subs: Vec<String>,
     /// Negentropy sessions and their filters.
     negs: HashMap<String, (Option<Filter>, bool)>,
-    /// NEG-OPENs so far (odd sessions get the large id lists).
+    /// NEG-OPENs so far (the 1st, 3rd, … sessions get the large id lists).
     neg_count: u64,
     /// When the last oversized frame went out (the connection's start at first).
     last_oversized: Instant,
@@ -528,7 +535,8 @@ impl Conn {
                         out.push((Kind::Junk, j));
                     }
                 }
-                if !self.modes.never_eose {
+                let fetch = !filters.is_empty() && filters.iter().all(|f| f.ids.is_some());
+                if !self.modes.never_eose || (fetch && self.modes.eose_for_ids) {
                     out.push((Kind::Eose, Message::text(serde_json::json!(["EOSE", sub]).to_string())));
                 }
             }
@@ -546,7 +554,7 @@ impl Conn {
                 let filter = arr.get(2).and_then(|f| Filter::from_json(f.to_string()).ok());
                 if self.modes.endless_negentropy {
                     self.neg_count += 1;
-                    self.negs.insert(sub.clone(), (filter, self.neg_count & 1 == 0));
+                    self.negs.insert(sub.clone(), (filter, self.neg_count & 1 == 1));
                     if self.negs.len() > 512 {
                         let k = self.negs.keys().next().cloned();
                         if let Some(k) = k {
