@@ -388,6 +388,9 @@ mod tests {
     fn normalising_is_idempotent_for_fuzzer_findings() {
         // fuzz/regressions/relay_url/*
         assert!(matches!(RelayUrl::parse("ws:."), Err(RelayUrlError::NoHost)));
+        // fuzz/regressions/announcement/*: indexed as `wss://`, which then failed to restore
+        assert!(matches!(RelayUrl::parse_safe("wss://.", true), Err(RelayUrlError::NoHost)));
+        assert!(matches!(RelayUrl::parse_safe("wss://...", true), Err(RelayUrlError::NoHost)));
         let once = RelayUrl::parse("WS:0..").unwrap();
         assert_eq!(RelayUrl::parse(once.as_str()).unwrap(), once);
         assert_eq!(once.as_str(), "ws://0.0.0.0");
