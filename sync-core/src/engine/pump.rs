@@ -283,9 +283,15 @@ impl Engine {
                 oldest_suspect = Some(oldest_suspect.map_or(job.started, |s: u64| s.min(job.started)));
             }
         }
+        let before = session.window.limit();
         session.window.cut(oldest_suspect.unwrap_or(newest), newest);
         session.pause_until = Some(now + pause);
-        tracing::info!(relay = %url, window = session.window.limit(), "relay says too many (NOTICE); window shrinks");
+        // logged when it changes something: a NOTICE storm must not flood the log
+        if session.window.limit() < before {
+            tracing::info!(relay = %url, window = session.window.limit(), "relay says too many (NOTICE); window shrinks");
+        } else {
+            tracing::debug!(relay = %url, "relay says too many (NOTICE)");
+        }
     }
 
     /// Suspects of a "too many" NOTICE that stayed silent were refused.
