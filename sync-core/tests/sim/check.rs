@@ -1,4 +1,12 @@
 //! The invariants checked at the end of every run.
+//!
+//! (1) completeness, (2) nothing unacceptable, forged or future-dated
+//! stored, (3) legal status histories, (4) totals and final states, (5) flow
+//! control seen from the relays, (6) bounds against hostile relays: no relay
+//! Syncing longer than [`SYNCING_BOUND`] after it connected, degraded relays
+//! say why, negentropy rounds and REQ pages per request within the engine's
+//! bounds, the unsaved backlog within 4 × `max_unsaved`, and live events a
+//! ClosesLive relay received while it had closed our subscription arrive.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -10,6 +18,12 @@ use super::dataset::{RelayKind, World, GONE_RELAY, OUR_RELAY, PRIVATE_RELAY};
 use super::model::Model;
 use super::stats::Stats;
 use super::world::{sim_config, Outcome};
+
+/// No relay stays Syncing longer than this after it connected (virtual
+/// time): the historic sync of the largest simulated dataset, through the
+/// slowest relay (14 s per answer), rate-limit cooldowns and hostile
+/// relays' bounded attempts, ends well within it.
+pub const SYNCING_BOUND: Duration = Duration::from_secs(30 * 60);
 
 fn addr_key(e: &Event) -> Option<(u16, String, String)> {
     let k = e.kind.as_u16();
@@ -47,6 +61,22 @@ pub fn snapshot_stats(world: &World, out: &Outcome) -> Stats {
         s.connect_failures += r.counters.connect_failure;
         s.degraded += u64::from(r.connection == ConnectionStatus::ConnectedDegraded);
     }
+    for spec in &world.relays {
+        let Some(obs) = out.relay_obs.get(&spec.url) else { continue };
+        s.junk_sent += obs.junk_sent;
+        s.endless_msgs += obs.endless_msgs;
+        s.storm_notices += obs.storm_notices;
+        s.live_closed += obs.live_closed;
+        s.live_reopened += obs.live_reopened;
+        s.published_while_closed += obs.published_while_closed.len() as u64;
+        s.oversized_sent += obs.oversized_sent;
+    }
+    s.quarantined += out.quarantined_before + status.totals.events_quarantined;
+    s.forgotten += out.forgotten_before + status.totals.events_forgotten;
+    s.future_refused += status.totals.events_rejected.get("invalid_created_at").copied().unwrap_or(0);
+    s.oversized_refused += status.totals.events_rejected.get("oversized").copied().unwrap_or(0);
+    s.max_unsaved = s.max_unsaved.max(out.max_unsaved);
+    s.max_syncing_ms = s.max_syncing_ms.max(syncing_spells(out).into_iter().map(|(_, _, d)| d.as_millis() as u64).max().unwrap_or(0));
     s.invalid_signatures += status.totals.events_rejected.get("invalid_signature").copied().unwrap_or(0);
     s.not_accepted += status.totals.events_rejected.get("not_accepted").copied().unwrap_or(0);
     s.stored += out.store.len() as u64;
@@ -63,7 +93,19 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
     let by_key: BTreeMap<(u16, String, String), &Event> = stored.iter().filter_map(|e| addr_key(e).map(|k| (k, e))).collect();
 
     // (1) every required event stored exactly once (addressable: it or a newer version).
-    for (id, e) in &model.required {
+    // The engine may quarantine an event the store failed alone twice with
+    // other saves succeeding in between (its poison-event rule, which random
+    // transient failures can meet): such an event is excused, as long as the
+    // engine counted at least that many quarantines.
+    let quarantined = out.quarantined_before + out.engine.status(out.end).totals.events_quarantined;
+    let excused = |id: &EventId| quarantined > 0 && out.quarantine_suspects.contains(id);
+    if quarantined > out.quarantine_suspects.len() as u64 {
+        errs.push(format!(
+            "{quarantined} events quarantined, but only {} failed to save alone twice with other saves in between",
+            out.quarantine_suspects.len()
+        ));
+    }
+    for (id, e) in model.required.iter().filter(|(id, _)| !excused(id)) {
         match addr_key(e) {
             Some(key) => match by_key.get(&key) {
                 Some(s) if newer_or_same(s, e) => {}
@@ -93,9 +135,21 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
             errs.push(format!("event {} saved {n} times", e.id));
         }
     }
-    // (2) nothing unaccepted or forged stored
+    // (2) nothing unaccepted, forged or future-dated stored
+    let skew = sim_config(world).max_future_skew;
+    let latest = (out.end + skew).as_secs();
+    let future: BTreeSet<EventId> = world.relays.iter().flat_map(|r| r.future.iter().map(|e| e.id)).collect();
     for e in &stored {
-        if e.verify().is_err() {
+        if e.created_at.as_secs() > latest || future.contains(&e.id) {
+            errs.push(format!("stored event {} (kind {}) is dated in the future: {}", e.id, e.kind.as_u16(), e.created_at));
+        }
+    }
+    let universe = world.universe();
+    for e in &stored {
+        // the world's own events are validly signed: an identical copy
+        // needs no verification (the expensive part of the checks)
+        let genuine = universe.get(&e.id).is_some_and(|u| u == e && u.sig == e.sig);
+        if !genuine && e.verify().is_err() {
             errs.push(format!("stored event {} does not verify (forged)", e.id));
         }
         if !model.allowed.contains(&e.id) {
@@ -129,7 +183,6 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
     }
     // Saved outcomes (plus what was in the store before) = stored events +
     // addressable versions replaced later by a newer one.
-    let universe = world.universe();
     let replaced = universe.keys().filter(|id| !stored_ids.contains(id) && out.store.saved_count(id) == 1).count() as u64;
     let before = world.prestored.len() as u64;
     if out.saved_outcomes + before != stored.len() as u64 + replaced {
@@ -254,8 +307,79 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
             }
         }
     }
+    // (6) bounds against hostile relays.
+    for (relay, from, took) in syncing_spells(out) {
+        if took > SYNCING_BOUND {
+            errs.push(format!("{relay} Syncing for {}s from +{}s (bound {}s)", took.as_secs(), from / 1000, SYNCING_BOUND.as_secs()));
+        }
+    }
+    for r in status.relays.iter().filter(|r| r.connection == ConnectionStatus::ConnectedDegraded && r.degraded_reason.is_none()) {
+        errs.push(format!("{} ends ConnectedDegraded without a degraded_reason", r.relay));
+    }
+    let unsaved_bound = 4 * config.max_unsaved;
+    if out.max_unsaved > unsaved_bound {
+        errs.push(format!("the engine held {} unsaved events, bound 4 × max_unsaved = {unsaved_bound}", out.max_unsaved));
+    }
+    for r in &status.relays {
+        if r.progress.requests_in_flight > window {
+            errs.push(format!("{}: {} requests in flight, window is {window}", r.relay, r.progress.requests_in_flight));
+        }
+    }
+    for spec in &world.relays {
+        let Some(obs) = out.relay_obs.get(&spec.url) else { continue };
+        if obs.max_neg_rounds > u64::from(config.max_negentropy_rounds) {
+            errs.push(format!(
+                "{} ({:?}): {} NEG-MSGs in one negentropy session, bound {}",
+                spec.url, spec.kind, obs.max_neg_rounds, config.max_negentropy_rounds
+            ));
+        }
+        // pages, plus a retry or two of the last one
+        let reqs_bound = u64::from(config.max_pages_per_job) + u64::from(config.fetch_retries) + 2;
+        if obs.max_reqs_per_sub > reqs_bound {
+            errs.push(format!("{} ({:?}): {} REQs under one subscription, bound {reqs_bound}", spec.url, spec.kind, obs.max_reqs_per_sub));
+        }
+        // A hostile relay that answered negentropy in time is not REQ-only
+        // (it ends Connected or ConnectedDegraded, checked above).
+        let in_time = Duration::from_millis(spec.answer_delay_ms) < config.negentropy_open_timeout;
+        if spec.kind.hostile() && obs.neg_msgs_sent > 0 && in_time {
+            let seen = out.req_only_seen.iter().find(|(u, _)| *u == spec.url).map(|(_, at)| *at);
+            if seen.is_some() || rows.get(spec.url.as_str()).is_some_and(|r| r.req_only) {
+                errs.push(format!(
+                    "{} ({:?}) answered {} NEG-MSGs but was made REQ-only (seen at {seen:?} ms)",
+                    spec.url, spec.kind, obs.neg_msgs_sent
+                ));
+            }
+        }
+        for id in obs.published_while_closed.iter().filter(|id| model.required.contains_key(id) && !stored_ids.contains(id)) {
+            errs.push(format!(
+                "{} ({:?}): live event {id} published while the relay had closed our live subscription never arrived",
+                spec.url, spec.kind
+            ));
+        }
+    }
     errs.extend(out.liveness.iter().cloned());
     errs
+}
+
+/// Every Syncing spell of the run: relay, start (virtual ms since START)
+/// and how long it lasted (until the run's end for one still open).
+pub fn syncing_spells(out: &Outcome) -> Vec<(String, u64, Duration)> {
+    let mut open: BTreeMap<String, sync_core::Millis> = BTreeMap::new();
+    let mut spells = Vec::new();
+    let since_start = |t: sync_core::Millis| t.0.saturating_sub(super::dataset::START.0);
+    for t in &out.transitions {
+        if t.to == ConnectionStatus::Syncing {
+            open.insert(t.relay.to_string(), t.at);
+        } else if t.from == ConnectionStatus::Syncing {
+            if let Some(from) = open.remove(t.relay.as_str()) {
+                spells.push((t.relay.to_string(), since_start(from), Duration::from_millis(t.at.0.saturating_sub(from.0))));
+            }
+        }
+    }
+    for (relay, from) in open {
+        spells.push((relay, since_start(from), Duration::from_millis(out.end.0.saturating_sub(from.0))));
+    }
+    spells
 }
 
 /// An event's tags, shortened, for failure messages.

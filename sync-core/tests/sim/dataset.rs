@@ -1,7 +1,9 @@
 //! Random NIP-34 worlds, one per seed: simulated relays with their kinds
-//! (honest, REQ-only, rate-limiting, flaky, withholding, never-EOSE, forged),
+//! (honest, REQ-only, rate-limiting, flaky, withholding, never-EOSE, forged,
+//! limited, slow, quirky, and the hostile ones of [`RelayKind::hostile`]),
 //! repository announcements listing several of them, states, roots, threads,
-//! noise, forged events and events published live during the run.
+//! noise, forged and future-dated events and events published live during
+//! the run.
 //!
 //! Everything derives from the seed (keys come from a fixed pool), so a seed
 //! always builds the same world; only signature nonces differ, which the
@@ -57,6 +59,44 @@ pub enum RelayKind {
     /// Honest, but one `limit`/cap is shared by all filters of a REQ
     /// (newest first over their union) instead of applying per filter.
     SharedLimit,
+    // ----- hostile kinds (drawn with probability `HOSTILE_RATE`) -----
+    /// Hostile: every historic REQ page (not `REQ {ids}`, not live) also
+    /// carries `junk_per_page` junk events per filter, besides the capped real
+    /// ones: they match the filter (its first kind and tag) but do not verify,
+    /// with fresh ids and falling `created_at` below the page's `until`.
+    /// Its real events are all served, so it counts as reliable.
+    JunkFlood,
+    /// Hostile NIP-77 relay whose negentropy never ends: most sessions
+    /// (NEG-OPEN with probability 0.6; the others are honest) and all their
+    /// NEG-MSGs are answered with a message reporting `endless_ids` fresh ids
+    /// (never served by REQ; 0: fingerprints only) and a fingerprint that
+    /// never matches (`testkit::hostile::endless_negentropy_message`), until
+    /// the engine's round or id bound ends the session. REQ is honest. Not
+    /// reliable: its batches fail (rounds/ids bound) and its events are not
+    /// fetched from it; the engine must end it ConnectedDegraded or Connected,
+    /// never REQ-only, within the round bound.
+    EndlessNeg,
+    /// Hostile: at each of `hostile_ticks` (the first minutes of the run),
+    /// sends an unprompted burst of NOTICEs, some saying "too many …" or
+    /// "rate-limited: …" about nothing it refused. Otherwise honest and reliable.
+    NoticeStorm,
+    /// Hostile: at each of `hostile_ticks` closes the live subscriptions it
+    /// holds with `CLOSED "error: …"`; events published while one is closed
+    /// must still arrive (the engine reopens with `since`). Reliable; ends
+    /// Connected once the closes stop for a stability period.
+    ClosesLive,
+    /// Hostile: besides its honest events it stores `future`: valid signed
+    /// events dated years ahead (a newer announcement without our relay,
+    /// patches, comments, a state), served by REQ and negentropy like any
+    /// other. None may be stored. Not counted as reliable (unless
+    /// `SIM_FUTURE_RELIABLE=1`): they take real events' places at the top of
+    /// capped newest-first pages, and the engine, which counts only events it
+    /// accepts towards a page, ends pagination early (engine finding, issue 7).
+    FutureDated,
+    /// Hostile: every historic REQ answer also carries one EVENT frame longer
+    /// than the engine's `max_frame_bytes` (`oversized_bytes`), which must be
+    /// refused unparsed. Otherwise honest and reliable.
+    Oversized,
 }
 
 impl RelayKind {
@@ -69,13 +109,25 @@ impl RelayKind {
     /// second"). Losing events on it is an engine finding, not a simulation
     /// artefact.
     pub fn reliable(self) -> bool {
-        !matches!(self, RelayKind::Withholding | RelayKind::NeverEose | RelayKind::Forged)
+        match self {
+            RelayKind::Withholding | RelayKind::NeverEose | RelayKind::Forged | RelayKind::EndlessNeg => false,
+            RelayKind::FutureDated => future_reliable(),
+            _ => true,
+        }
     }
 
-    /// Relays that neither withhold nor forge: they answer every `REQ {ids}`
-    /// fully, so the engine has no reason to ask one of them twice for an id.
+    /// Relays that neither withhold nor forge nor lie about refusals: they
+    /// answer every `REQ {ids}` fully, so the engine has no reason to ask one
+    /// of them twice for an id. (EndlessNeg reports ids it never serves; a
+    /// NoticeStorm's "too many" NOTICEs make silent requests look refused.)
     pub fn honest(self) -> bool {
-        !matches!(self, RelayKind::Withholding | RelayKind::Forged)
+        !matches!(self, RelayKind::Withholding | RelayKind::Forged | RelayKind::EndlessNeg | RelayKind::NoticeStorm)
+    }
+
+    /// The hostile kinds (issue 7): they attack the engine's bounds rather
+    /// than merely misbehave. Drawn for a relay with probability [`HOSTILE_RATE`].
+    pub fn hostile(self) -> bool {
+        Self::HOSTILE.contains(&self)
     }
 
     /// Relays that state limits (and must still converge).
@@ -83,8 +135,18 @@ impl RelayKind {
         matches!(self, RelayKind::LimitedSubs | RelayKind::LimitedNeg)
     }
 
-    /// Every kind, in the order the generator draws from.
-    pub const ALL: [RelayKind; 13] = [
+    /// The hostile kinds, in the order the generator draws from.
+    pub const HOSTILE: [RelayKind; 6] = [
+        RelayKind::JunkFlood,
+        RelayKind::EndlessNeg,
+        RelayKind::NoticeStorm,
+        RelayKind::ClosesLive,
+        RelayKind::FutureDated,
+        RelayKind::Oversized,
+    ];
+
+    /// Every kind: the first 13 are drawn uniformly (when no hostile kind is), then the hostile ones.
+    pub const ALL: [RelayKind; 19] = [
         RelayKind::Nip77,
         RelayKind::ReqOnly,
         RelayKind::RateLimiting,
@@ -98,8 +160,30 @@ impl RelayKind {
         RelayKind::ExclusiveUntil,
         RelayKind::LimitZeroStored,
         RelayKind::SharedLimit,
+        RelayKind::JunkFlood,
+        RelayKind::EndlessNeg,
+        RelayKind::NoticeStorm,
+        RelayKind::ClosesLive,
+        RelayKind::FutureDated,
+        RelayKind::Oversized,
     ];
 }
+
+/// `SIM_FUTURE_RELIABLE=1`: FutureDated relays count as reliable (their
+/// honest events must all arrive), to reproduce the pagination finding.
+fn future_reliable() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("SIM_FUTURE_RELIABLE").is_ok_and(|v| v == "1"))
+}
+
+/// Probability that a relay (other than the first, always Nip77) is of a
+/// hostile kind, each equally likely; modest, so the default sweep keeps
+/// its duration and the other kinds their share.
+pub const HOSTILE_RATE: f64 = 0.12;
+
+/// Hostile relays act unprompted (NOTICE bursts, live closes) only during
+/// the run's first minutes, at most this late: the run can then settle.
+pub const HOSTILE_UNTIL: core::time::Duration = core::time::Duration::from_secs(12 * 60);
 
 /// One simulated relay's configuration and initial content.
 #[derive(Debug, Clone)]
@@ -141,6 +225,17 @@ pub struct RelaySpec {
     pub withheld: BTreeSet<EventId>,
     /// Invalid events served in place of (or besides) valid ones (forged).
     pub forged: Vec<Event>,
+    /// JunkFlood: junk events added per filter to each historic REQ page.
+    pub junk_per_page: usize,
+    /// EndlessNeg: fresh ids reported by each negentropy message.
+    pub endless_ids: usize,
+    /// FutureDated: valid events dated years ahead, served besides `events`
+    /// (not part of [`World::universe`]: none may ever be stored).
+    pub future: Vec<Event>,
+    /// NoticeStorm / ClosesLive: when the relay acts unprompted (sorted).
+    pub hostile_ticks: Vec<Millis>,
+    /// Oversized: size of the oversized EVENT frame added to each historic answer.
+    pub oversized_bytes: usize,
 }
 
 /// An event published to some relays during the run.
@@ -169,6 +264,15 @@ pub struct Knobs {
     /// Restart the engine (shutdown, persisted state, restore) at this time,
     /// down for this long: under 15 min is a quick reconnect, over is a fresh start.
     pub restart: Option<(Millis, core::time::Duration)>,
+    /// The store is down (every save fails) from then, for this long.
+    pub store_outage: Option<(Millis, core::time::Duration)>,
+    /// `SyncConfig::max_unsaved`, when not the default (small: the
+    /// backpressure and the 4 × backlog bound during an outage are reached).
+    pub max_unsaved: Option<usize>,
+    /// `SyncConfig::max_negentropy_ids`, when not the default (small enough
+    /// that EndlessNeg sessions meet it before the round bound, far above
+    /// what an honest session reports here).
+    pub max_negentropy_ids: Option<usize>,
 }
 
 /// Everything one run needs.
@@ -329,6 +433,34 @@ fn nip11_document(
     (Some(doc), stated)
 }
 
+/// FutureDated's specials: 1–6 valid events dated 1–30 years ahead, tagging
+/// the world's repositories and roots (a newer announcement that would
+/// delist a repository or move it elsewhere, a state, patches, comments),
+/// which the engine must refuse (`invalid_created_at`) and never store.
+fn future_dated(rng: &mut SplitMix64, repos: &[Repo], url: &str) -> Vec<Event> {
+    let keys = key_pool();
+    let mut out = Vec::new();
+    for _ in 0..rng.range(1, 6) {
+        let repo = &repos[rng.range(0, repos.len() as u64 - 1) as usize];
+        let at = START.as_secs() + rng.range(365, 30 * 365) * 86_400 + rng.range(0, 86_399);
+        let owner = &keys[repo.owner];
+        let author = &keys[rng.range(0, keys.len() as u64 - 1) as usize];
+        let ev = match rng.range(0, 4) {
+            // a newer version without our relay: accepting it would delist the repository
+            0 => build(owner, 30617, &[&["d", &repo.d], &["relays", url]], "future version", at),
+            1 => build(owner, 30618, &[&["d", &repo.d], &["HEAD", "ref: refs/heads/future"]], "", at),
+            2 if !repo.roots.is_empty() => {
+                let root = &repo.roots[rng.range(0, repo.roots.len() as u64 - 1) as usize];
+                build(author, 1111, &[&["E", &root.id.to_hex()], &["K", &root.kind.as_u16().to_string()]], "future comment", at)
+            }
+            3 => build(owner, 30617, &[&["d", &repo.d], &["relays", OUR_RELAY, url]], "future version listing us", at),
+            _ => build(author, 1617, &[&["a", &repo.addr]], "future patch", at),
+        };
+        out.push(ev);
+    }
+    out
+}
+
 /// A random subset of `0..n` of size `lo..=hi` (clamped to `n`).
 fn subset(rng: &mut SplitMix64, n: usize, lo: usize, hi: usize) -> Vec<usize> {
     let want = rng.range(lo.min(n) as u64, hi.min(n) as u64) as usize;
@@ -345,6 +477,9 @@ fn subset(rng: &mut SplitMix64, n: usize, lo: usize, hi: usize) -> Vec<usize> {
 /// A repository as generated (for placing its events).
 struct Repo {
     addr: String,
+    /// Index of the owner's key in [`key_pool`], and the `d` tag.
+    owner: usize,
+    d: String,
     ours: bool,
     listed: Vec<usize>,
     roots: Vec<Event>,
@@ -371,18 +506,40 @@ pub fn generate(seed: u64) -> World {
             let down = if rng.chance(0.6) { rng.range(1, 10 * 60) } else { rng.range(16 * 60, 20 * 60) };
             (at, core::time::Duration::from_secs(down))
         }),
+        store_outage: rng.chance(0.12).then(|| {
+            let at = START + core::time::Duration::from_secs(rng.range(5, 5 * 60));
+            (at, core::time::Duration::from_secs(rng.range(20, 4 * 60)))
+        }),
+        max_unsaved: rng.chance(0.3).then(|| rng.range(10, 60) as usize),
+        max_negentropy_ids: rng.chance(0.3).then(|| rng.range(600, 1000) as usize),
     };
     let mut relays: Vec<RelaySpec> = (0..n_relays)
         .map(|i| {
-            let kind = if i == 0 { RelayKind::Nip77 } else { pick(&mut rng, &RelayKind::ALL) };
+            let kind = if i == 0 {
+                RelayKind::Nip77
+            } else if rng.chance(HOSTILE_RATE) {
+                pick(&mut rng, &RelayKind::HOSTILE)
+            } else {
+                pick(&mut rng, &RelayKind::ALL[..13])
+            };
             let nip77 = match kind {
-                RelayKind::Nip77 | RelayKind::Withholding | RelayKind::Forged | RelayKind::LimitedNeg | RelayKind::Slow => true,
+                RelayKind::Nip77
+                | RelayKind::Withholding
+                | RelayKind::Forged
+                | RelayKind::LimitedNeg
+                | RelayKind::Slow
+                | RelayKind::EndlessNeg => true,
                 RelayKind::ReqOnly | RelayKind::NeverEose | RelayKind::ExclusiveUntil => false,
                 RelayKind::RateLimiting
                 | RelayKind::Flaky
                 | RelayKind::LimitedSubs
                 | RelayKind::LimitZeroStored
-                | RelayKind::SharedLimit => rng.chance(0.5),
+                | RelayKind::SharedLimit
+                | RelayKind::JunkFlood
+                | RelayKind::NoticeStorm
+                | RelayKind::ClosesLive
+                | RelayKind::FutureDated
+                | RelayKind::Oversized => rng.chance(0.5),
             };
             let max_subs = if kind == RelayKind::LimitedSubs { rng.range(3, 20) as usize } else { 0 };
             let max_negs = if kind == RelayKind::LimitedNeg { rng.range(1, 4) as usize } else { 0 };
@@ -398,6 +555,20 @@ pub fn generate(seed: u64) -> World {
             };
             let cap = rng.range(min_page, 60) as usize;
             let (nip11, stated_max_subs) = nip11_document(&mut rng, kind, nip77, cap, max_subs, max_negs);
+            let hostile_ticks = match kind {
+                RelayKind::NoticeStorm | RelayKind::ClosesLive => {
+                    // every 15–90 s from a few seconds in until 3–12 minutes
+                    let until = START + core::time::Duration::from_secs(rng.range(3 * 60, HOSTILE_UNTIL.as_secs()));
+                    let mut at = START + core::time::Duration::from_secs(rng.range(5, 40));
+                    let mut ticks = Vec::new();
+                    while at < until {
+                        ticks.push(at);
+                        at = at + core::time::Duration::from_secs(rng.range(15, 90));
+                    }
+                    ticks
+                }
+                _ => Vec::new(),
+            };
             RelaySpec {
                 url: format!("wss://r{i}.sim-relay.net"),
                 kind,
@@ -416,6 +587,11 @@ pub fn generate(seed: u64) -> World {
                 events: Vec::new(),
                 withheld: BTreeSet::new(),
                 forged: Vec::new(),
+                junk_per_page: if kind == RelayKind::JunkFlood { rng.range(2, 16) as usize } else { 0 },
+                endless_ids: if kind == RelayKind::EndlessNeg { rng.range(0, 12) as usize } else { 0 },
+                future: Vec::new(),
+                hostile_ticks,
+                oversized_bytes: if kind == RelayKind::Oversized { (1 << 20) + rng.range(1, 4096) as usize } else { 0 },
             }
         })
         .collect();
@@ -449,7 +625,8 @@ pub fn generate(seed: u64) -> World {
     let n_repos = rng.range(2, 5);
     let mut repos: Vec<Repo> = Vec::new();
     for j in 0..n_repos {
-        let owner = &keys[rng.range(0, keys.len() as u64 - 1) as usize];
+        let owner_index = rng.range(0, keys.len() as u64 - 1) as usize;
+        let owner = &keys[owner_index];
         let d = format!("repo-{j}");
         let addr = format!("30617:{}:{d}", owner.public_key().to_hex());
         let listed = subset(&mut rng, n_relays, 1, 3);
@@ -523,7 +700,7 @@ pub fn generate(seed: u64) -> World {
             };
             place(&mut rng, ev, &listed, &[]);
         }
-        repos.push(Repo { addr, ours, listed, roots });
+        repos.push(Repo { addr, owner: owner_index, d, ours, listed, roots });
     }
     // Sometimes a busy repository: enough L2 events that the second relay's
     // negentropy reconciliation starts from fingerprints (several rounds) and
@@ -586,6 +763,7 @@ pub fn generate(seed: u64) -> World {
                     }
                 }
             }
+            RelayKind::FutureDated => r.future = future_dated(&mut rng, &repos, &r.url),
             RelayKind::Forged if !r.events.is_empty() => {
                 let donor = r.events[0].clone();
                 let mut forged: Vec<Event> = Vec::new();

@@ -15,6 +15,16 @@
 //! and, seen from the relays' side, flow control: never more historic
 //! requests open on a connection than the engine's window, no id asked for
 //! twice on one connection, no NIP-77 relay made REQ-only by "too many".
+//!
+//! Hostile relays ([`dataset::RelayKind::hostile`]) join the mix, with store
+//! outages, random save failures and small `max_unsaved` settings; the
+//! engine must stay within its bounds against them: nothing forged or
+//! future-dated stored, no relay Syncing longer than
+//! [`check::SYNCING_BOUND`] after it connected, hostile relays Connected or
+//! ConnectedDegraded with a reason (and never REQ-only after answering
+//! NEG-MSG), negentropy rounds and pages per request within the engine's
+//! bounds, the unsaved backlog within 4 × `max_unsaved`, and live events a
+//! relay received while it had closed our live subscription delivered.
 
 pub mod check;
 pub mod dataset;

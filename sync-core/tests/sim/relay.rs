@@ -4,12 +4,15 @@
 //! (so the engine must paginate), keeps subscriptions open after EOSE and
 //! pushes events published later, handles `CLOSE`, and answers
 //! `NEG-OPEN`/`NEG-MSG`/`NEG-CLOSE` with [`NegResponder`]. Its
-//! [`RelayKind`] decides how it misbehaves.
+//! [`RelayKind`] decides how it misbehaves; the hostile kinds also act
+//! unprompted at their `hostile_ticks` ([`SimRelay::hostile_tick`]).
 //!
 //! It also watches the engine from the relay side ([`RelayObs`]): how many
 //! historic requests (non-live subscriptions plus negentropy sessions) are
 //! open at once on a connection, and whether an id is asked for by
-//! `REQ {ids}` under two subscription ids of one connection.
+//! `REQ {ids}` under two subscription ids of one connection; how many
+//! negentropy rounds one session and how many REQs one subscription took;
+//! and what the hostile kinds sent.
 
 use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +21,7 @@ use nostr::filter::MatchEventOptions;
 use nostr::{ClientMessage, Event, EventId, Filter, JsonUtil, RelayMessage, SubscriptionId, Timestamp};
 use sync_core::historic::negentropy::NegResponder;
 use sync_core::rng::SplitMix64;
+use sync_core::testkit::hostile;
 use sync_core::Millis;
 
 use super::dataset::{RelayKind, RelaySpec};
@@ -36,12 +40,21 @@ struct Conn {
     /// Ids asked for by `REQ {ids}` on this connection, with the first
     /// subscription that asked (requests the relay refused do not count).
     ids_requested: BTreeMap<EventId, String>,
+    /// EndlessNeg: open negentropy sessions (they have no responder).
+    endless: BTreeSet<String>,
+    /// NEG-MSGs received per negentropy session (reset by NEG-OPEN).
+    neg_rounds: BTreeMap<String, u64>,
+    /// REQs received per historic subscription id.
+    reqs_per_sub: BTreeMap<String, u64>,
+    /// ClosesLive: live subscriptions this relay closed that the engine has
+    /// not reopened (nor closed) yet, with their filters.
+    closed_live: BTreeMap<String, Vec<Filter>>,
 }
 
 impl Conn {
     /// Historic requests open: non-live subscriptions plus negentropy sessions.
     fn historic_open(&self) -> usize {
-        self.subs.keys().filter(|s| !s.starts_with(LIVE_PREFIX)).count() + self.negs.len()
+        self.subs.keys().filter(|s| !s.starts_with(LIVE_PREFIX)).count() + self.negs.len() + self.endless.len()
     }
 }
 
@@ -66,6 +79,27 @@ pub struct RelayObs {
     pub repeated_findings: Vec<String>,
     /// Connections accepted.
     pub connections: u64,
+    /// Most NEG-MSGs received under one negentropy session.
+    pub max_neg_rounds: u64,
+    /// Most REQs received under one historic subscription id on one connection.
+    pub max_reqs_per_sub: u64,
+    /// JunkFlood: junk events sent.
+    pub junk_sent: u64,
+    /// EndlessNeg: endless negentropy messages sent.
+    pub endless_msgs: u64,
+    /// NoticeStorm: unprompted NOTICEs sent.
+    pub storm_notices: u64,
+    /// ClosesLive: live subscriptions closed by the relay.
+    pub live_closed: u64,
+    /// ClosesLive: live subscriptions the engine opened again after a close.
+    pub live_reopened: u64,
+    /// ClosesLive: events published while one of its closed live
+    /// subscriptions (whose filters match them) was not reopened yet.
+    pub published_while_closed: Vec<EventId>,
+    /// Oversized: frames over the engine's limit sent.
+    pub oversized_sent: u64,
+    /// NEG-MSG frames sent (answers to NEG-OPEN or NEG-MSG).
+    pub neg_msgs_sent: u64,
 }
 
 /// A simulated relay.
@@ -81,16 +115,32 @@ pub struct SimRelay {
     pub frames_in: u64,
     /// Relay-side observations of the engine.
     pub obs: RelayObs,
+    /// Hostile answers sent (salts junk and endless negentropy ids).
+    hostile_answers: u64,
+    /// Per-relay salt of those.
+    salt: u64,
+    /// Oversized: the padding of its oversized frames, built once.
+    padding: OnceCell<String>,
 }
 
 impl SimRelay {
     /// A relay with its initial content.
     pub fn new(spec: RelaySpec, seed: u64) -> Self {
         let mut events = BTreeMap::new();
-        for e in spec.events.iter().chain(spec.forged.iter()) {
+        for e in spec.events.iter().chain(spec.forged.iter()).chain(spec.future.iter()) {
             events.insert(e.id, (e.clone(), OnceCell::new()));
         }
-        Self { spec, events, conn: None, rng: SplitMix64::new(seed), frames_in: 0, obs: RelayObs::default() }
+        Self {
+            spec,
+            events,
+            conn: None,
+            rng: SplitMix64::new(seed),
+            frames_in: 0,
+            obs: RelayObs::default(),
+            hostile_answers: 0,
+            salt: seed << 20,
+            padding: OnceCell::new(),
+        }
     }
 
     /// Does the relay accept a connection at `now`?
@@ -130,6 +180,9 @@ impl SimRelay {
             return Vec::new();
         }
         let opts = MatchEventOptions::new();
+        if conn.closed_live.values().any(|fs| fs.iter().any(|f| f.match_event(&event, opts))) {
+            self.obs.published_while_closed.push(event.id);
+        }
         conn.subs
             .iter()
             .filter(|(_, fs)| fs.iter().any(|f| f.match_event(&event, opts)))
@@ -137,8 +190,55 @@ impl SimRelay {
             .collect()
     }
 
-    /// Handles one client frame; returns the answer frames in order.
-    pub fn on_frame(&mut self, text: &str) -> Vec<String> {
+    /// Unprompted frames at one of the relay's `hostile_ticks` (only while connected).
+    pub fn hostile_tick(&mut self) -> Vec<String> {
+        let Some(conn) = self.conn.as_mut() else { return Vec::new() };
+        match self.spec.kind {
+            RelayKind::NoticeStorm => {
+                const NOTICES: [&str; 10] = [
+                    "rate-limited: slow down",
+                    "ERROR: too many concurrent REQs",
+                    "error: too many concurrent NEG requests",
+                    "maximum subscriptions reached",
+                    "error: internal error",
+                    "auth-required: we only serve members",
+                    "restricted: read access denied",
+                    "",
+                    "<html><body>503</body></html>",
+                    "NOTICE",
+                ];
+                let n = self.rng.range(3, 10);
+                self.obs.storm_notices += n;
+                (0..n).map(|_| RelayMessage::notice(NOTICES[self.rng.range(0, NOTICES.len() as u64 - 1) as usize]).as_json()).collect()
+            }
+            RelayKind::ClosesLive => {
+                const REASONS: [&str; 4] = [
+                    "error: subscription expired",
+                    "error: shutting down idle subscriptions",
+                    "error: internal error",
+                    "error: relay restarting",
+                ];
+                let live: Vec<String> = conn.subs.keys().filter(|s| s.starts_with(LIVE_PREFIX)).cloned().collect();
+                let mut out = Vec::new();
+                for (i, sub) in live.iter().enumerate() {
+                    // most of them, at least the first
+                    if i > 0 && !self.rng.chance(0.7) {
+                        continue;
+                    }
+                    let filters = conn.subs.remove(sub).expect("listed");
+                    conn.closed_live.insert(sub.clone(), filters);
+                    let why = REASONS[self.rng.range(0, REASONS.len() as u64 - 1) as usize];
+                    out.push(RelayMessage::closed(SubscriptionId::new(sub), why).as_json());
+                }
+                self.obs.live_closed += out.len() as u64;
+                out
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Handles one client frame at `now`; returns the answer frames in order.
+    pub fn on_frame(&mut self, text: &str, now: Millis) -> Vec<String> {
         self.frames_in += 1;
         if self.conn.is_none() {
             return Vec::new();
@@ -150,11 +250,12 @@ impl SimRelay {
         match msg {
             ClientMessage::Req { subscription_id, filters } => {
                 let filters: Vec<Filter> = filters.into_iter().map(|f| f.into_owned()).collect();
-                self.on_req(subscription_id.into_owned(), filters)
+                self.on_req(subscription_id.into_owned(), filters, now)
             }
             ClientMessage::Close(sub) => {
                 if let Some(c) = self.conn.as_mut() {
                     c.subs.remove(sub.as_str());
+                    c.closed_live.remove(sub.as_str());
                 }
                 Vec::new()
             }
@@ -163,11 +264,22 @@ impl SimRelay {
             }
             ClientMessage::NegMsg { subscription_id, message } => {
                 let sub = subscription_id.into_owned();
+                if let Some(c) = self.conn.as_mut() {
+                    let n = c.neg_rounds.entry(sub.as_str().to_string()).or_default();
+                    *n += 1;
+                    self.obs.max_neg_rounds = self.obs.max_neg_rounds.max(*n);
+                }
+                if self.conn.as_ref().is_some_and(|c| c.endless.contains(sub.as_str())) {
+                    return vec![self.endless_msg(&sub)];
+                }
                 let Some(neg) = self.conn.as_mut().and_then(|c| c.negs.get_mut(sub.as_str())) else {
                     return vec![neg_err(&sub, "closed: no such negentropy session")];
                 };
                 match neg.reconcile(&message) {
-                    Ok(hex) => vec![neg_msg(&sub, hex)],
+                    Ok(hex) => {
+                        self.obs.neg_msgs_sent += 1;
+                        vec![neg_msg(&sub, hex)]
+                    }
                     Err(e) => {
                         // NEG-ERR ends the session (NIP-77)
                         if let Some(c) = self.conn.as_mut() {
@@ -180,6 +292,7 @@ impl SimRelay {
             ClientMessage::NegClose { subscription_id } => {
                 if let Some(c) = self.conn.as_mut() {
                     c.negs.remove(subscription_id.as_str());
+                    c.endless.remove(subscription_id.as_str());
                 }
                 Vec::new()
             }
@@ -188,11 +301,19 @@ impl SimRelay {
         }
     }
 
-    fn on_req(&mut self, sub: SubscriptionId, filters: Vec<Filter>) -> Vec<String> {
+    fn on_req(&mut self, sub: SubscriptionId, filters: Vec<Filter>, now: Millis) -> Vec<String> {
         if self.spec.kind == RelayKind::RateLimiting && self.rng.chance(0.15) {
             return vec![RelayMessage::closed(sub, "rate-limited: slow down").as_json()];
         }
         let Some(conn) = self.conn.as_mut() else { return Vec::new() };
+        if conn.closed_live.remove(sub.as_str()).is_some() {
+            self.obs.live_reopened += 1;
+        }
+        if !sub.as_str().starts_with(LIVE_PREFIX) {
+            let n = conn.reqs_per_sub.entry(sub.as_str().to_string()).or_default();
+            *n += 1;
+            self.obs.max_reqs_per_sub = self.obs.max_reqs_per_sub.max(*n);
+        }
         let wanted = conn.subs.len() + usize::from(!conn.subs.contains_key(sub.as_str()));
         self.obs.max_subs_wanted = self.obs.max_subs_wanted.max(wanted);
         // Re-using an open subscription id replaces that subscription.
@@ -224,8 +345,14 @@ impl SimRelay {
                 }
             }
         }
-        let (out, skipped) = self.answer(&sub, &filters);
+        let (mut out, skipped) = self.answer(&sub, &filters);
         self.obs.exclusive_until_skips += skipped;
+        if !sub.as_str().starts_with(LIVE_PREFIX) {
+            out.extend(self.hostile_extras(&sub, &filters, now));
+        }
+        if self.spec.kind != RelayKind::NeverEose {
+            out.push(RelayMessage::eose(sub.clone()).as_json());
+        }
         if let Some(c) = self.conn.as_mut() {
             c.subs.insert(sub.as_str().to_string(), filters);
             self.obs.max_historic_open = self.obs.max_historic_open.max(c.historic_open());
@@ -235,7 +362,7 @@ impl SimRelay {
         out
     }
 
-    /// The stored events a REQ gets, then EOSE (unless NeverEose); and, for
+    /// The stored events a REQ gets (EOSE follows, unless NeverEose); and, for
     /// ExclusiveUntil, how many events at an `until` second it left out.
     fn answer(&self, sub: &SubscriptionId, filters: &[Filter]) -> (Vec<String>, u64) {
         let opts = MatchEventOptions::new();
@@ -288,10 +415,51 @@ impl SimRelay {
                 }
             }
         }
-        if kind != RelayKind::NeverEose {
-            out.push(RelayMessage::eose(sub.clone()).as_json());
-        }
         (out, skipped)
+    }
+
+    /// What a hostile relay adds to a historic REQ answer: junk events
+    /// matching each filter (JunkFlood), an oversized frame (Oversized).
+    /// `REQ {ids}` gets none (no fresh id can match it).
+    fn hostile_extras(&mut self, sub: &SubscriptionId, filters: &[Filter], now: Millis) -> Vec<String> {
+        if filters.iter().any(|f| f.ids.is_some()) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        match self.spec.kind {
+            RelayKind::JunkFlood => {
+                for f in filters {
+                    self.hostile_answers += 1;
+                    let until = f.until.unwrap_or(Timestamp::from(now.as_secs()));
+                    let junk = hostile::junk_matching(f, until, self.spec.junk_per_page, self.salt + self.hostile_answers);
+                    self.obs.junk_sent += junk.len() as u64;
+                    out.extend(junk.into_iter().map(|e| RelayMessage::event(sub.clone(), e).as_json()));
+                }
+            }
+            RelayKind::Oversized if self.rng.chance(0.4) => {
+                self.hostile_answers += 1;
+                let size = self.spec.oversized_bytes;
+                let padding = self.padding.get_or_init(|| "x".repeat(size));
+                let id = format!("{:064x}", self.salt + self.hostile_answers);
+                out.push(format!(
+                    "[\"EVENT\",\"{}\",{{\"id\":\"{id}\",\"pubkey\":\"{id}\",\"created_at\":{},\"kind\":1617,\"tags\":[],\"content\":\"{padding}\",\"sig\":\"{id}{id}\"}}]",
+                    sub.as_str(),
+                    now.as_secs()
+                ));
+                self.obs.oversized_sent += 1;
+            }
+            _ => {}
+        }
+        out
+    }
+
+    /// EndlessNeg's answer to NEG-OPEN and every NEG-MSG: fresh ids it never
+    /// serves and a fingerprint that never matches.
+    fn endless_msg(&mut self, sub: &SubscriptionId) -> String {
+        self.hostile_answers += 1;
+        self.obs.endless_msgs += 1;
+        self.obs.neg_msgs_sent += 1;
+        neg_msg(sub, endless_negentropy_message(self.salt + self.hostile_answers, self.spec.endless_ids))
     }
 
     fn on_neg_open(&mut self, sub: SubscriptionId, filter: Filter, init: &str) -> Vec<String> {
@@ -302,6 +470,14 @@ impl SimRelay {
             return vec![neg_err(&sub, "rate-limited: slow down")];
         }
         if let Some(conn) = self.conn.as_mut() {
+            conn.neg_rounds.remove(sub.as_str());
+            if self.spec.kind == RelayKind::EndlessNeg && self.rng.chance(0.6) {
+                conn.negs.remove(sub.as_str());
+                conn.endless.insert(sub.as_str().to_string());
+                self.obs.max_historic_open = self.obs.max_historic_open.max(conn.historic_open());
+                return vec![self.endless_msg(&sub)];
+            }
+            conn.endless.remove(sub.as_str());
             // NEG-OPEN under an open session's id replaces it (NIP-77)
             if conn.negs.remove(sub.as_str()).is_none() && self.spec.max_negs > 0 && conn.negs.len() >= self.spec.max_negs {
                 self.obs.refusals += 1;
@@ -327,11 +503,54 @@ impl SimRelay {
                     c.negs.insert(sub.as_str().to_string(), neg);
                     self.obs.max_historic_open = self.obs.max_historic_open.max(c.historic_open());
                 }
+                self.obs.neg_msgs_sent += 1;
                 vec![neg_msg(&sub, hex)]
             }
             Err(e) => vec![neg_err(&sub, &format!("error: {e}"))],
         }
     }
+}
+
+/// Mirrors `testkit::hostile::endless_negentropy_message` (hex-encoded
+/// faster: the simulation sends tens of thousands): a NEG-MSG reporting
+/// `ids` fresh ids below timestamp 1000 and a fingerprint mismatch above.
+pub fn endless_negentropy_message(round: u64, ids: usize) -> String {
+    fn varint(out: &mut Vec<u8>, mut n: u64) {
+        let mut groups = vec![(n & 0x7f) as u8];
+        n >>= 7;
+        while n > 0 {
+            groups.push((n & 0x7f) as u8 | 0x80);
+            n >>= 7;
+        }
+        out.extend(groups.iter().rev());
+    }
+    let mut out = vec![0x61u8]; // protocol version 1
+                                // range 1: up to timestamp 1000, an id list
+    varint(&mut out, 1001);
+    varint(&mut out, 0);
+    varint(&mut out, 2);
+    varint(&mut out, ids as u64);
+    for i in 0..ids as u64 {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&round.to_be_bytes());
+        id[8..16].copy_from_slice(&i.to_be_bytes());
+        id[31] = 0x5a;
+        out.extend_from_slice(&id);
+    }
+    // range 2: up to infinity, a fingerprint that never matches
+    varint(&mut out, 0);
+    varint(&mut out, 0);
+    varint(&mut out, 1);
+    let mut fp = [0xeeu8; 16];
+    fp[..8].copy_from_slice(&round.to_be_bytes());
+    out.extend_from_slice(&fp);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(out.len() * 2);
+    for b in out {
+        hex.push(HEX[usize::from(b >> 4)] as char);
+        hex.push(HEX[usize::from(b & 15)] as char);
+    }
+    hex
 }
 
 /// `["EVENT", sub, event]` from the event's cached JSON when the

@@ -34,6 +34,10 @@ pub struct Stats {
     pub not_accepted: u64,
     /// Store saves failed on purpose.
     pub store_failures: u64,
+    /// Saves failed during a store outage.
+    pub outage_failures: u64,
+    /// Accepted events the engine forgot during an outage (beyond 4 × max_unsaved).
+    pub forgotten: u64,
     /// Live events published during runs.
     pub live_published: u64,
     /// Relays ending ConnectedDegraded.
@@ -55,6 +59,30 @@ pub struct Stats {
     pub max_in_flight_by_kind: BTreeMap<String, usize>,
     /// Most live subscriptions seen open at once on one connection (any relay).
     pub max_live_open: usize,
+    /// JunkFlood junk events sent.
+    pub junk_sent: u64,
+    /// EndlessNeg negentropy messages sent.
+    pub endless_msgs: u64,
+    /// NoticeStorm NOTICEs sent.
+    pub storm_notices: u64,
+    /// Live subscriptions closed by ClosesLive relays.
+    pub live_closed: u64,
+    /// Of those, reopened by the engine.
+    pub live_reopened: u64,
+    /// Events published to a ClosesLive relay while a matching live subscription was closed.
+    pub published_while_closed: u64,
+    /// Oversized frames sent.
+    pub oversized_sent: u64,
+    /// Frames the engine refused as oversized.
+    pub oversized_refused: u64,
+    /// Future-dated events the engine refused (`invalid_created_at`).
+    pub future_refused: u64,
+    /// Events the engine quarantined as unsaveable (random store failures).
+    pub quarantined: u64,
+    /// Most unsaved events the engine held at once (any run).
+    pub max_unsaved: usize,
+    /// Longest Syncing spell (virtual ms, any run).
+    pub max_syncing_ms: u64,
 }
 
 impl AddAssign<&Stats> for Stats {
@@ -71,6 +99,8 @@ impl AddAssign<&Stats> for Stats {
         self.invalid_signatures += o.invalid_signatures;
         self.not_accepted += o.not_accepted;
         self.store_failures += o.store_failures;
+        self.outage_failures += o.outage_failures;
+        self.forgotten += o.forgotten;
         self.live_published += o.live_published;
         self.degraded += o.degraded;
         self.replaced += o.replaced;
@@ -79,6 +109,18 @@ impl AddAssign<&Stats> for Stats {
         self.refusals += o.refusals;
         self.exclusive_until_skips += o.exclusive_until_skips;
         self.max_live_open = self.max_live_open.max(o.max_live_open);
+        self.junk_sent += o.junk_sent;
+        self.endless_msgs += o.endless_msgs;
+        self.storm_notices += o.storm_notices;
+        self.live_closed += o.live_closed;
+        self.live_reopened += o.live_reopened;
+        self.published_while_closed += o.published_while_closed;
+        self.oversized_sent += o.oversized_sent;
+        self.oversized_refused += o.oversized_refused;
+        self.future_refused += o.future_refused;
+        self.quarantined += o.quarantined;
+        self.max_unsaved = self.max_unsaved.max(o.max_unsaved);
+        self.max_syncing_ms = self.max_syncing_ms.max(o.max_syncing_ms);
         for (k, n) in &o.relays_by_kind {
             *self.relays_by_kind.entry(k.clone()).or_default() += n;
         }
@@ -125,12 +167,21 @@ impl Stats {
             ("invalid_signatures", self.invalid_signatures),
             ("not_accepted", self.not_accepted),
             ("store_failures", self.store_failures),
+            ("outage_failures", self.outage_failures),
             ("live_published", self.live_published),
             ("degraded", self.degraded),
             ("replaced", self.replaced),
             ("restarts", self.restarts),
             ("refusals", self.refusals),
             ("exclusive_until_skips", self.exclusive_until_skips),
+            ("junk_sent", self.junk_sent),
+            ("endless_msgs", self.endless_msgs),
+            ("storm_notices", self.storm_notices),
+            ("live_closed", self.live_closed),
+            ("live_reopened", self.live_reopened),
+            ("published_while_closed", self.published_while_closed),
+            ("oversized_refused", self.oversized_refused),
+            ("future_refused", self.future_refused),
         ];
         let mut gaps: Vec<String> = all.iter().filter(|(_, n)| *n == 0).map(|(name, _)| name.to_string()).collect();
         for kind in RelayKind::ALL {

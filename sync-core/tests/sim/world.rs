@@ -5,10 +5,10 @@
 //! each input, and `handle_timeout` runs at `poll_timeout()`. A restart
 //! shuts the engine down and starts a new one from its persisted state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use nostr::{Event, Filter};
+use nostr::{Event, EventId, Filter};
 use sync_core::rng::SplitMix64;
 use sync_core::{AcceptancePolicy, Command, ConnectionStatus, Engine, MemoryStore, Millis, RelayUrl, SaveOutcome, SyncConfig, Transition};
 
@@ -51,6 +51,8 @@ enum Ev {
     NegItems { token: u64, filter: Filter },
     /// A NIP-11 fetch ends (the document, if the relay publishes one).
     RelayInfo { url: String, document: Option<String> },
+    /// A hostile relay acts unprompted (NOTICE burst, live closes).
+    Hostile { url: String },
 }
 
 /// The engine's view of one relay link.
@@ -91,6 +93,16 @@ pub struct Outcome {
     pub relay_obs: BTreeMap<String, RelayObs>,
     /// NIP-77 relays seen REQ-only in a status snapshot during the run (URL, virtual ms).
     pub req_only_seen: Vec<(String, u64)>,
+    /// Most events the engine held accepted but unconfirmed (`unsaved_count`), after any input.
+    pub max_unsaved: usize,
+    /// Events whose save failed with the event alone at least twice, with
+    /// other saves succeeding in between: by the engine's contract
+    /// (`engine/saving.rs`) it may quarantine them as unsaveable.
+    pub quarantine_suspects: BTreeSet<EventId>,
+    /// `events_quarantined` of engines shut down by a restart.
+    pub quarantined_before: u64,
+    /// `events_forgotten` of engines shut down by a restart.
+    pub forgotten_before: u64,
 }
 
 /// The whole simulated system.
@@ -118,6 +130,13 @@ pub struct Sim {
     req_only_seen: Vec<(String, u64)>,
     /// The engine is shut down (between a restart and the next start).
     down: bool,
+    max_unsaved: usize,
+    /// Per event: failed saves of it alone, and the successful saves before the first.
+    solo_failures: BTreeMap<EventId, (u32, u64)>,
+    /// Successful saves.
+    saves_ok: u64,
+    quarantined_before: u64,
+    forgotten_before: u64,
 }
 
 /// A new engine for `world` (server policy, its bootstrap relays).
@@ -132,11 +151,14 @@ fn new_engine(world: &World, seed: u64, now: Millis) -> Engine {
 
 /// The engine configuration used by the simulation for this world.
 pub fn sim_config(world: &World) -> SyncConfig {
+    let defaults = SyncConfig::default();
     SyncConfig {
         pagination_threshold: world.knobs.threshold,
         page_limit: world.knobs.page_limit,
         fetch_chunk: world.knobs.fetch_chunk,
-        ..SyncConfig::default()
+        max_unsaved: world.knobs.max_unsaved.unwrap_or(defaults.max_unsaved),
+        max_negentropy_ids: world.knobs.max_negentropy_ids.unwrap_or(defaults.max_negentropy_ids),
+        ..defaults
     }
 }
 
@@ -171,11 +193,16 @@ impl Sim {
             stats: Stats { runs: 1, ..Stats::default() },
             req_only_seen: Vec::new(),
             down: false,
+            max_unsaved: 0,
+            solo_failures: BTreeMap::new(),
+            saves_ok: 0,
+            quarantined_before: 0,
+            forgotten_before: 0,
         };
         if sim.trace {
             for r in &sim.world.relays {
                 eprintln!(
-                    "relay {} {:?} nip77={} bootstrap={} latency={}ms cap={} max_subs={} max_negs={} notice_refusals={} answer_delay={}ms events={} nip11={}",
+                    "relay {} {:?} nip77={} bootstrap={} latency={}ms cap={} max_subs={} max_negs={} notice_refusals={} answer_delay={}ms events={} junk={} endless_ids={} future={} ticks={} nip11={}",
                     r.url,
                     r.kind,
                     r.nip77,
@@ -187,6 +214,10 @@ impl Sim {
                     r.notice_refusals,
                     r.answer_delay_ms,
                     r.events.len(),
+                    r.junk_per_page,
+                    r.endless_ids,
+                    r.future.len(),
+                    r.hostile_ticks.len(),
                     r.nip11.as_deref().unwrap_or("-")
                 );
             }
@@ -199,6 +230,11 @@ impl Sim {
         }
         if let Some((at, down)) = sim.world.knobs.restart {
             sim.schedule(at, Ev::Restart { down });
+        }
+        let ticks: Vec<(Millis, String)> =
+            sim.world.relays.iter().flat_map(|r| r.hostile_ticks.iter().map(|t| (*t, r.url.clone()))).collect();
+        for (at, url) in ticks {
+            sim.schedule(at, Ev::Hostile { url });
         }
         sim
     }
@@ -216,10 +252,20 @@ impl Sim {
     /// Runs until quiescent (or `START + MAX_RUN`) and returns what the checks need.
     pub fn run(mut self) -> Outcome {
         let mut end = START + MAX_RUN;
-        // Nothing may be judged before the last publication and the end of
-        // every flaky relay's bad period.
-        let mut next_check =
-            self.world.live.iter().map(|l| l.at).chain(self.world.relays.iter().map(|r| r.bad_until)).max().unwrap_or(START) + SETTLE_CHECK;
+        // Nothing may be judged before the last publication, the end of
+        // every flaky relay's bad period, a hostile relay's last act and
+        // the end of a store outage.
+        let mut next_check = self
+            .world
+            .live
+            .iter()
+            .map(|l| l.at)
+            .chain(self.world.relays.iter().map(|r| r.bad_until))
+            .chain(self.world.relays.iter().flat_map(|r| r.hostile_ticks.last().copied()))
+            .chain(self.world.knobs.store_outage.map(|(at, long)| at + long))
+            .max()
+            .unwrap_or(START)
+            + SETTLE_CHECK;
         let mut last_fingerprint = None;
         if let Some(mins) = std::env::var("SIM_RUN_MINUTES").ok().and_then(|v| v.parse::<u64>().ok()) {
             // Debugging aid: a fixed virtual duration instead of stopping when quiescent.
@@ -285,6 +331,7 @@ impl Sim {
                 last_timeout_at = Some(next);
                 self.record_transitions();
             }
+            self.max_unsaved = self.max_unsaved.max(self.engine.unsaved_count());
         }
         self.pump();
         self.transitions.extend(self.engine.take_transitions());
@@ -302,6 +349,15 @@ impl Sim {
             stats: self.stats,
             prestored: self.world.prestored.len() as u64,
             synced_before: self.synced_before,
+            max_unsaved: self.max_unsaved,
+            quarantine_suspects: self
+                .solo_failures
+                .iter()
+                .filter(|(_, (n, first))| *n >= 2 && self.saves_ok > *first)
+                .map(|(id, _)| *id)
+                .collect(),
+            quarantined_before: self.quarantined_before,
+            forgotten_before: self.forgotten_before,
         }
     }
 
@@ -447,14 +503,22 @@ impl Sim {
             }
         }
         self.record_transitions();
-        self.synced_before += self.engine.status(now).totals.events_synced;
+        let totals = self.engine.status(now).totals;
+        self.synced_before += totals.events_synced;
+        self.quarantined_before += totals.events_quarantined;
+        self.forgotten_before += totals.events_forgotten;
         self.stats.restarts += 1;
         self.down = true;
         self.schedule(now + down, Ev::Start);
     }
 
     fn save_now(&mut self, token: u64, events: Vec<Event>) {
+        if self.trace {
+            let ids: Vec<String> = events.iter().map(|e| e.id.to_hex()[..8].to_string()).collect();
+            eprintln!("{} save #{token} done: {}", self.now.0 - START.0, ids.join(" "));
+        }
         let outcomes = self.store.save_sync(events).expect("memory store");
+        self.saves_ok += 1;
         self.saved_outcomes += outcomes.iter().filter(|o| **o == SaveOutcome::Saved).count() as u64;
         self.engine.handle_saved(token, outcomes, self.now);
     }
@@ -488,7 +552,7 @@ impl Sim {
                 if !self.links.get(&url).is_some_and(|l| l.open && l.epoch == epoch) {
                     return;
                 }
-                let answers = self.relays.get_mut(&url).map(|r| r.on_frame(&text)).unwrap_or_default();
+                let answers = self.relays.get_mut(&url).map(|r| r.on_frame(&text, now)).unwrap_or_default();
                 self.send_to_engine(&url, answers);
             }
             Ev::ToEngine { url, epoch, text } => {
@@ -524,8 +588,25 @@ impl Sim {
                 }
             }
             Ev::Saved { token, events } => {
+                let outage = self.world.knobs.store_outage.is_some_and(|(at, long)| now >= at && now < at + long);
+                if outage {
+                    self.stats.outage_failures += 1;
+                    if self.trace {
+                        eprintln!("{} save #{token} failed: store down ({} events)", now.0 - START.0, events.len());
+                    }
+                    self.engine.handle_save_failed(token, events, "simulated outage: no space left on device", now);
+                    return;
+                }
                 if self.world.knobs.store_failure > 0.0 && self.rng.chance(self.world.knobs.store_failure) {
                     self.stats.store_failures += 1;
+                    if let [e] = events.as_slice() {
+                        let ok = self.saves_ok;
+                        self.solo_failures.entry(e.id).or_insert((0, ok)).0 += 1;
+                    }
+                    if self.trace {
+                        let ids: Vec<String> = events.iter().map(|e| e.id.to_hex()[..8].to_string()).collect();
+                        eprintln!("{} save #{token} failed: {}", now.0 - START.0, ids.join(" "));
+                    }
                     self.engine.handle_save_failed(token, events, "simulated store failure", now);
                     return;
                 }
@@ -547,6 +628,12 @@ impl Sim {
             Ev::NegItems { token, filter } => {
                 let items = self.store.negentropy_items_sync(&filter).expect("memory store");
                 self.engine.handle_negentropy_items(token, items, now);
+            }
+            Ev::Hostile { url } => {
+                if self.links.get(&url).is_some_and(|l| l.open) {
+                    let frames = self.relays.get_mut(&url).map(|r| r.hostile_tick()).unwrap_or_default();
+                    self.send_to_engine(&url, frames);
+                }
             }
         }
         self.record_transitions();
