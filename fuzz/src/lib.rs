@@ -19,9 +19,7 @@ use std::time::Duration;
 use sync_core::command::Command;
 use sync_core::nip34;
 use sync_core::nostr::secp256k1::{schnorr::Signature, Keypair, Message};
-use sync_core::nostr::{
-    ClientMessage, Event, EventId, JsonUtil, Kind, PublicKey, RelayMessage, SubscriptionId, Tag, Tags, Timestamp, SECP256K1,
-};
+use sync_core::nostr::{ClientMessage, Event, EventId, JsonUtil, Kind, PublicKey, RelayMessage, Tag, Tags, Timestamp, SECP256K1};
 use sync_core::testkit::{Mode, ScriptRelay};
 use sync_core::{AcceptancePolicy, Engine, MemoryStore, Millis, RelayUrl, SyncConfig};
 
@@ -414,6 +412,7 @@ pub fn frame_json(parts: Vec<serde_json::Value>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sync_core::nostr::SubscriptionId;
 
     /// The rig reaches the state the targets start from: both relays
     /// connected, NEG-OPENs in flight on R1, REQs on R2, nothing answered.
