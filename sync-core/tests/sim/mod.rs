@@ -23,8 +23,9 @@
 //! [`check::SYNCING_BOUND`] after it connected, hostile relays Connected or
 //! ConnectedDegraded with a reason (and never REQ-only after answering
 //! NEG-MSG), negentropy rounds and pages per request within the engine's
-//! bounds, the unsaved backlog within 4 × `max_unsaved`, and live events a
-//! relay received while it had closed our live subscription delivered.
+//! bounds, the unsaved backlog within 4 × `max_unsaved` while the store
+//! fails, and live events a relay received while it had closed our live
+//! subscription delivered.
 
 pub mod check;
 pub mod dataset;

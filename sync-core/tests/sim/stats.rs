@@ -81,6 +81,8 @@ pub struct Stats {
     pub quarantined: u64,
     /// Most unsaved events the engine held at once (any run).
     pub max_unsaved: usize,
+    /// Most events waiting to be saved while the store kept failing (any run).
+    pub max_backlog_while_failing: usize,
     /// Longest Syncing spell (virtual ms, any run).
     pub max_syncing_ms: u64,
 }
@@ -121,6 +123,7 @@ impl AddAssign<&Stats> for Stats {
         self.quarantined += o.quarantined;
         self.max_unsaved = self.max_unsaved.max(o.max_unsaved);
         self.max_syncing_ms = self.max_syncing_ms.max(o.max_syncing_ms);
+        self.max_backlog_while_failing = self.max_backlog_while_failing.max(o.max_backlog_while_failing);
         for (k, n) in &o.relays_by_kind {
             *self.relays_by_kind.entry(k.clone()).or_default() += n;
         }

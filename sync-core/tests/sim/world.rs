@@ -95,6 +95,10 @@ pub struct Outcome {
     pub req_only_seen: Vec<(String, u64)>,
     /// Most events the engine held accepted but unconfirmed (`unsaved_count`), after any input.
     pub max_unsaved: usize,
+    /// Most events the engine held waiting to be saved (`unsaved_count`
+    /// less the save in flight) while the store kept failing (two or more
+    /// failed saves in a row: the engine reports the store error then).
+    pub max_backlog_while_failing: usize,
     /// Events whose save failed with the event alone at least twice, with
     /// other saves succeeding in between: by the engine's contract
     /// (`engine/saving.rs`) it may quarantine them as unsaveable.
@@ -131,6 +135,11 @@ pub struct Sim {
     /// The engine is shut down (between a restart and the next start).
     down: bool,
     max_unsaved: usize,
+    max_backlog_while_failing: usize,
+    /// Events of each `SaveEvents` in flight, by token.
+    saves_pending: BTreeMap<u64, usize>,
+    /// Failed saves in a row.
+    save_failures_in_row: u32,
     /// Per event: failed saves of it alone, and the successful saves before the first.
     solo_failures: BTreeMap<EventId, (u32, u64)>,
     /// Successful saves.
@@ -194,6 +203,9 @@ impl Sim {
             req_only_seen: Vec::new(),
             down: false,
             max_unsaved: 0,
+            max_backlog_while_failing: 0,
+            saves_pending: BTreeMap::new(),
+            save_failures_in_row: 0,
             solo_failures: BTreeMap::new(),
             saves_ok: 0,
             quarantined_before: 0,
@@ -331,7 +343,12 @@ impl Sim {
                 last_timeout_at = Some(next);
                 self.record_transitions();
             }
-            self.max_unsaved = self.max_unsaved.max(self.engine.unsaved_count());
+            let unsaved = self.engine.unsaved_count();
+            self.max_unsaved = self.max_unsaved.max(unsaved);
+            if self.save_failures_in_row >= 2 {
+                let backlog = unsaved.saturating_sub(self.saves_pending.values().sum());
+                self.max_backlog_while_failing = self.max_backlog_while_failing.max(backlog);
+            }
         }
         self.pump();
         self.transitions.extend(self.engine.take_transitions());
@@ -350,6 +367,7 @@ impl Sim {
             prestored: self.world.prestored.len() as u64,
             synced_before: self.synced_before,
             max_unsaved: self.max_unsaved,
+            max_backlog_while_failing: self.max_backlog_while_failing,
             quarantine_suspects: self
                 .solo_failures
                 .iter()
@@ -459,6 +477,7 @@ impl Sim {
                 self.schedule(at, Ev::ToRelay { url, epoch, text });
             }
             Command::SaveEvents { token, events } => {
+                self.saves_pending.insert(token, events.len());
                 let delay = Duration::from_millis(self.rng.range(0, 30));
                 self.schedule(now + delay, Ev::Saved { token, events });
             }
@@ -519,6 +538,8 @@ impl Sim {
         }
         let outcomes = self.store.save_sync(events).expect("memory store");
         self.saves_ok += 1;
+        self.saves_pending.remove(&token);
+        self.save_failures_in_row = 0;
         self.saved_outcomes += outcomes.iter().filter(|o| **o == SaveOutcome::Saved).count() as u64;
         self.engine.handle_saved(token, outcomes, self.now);
     }
@@ -589,6 +610,15 @@ impl Sim {
             }
             Ev::Saved { token, events } => {
                 let outage = self.world.knobs.store_outage.is_some_and(|(at, long)| now >= at && now < at + long);
+                let random = !outage && self.world.knobs.store_failure > 0.0 && self.rng.chance(self.world.knobs.store_failure);
+                self.saves_pending.remove(&token);
+                if outage || random {
+                    self.save_failures_in_row += 1;
+                    if let [e] = events.as_slice() {
+                        let ok = self.saves_ok;
+                        self.solo_failures.entry(e.id).or_insert((0, ok)).0 += 1;
+                    }
+                }
                 if outage {
                     self.stats.outage_failures += 1;
                     if self.trace {
@@ -597,12 +627,8 @@ impl Sim {
                     self.engine.handle_save_failed(token, events, "simulated outage: no space left on device", now);
                     return;
                 }
-                if self.world.knobs.store_failure > 0.0 && self.rng.chance(self.world.knobs.store_failure) {
+                if random {
                     self.stats.store_failures += 1;
-                    if let [e] = events.as_slice() {
-                        let ok = self.saves_ok;
-                        self.solo_failures.entry(e.id).or_insert((0, ok)).0 += 1;
-                    }
                     if self.trace {
                         let ids: Vec<String> = events.iter().map(|e| e.id.to_hex()[..8].to_string()).collect();
                         eprintln!("{} save #{token} failed: {}", now.0 - START.0, ids.join(" "));
