@@ -359,12 +359,16 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
                 ));
             }
         }
-        for id in obs.published_while_closed.iter().filter(|id| model.required.contains_key(id) && !stored_ids.contains(id)) {
+        for id in obs.published_while_closed.iter().filter(|id| model.required.contains_key(id) && !stored_ids.contains(id) && !excused(id))
+        {
             errs.push(format!(
                 "{} ({:?}): live event {id} published while the relay had closed our live subscription never arrived",
                 spec.url, spec.kind
             ));
         }
+    }
+    for (url, n) in &out.closed_live_pending {
+        errs.push(format!("{url}: {n} live subscription(s) the relay closed never reopened by the end of the run"));
     }
     errs.extend(out.liveness.iter().cloned());
     errs

@@ -157,6 +157,12 @@ impl SimRelay {
         (at < self.spec.bad_until).then_some(at)
     }
 
+    /// Live subscriptions this relay closed on the open connection that the
+    /// engine has neither reopened nor closed yet.
+    pub fn closed_live_pending(&self) -> usize {
+        self.conn.as_ref().map_or(0, |c| c.closed_live.len())
+    }
+
     /// A new connection is open.
     pub fn open(&mut self) {
         self.conn = Some(Conn::default());

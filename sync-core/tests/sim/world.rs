@@ -91,6 +91,9 @@ pub struct Outcome {
     pub stats: Stats,
     /// What each simulated relay saw of the engine, by URL.
     pub relay_obs: BTreeMap<String, RelayObs>,
+    /// Relays (URL) still connected at the end with live subscriptions they
+    /// closed that the engine never reopened (nor closed).
+    pub closed_live_pending: BTreeMap<String, usize>,
     /// NIP-77 relays seen REQ-only in a status snapshot during the run (URL, virtual ms).
     pub req_only_seen: Vec<(String, u64)>,
     /// Most events the engine held accepted but unconfirmed (`unsaved_count`), after any input.
@@ -296,6 +299,21 @@ impl Sim {
                 if self.liveness.len() < 5 {
                     self.liveness.push(format!("busy loop: poll_timeout() <= now = {} right after handle_timeout(now)", self.now.0));
                 }
+                if self.trace {
+                    eprintln!("{} busy loop: poll_timeout {:?}", self.now.0 - START.0, timeout.map(|t| t.0 as i64 - START.0 as i64));
+                    for r in self.engine.status(self.now).relays {
+                        eprintln!(
+                            "    {} {:?} rate_limited_until={:?} in_flight={} pending={} window={} req_only={}",
+                            r.relay,
+                            r.connection,
+                            r.rate_limited_until.map(|t| t.0 - START.0),
+                            r.progress.requests_in_flight,
+                            r.pending_batches,
+                            r.progress.window,
+                            r.req_only
+                        );
+                    }
+                }
                 timeout = timeout.map(|t| t + Duration::from_millis(10));
             }
             let next = match (next_ev, timeout) {
@@ -353,8 +371,10 @@ impl Sim {
         self.pump();
         self.transitions.extend(self.engine.take_transitions());
         let relay_obs = self.relays.iter().map(|(u, r)| (u.clone(), r.obs.clone())).collect();
+        let closed_live_pending = self.relays.iter().map(|(u, r)| (u.clone(), r.closed_live_pending())).filter(|(_, n)| *n > 0).collect();
         Outcome {
             relay_obs,
+            closed_live_pending,
             req_only_seen: self.req_only_seen,
             engine: self.engine,
             store: self.store,
@@ -392,6 +412,11 @@ impl Sim {
             }
         }
         if st.totals.pending_batches > 0 || st.totals.unsaved_events > 0 {
+            return None;
+        }
+        // a live subscription the relay closed is reopened after a backoff:
+        // the run is not over before (what was published meanwhile comes then)
+        if self.relays.values().any(|r| r.closed_live_pending() > 0) {
             return None;
         }
         let mut codes = Vec::new();
