@@ -286,8 +286,9 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
         }
         // SPEC §2: a lone NEG-OPEN without an answer in time makes a relay
         // REQ-only; answers slower than that timeout may legitimately do so.
+        // (Hostile relays: see (6).)
         let answers_in_time = Duration::from_millis(spec.answer_delay_ms) < config.negentropy_open_timeout;
-        if spec.nip77 && answers_in_time {
+        if spec.nip77 && answers_in_time && !spec.kind.hostile() {
             if let Some((_, at)) = out.req_only_seen.iter().find(|(u, _)| *u == spec.url) {
                 errs.push(format!("{} ({:?}) speaks NIP-77 but was REQ-only at +{at}ms", spec.url, spec.kind));
             } else if rows.get(spec.url.as_str()).is_some_and(|r| r.req_only) {
@@ -347,16 +348,34 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
         if obs.max_reqs_per_sub > reqs_bound {
             errs.push(format!("{} ({:?}): {} REQs under one subscription, bound {reqs_bound}", spec.url, spec.kind, obs.max_reqs_per_sub));
         }
-        // A hostile relay that answered negentropy in time is not REQ-only
-        // (it ends Connected or ConnectedDegraded, checked above).
+        // A hostile relay that answers negentropy in time is never made
+        // REQ-only (it ends Connected or ConnectedDegraded, checked above) —
+        // except by SPEC §2's one ambiguity: a NOTICE arriving while a
+        // NEG-OPEN sent alone is unanswered is taken as its refusal, and a
+        // NoticeStorm's unprompted NOTICEs can land just then.
         let in_time = Duration::from_millis(spec.answer_delay_ms) < config.negentropy_open_timeout;
-        if spec.kind.hostile() && obs.neg_msgs_sent > 0 && in_time {
+        if spec.kind.hostile() && spec.nip77 && in_time {
             let seen = out.req_only_seen.iter().find(|(u, _)| *u == spec.url).map(|(_, at)| *at);
             if seen.is_some() || rows.get(spec.url.as_str()).is_some_and(|r| r.req_only) {
-                errs.push(format!(
-                    "{} ({:?}) answered {} NEG-MSGs but was made REQ-only (seen at {seen:?} ms)",
-                    spec.url, spec.kind, obs.neg_msgs_sent
-                ));
+                let gave_up: Vec<_> = out.neg_to_req.iter().filter(|c| c.url == spec.url).collect();
+                let unexplained = gave_up.iter().find(|c| !c.notices);
+                let since = |t: sync_core::Millis| t.0.saturating_sub(super::dataset::START.0);
+                if spec.kind != RelayKind::NoticeStorm || gave_up.is_empty() || unexplained.is_some() {
+                    let how = match unexplained.or(gave_up.first()) {
+                        Some(c) => format!(
+                            "NEG-OPEN {} sent at +{}ms went on as a REQ at +{}ms{}",
+                            c.sub,
+                            since(c.opened_at),
+                            since(c.req_at),
+                            if c.notices { "" } else { " with no NOTICE in between" }
+                        ),
+                        None => "no NEG-OPEN was given up for a REQ".into(),
+                    };
+                    errs.push(format!(
+                        "{} ({:?}) answered {} NEG-MSGs but was made REQ-only (seen at {seen:?} ms): {how}",
+                        spec.url, spec.kind, obs.neg_msgs_sent
+                    ));
+                }
             }
         }
         for id in obs.published_while_closed.iter().filter(|id| model.required.contains_key(id) && !stored_ids.contains(id) && !excused(id))

@@ -91,6 +91,8 @@ pub struct Outcome {
     pub stats: Stats,
     /// What each simulated relay saw of the engine, by URL.
     pub relay_obs: BTreeMap<String, RelayObs>,
+    /// Negentropy sessions given up for REQ pagination.
+    pub neg_to_req: Vec<NegToReq>,
     /// Relays (URL) still connected at the end with live subscriptions they
     /// closed that the engine never reopened (nor closed).
     pub closed_live_pending: BTreeMap<String, usize>,
@@ -149,6 +151,11 @@ pub struct Sim {
     saves_ok: u64,
     quarantined_before: u64,
     forgotten_before: u64,
+    /// NEG-OPENs sent, by (relay, connection epoch, subscription).
+    neg_opened: BTreeMap<(String, u64, String), Millis>,
+    /// When unprompted NOTICEs reached the engine, per relay.
+    notices_at: BTreeMap<String, Vec<Millis>>,
+    neg_to_req: Vec<NegToReq>,
 }
 
 /// A new engine for `world` (server policy, its bootstrap relays).
@@ -213,6 +220,9 @@ impl Sim {
             saves_ok: 0,
             quarantined_before: 0,
             forgotten_before: 0,
+            neg_opened: BTreeMap::new(),
+            notices_at: BTreeMap::new(),
+            neg_to_req: Vec::new(),
         };
         if sim.trace {
             for r in &sim.world.relays {
@@ -375,6 +385,7 @@ impl Sim {
         Outcome {
             relay_obs,
             closed_live_pending,
+            neg_to_req: self.neg_to_req,
             req_only_seen: self.req_only_seen,
             engine: self.engine,
             store: self.store,
@@ -499,6 +510,15 @@ impl Sim {
                 let at = (now + lat).max(link.last_to_relay);
                 link.last_to_relay = at;
                 let epoch = link.epoch;
+                // a NEG-OPEN whose subscription goes on as a REQ: negentropy given up
+                if let Some(sub) = sub_of(&text, "[\"NEG-OPEN\",\"") {
+                    self.neg_opened.insert((url.clone(), epoch, sub.to_string()), now);
+                } else if let Some(sub) = sub_of(&text, "[\"REQ\",\"") {
+                    if let Some(opened_at) = self.neg_opened.remove(&(url.clone(), epoch, sub.to_string())) {
+                        let notices = self.notices_at.get(&url).is_some_and(|ts| ts.iter().any(|t| *t >= opened_at && *t <= now));
+                        self.neg_to_req.push(NegToReq { url: url.clone(), sub: sub.to_string(), opened_at, req_at: now, notices });
+                    }
+                }
                 self.schedule(at, Ev::ToRelay { url, epoch, text });
             }
             Command::SaveEvents { token, events } => {
@@ -683,7 +703,10 @@ impl Sim {
             Ev::Hostile { url } => {
                 if self.links.get(&url).is_some_and(|l| l.open) {
                     let frames = self.relays.get_mut(&url).map(|r| r.hostile_tick()).unwrap_or_default();
-                    self.send_to_engine(&url, frames);
+                    let notices = frames.iter().any(|f| f.starts_with("[\"NOTICE\""));
+                    if let Some(at) = self.send_to_engine(&url, frames).filter(|_| notices) {
+                        self.notices_at.entry(url).or_default().push(at);
+                    }
                 }
             }
         }
@@ -701,17 +724,18 @@ impl Sim {
         self.transitions.extend(transitions);
     }
 
-    fn send_to_engine(&mut self, url: &str, frames: Vec<String>) {
+    /// Sends `frames` from the relay to the engine; returns when they arrive.
+    fn send_to_engine(&mut self, url: &str, frames: Vec<String>) -> Option<Millis> {
         if frames.is_empty() {
-            return;
+            return None;
         }
         // a slow relay answers late (processing time on top of the network)
         let delay = self.relays.get(url).map_or(0, |r| r.spec.answer_delay_ms);
         let lat = self.latency(url) + Duration::from_millis(delay);
         let now = self.now;
-        let Some(link) = self.links.get_mut(url) else { return };
+        let link = self.links.get_mut(url)?;
         if !link.open {
-            return;
+            return None;
         }
         let epoch = link.epoch;
         let at = (now + lat).max(link.last_to_engine);
@@ -720,7 +744,30 @@ impl Sim {
         for text in frames {
             self.schedule(at, Ev::ToEngine { url: url.clone(), epoch, text });
         }
+        Some(at)
     }
+}
+
+/// The subscription id of a frame starting with `prefix` (`["REQ","` …).
+fn sub_of<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = text.strip_prefix(prefix)?;
+    rest.split('"').next()
+}
+
+/// A negentropy session the engine gave up for REQ pagination under the
+/// same subscription id (REQ-only verdict, refusal, broken session).
+#[derive(Debug, Clone)]
+pub struct NegToReq {
+    /// Relay URL.
+    pub url: String,
+    /// Subscription id.
+    pub sub: String,
+    /// When the NEG-OPEN was sent.
+    pub opened_at: Millis,
+    /// When the REQ replacing it was sent.
+    pub req_at: Millis,
+    /// An unprompted NOTICE (NoticeStorm) reached the engine in between.
+    pub notices: bool,
 }
 
 /// A frame shortened for traces.
