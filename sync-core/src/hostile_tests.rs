@@ -444,3 +444,21 @@ fn start_up_indexes_a_large_store_page_by_page() {
     assert_eq!(h.engine.status(h.now).totals.root_events, 5500);
     assert!(queries >= 5, "{queries} queries");
 }
+
+#[test]
+fn future_dated_events_taking_page_slots_do_not_end_pagination_early() {
+    let k = Keys::generate();
+    let (mut events, accepted) = thread(&k, 40);
+    let patch_id = events[1].id;
+    // the newest page slots go to events dated years ahead (refused, but verifying)
+    for i in 0..12u64 {
+        events.push(tagged_at(&k, 1111, "E", &patch_id.to_hex(), Timestamp::from(2_500_000_000 + i)));
+    }
+    let mut relay = ScriptRelay::new(Mode::ReqOnly, events);
+    relay.cap = 10;
+    let config = SyncConfig { pagination_threshold: 7, page_limit: 10, ..cfg() };
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, relay)]);
+    h.advance(Duration::from_secs(120));
+    assert_eq!(stored(&h), accepted.into_iter().collect());
+    assert!(h.engine.status(h.now).totals.events_rejected.get("invalid_created_at").copied().unwrap_or(0) >= 12);
+}

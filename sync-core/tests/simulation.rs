@@ -32,15 +32,17 @@
 //! failing seed is printed as it fails, so a long sweep is worth watching
 //! (`--nocapture`); `SIM_ONLY_KIND` re-sweeps just the seeds with one kind.
 //! `SIM_FUTURE_RELIABLE=1` also requires every honest event of FutureDated
-//! relays (an engine finding of issue 7: future-dated events fill page
-//! slots but do not count towards pagination; e.g. seed 3245).
+//! relays (future-dated events took page slots without counting towards
+//! pagination until that was fixed; e.g. seed 3245).
 //!
-//! Engine findings the 100,000-seed sweep of issue 7 left open (they fail
-//! until fixed in `sync-core/src`): after a rate-limit cooldown a NEG-OPEN
-//! sent alone is judged at once (REQ-only with no NOTICE: seeds 24557,
-//! 48105, 51996, 74636, 88528, 90840, 96631; `poll_timeout() <= now` right
-//! after `handle_timeout`: 19776, 45065, 58289, 79231); a repository state
-//! parked before its announcement is lost across a restart (61123).
+//! Engine findings of the 100,000-seed sweep of issue 7. Fixed: future-dated
+//! events cutting pagination short (3245), stale NOTICE suspects leaving
+//! `poll_timeout() <= now` after a cooldown (19776, 45065, 58289, 79231), a
+//! parked repository state lost across a restart (61123), good events
+//! quarantined after failures during an outage (3584, 801). Still open (they
+//! fail until fixed in `sync-core/src`): after a rate-limit cooldown during a
+//! NOTICE storm a NEG-OPEN sent alone is judged at once (REQ-only with no
+//! NOTICE in between: seeds 24557, 48105, 51996, 74636, 88528, 90840, 96631).
 
 mod sim;
 

@@ -865,6 +865,8 @@ impl Engine {
             job.kind = JobKind::New;
             job.queued = true;
             job.alone = true;
+            job.suspect_until = None;
+            job.answered = false;
             let new_sub = session.sub_id("hist");
             session.jobs.insert(new_sub, job);
         }
@@ -971,7 +973,9 @@ impl Engine {
         if event.created_at.as_secs() > (now + self.config.max_future_skew).as_secs() {
             reject(self, "invalid_created_at");
             tracing::debug!(relay = %url, id = %event.id, created_at = event.created_at.as_secs(), "event dated in the future");
-            return Validity::Invalid;
+            // Not stored, but it took a place on the page: pagination counts
+            // it when it verifies, or it would end early.
+            return Validity::Unchecked(Box::new(event));
         }
         let mut verdict = self.policy.classify(&event, &self.repos);
         if verdict == Verdict::Delisting && !self.repos.replaces_indexed(&event) {
@@ -1469,6 +1473,8 @@ impl Engine {
                 for job in session.jobs.values_mut() {
                     let timeout = if matches!(job.kind, JobKind::NegOpen(_)) { open } else { historic };
                     job.deadline = job.deadline.max(now + timeout);
+                    // nothing said during the cooldown was about them
+                    job.suspect_until = None;
                 }
             }
             while let Some(text) = session.outbox.pop_front() {

@@ -297,11 +297,16 @@ impl Engine {
     /// Suspects of a "too many" NOTICE that stayed silent were refused.
     pub(super) fn expire_suspects(&mut self, now: Millis) {
         let mut refused = Vec::new();
-        for (url, r) in &self.relays {
-            let Some(s) = r.session.as_ref() else { continue };
-            for (sub, j) in &s.jobs {
-                if j.in_flight() && !j.answered && j.suspect_until.is_some_and(|t| now >= t) {
-                    refused.push((url.clone(), sub.clone()));
+        for (url, r) in self.relays.iter_mut() {
+            let Some(s) = r.session.as_mut() else { continue };
+            for (sub, j) in s.jobs.iter_mut() {
+                if j.suspect_until.is_some_and(|t| now >= t) {
+                    // cleared whatever happens next: a past deadline left
+                    // behind would make `poll_timeout` spin
+                    j.suspect_until = None;
+                    if j.in_flight() && !j.answered {
+                        refused.push((url.clone(), sub.clone()));
+                    }
                 }
             }
         }

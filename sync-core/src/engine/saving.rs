@@ -46,6 +46,8 @@ pub(crate) struct Saving {
     successes: u64,
     /// Events that failed alone: how often, and `successes` at the first time.
     alone_failures: HashMap<EventId, (u32, u64)>,
+    /// The last event that failed alone, since the last success.
+    last_alone_failure: Option<EventId>,
     /// No save before then.
     pub(super) retry_at: Option<Millis>,
     /// The store's last error while it keeps failing.
@@ -139,6 +141,12 @@ impl Engine {
             tracing::warn!(error, events = failed.len(), "store failed a batch; retrying in smaller batches");
         } else if let Some((event, url)) = failed.pop() {
             s.chunk = Some(1);
+            // Two different events failing alone in a row, nothing saved in
+            // between: the store is down, and what failed so far proves nothing.
+            if s.last_alone_failure.is_some_and(|other| other != event.id) {
+                s.alone_failures.clear();
+            }
+            s.last_alone_failure = Some(event.id);
             let successes = s.successes;
             let (count, first_at) = s.alone_failures.entry(event.id).or_insert((0, successes));
             *count += 1;
@@ -163,6 +171,7 @@ impl Engine {
         let s = &mut self.saving;
         s.successes += 1;
         s.failures = 0;
+        s.last_alone_failure = None;
         if s.error.take().is_some() {
             tracing::info!("store recovered");
         }
@@ -182,6 +191,9 @@ impl Engine {
     fn quarantine(&mut self, event: Event, url: &RelayUrl, error: &str) {
         tracing::error!(id = %event.id, kind = event.kind.as_u16(), created_at = event.created_at.as_secs(), relay = %url, error, "store cannot save this event; quarantined");
         self.saving.quarantined += 1;
+        // Not "seen": a later sync (a reconnect, the daily reconciliation)
+        // may bring it again, and the store may take it then.
+        self.seen.remove(&event.id);
         if let Some(relay) = self.relays.get_mut(url) {
             *relay.counters.events_rejected.entry("store_quarantined".into()).or_default() += 1;
         }
@@ -237,6 +249,9 @@ impl Engine {
             .iter()
             .map(|(_, u)| u)
             .chain(self.saves_in_flight.values().flatten().map(|(_, u)| u))
+            // repository states parked for their announcement are not
+            // persisted: their relay must bring them again after a restart
+            .chain(self.parked_states.iter().map(|(_, u)| u))
             .chain(self.saving.forgotten_from.iter())
             .collect();
         let relays = self
