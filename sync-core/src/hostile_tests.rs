@@ -462,3 +462,13 @@ fn future_dated_events_taking_page_slots_do_not_end_pagination_early() {
     assert_eq!(stored(&h), accepted.into_iter().collect());
     assert!(h.engine.status(h.now).totals.events_rejected.get("invalid_created_at").copied().unwrap_or(0) >= 12);
 }
+
+#[test]
+fn every_accepted_event_is_offered_to_the_store_once() {
+    let k = Keys::generate();
+    let (events, accepted) = thread(&k, 300);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::ReqOnly, events))]);
+    h.advance(Duration::from_secs(120));
+    assert_eq!(stored(&h).len(), accepted.len());
+    assert_eq!(h.events_offered, accepted.len() as u64, "no event saved twice");
+}

@@ -1405,8 +1405,10 @@ impl Engine {
         let heartbeat = core::time::Duration::from_secs(60);
         let min_gap = core::time::Duration::from_secs(5);
         let due = (self.state_dirty && now.since(self.last_persist) >= min_gap) || now.since(self.last_persist) >= heartbeat;
-        // The state written is never ahead of the store (see `state_bytes`).
-        if due {
+        // Written between saves; while the store keeps failing, written
+        // anyway: `state_bytes` never puts it ahead of the store.
+        let quiet = self.saves_in_flight.is_empty() && self.unsaved.is_empty();
+        if due && (quiet || self.saving.error.is_some()) {
             self.last_persist = now;
             self.state_dirty = false;
             self.commands.push_back(Command::PersistState { state: self.state_bytes() });

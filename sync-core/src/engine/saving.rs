@@ -249,9 +249,6 @@ impl Engine {
             .iter()
             .map(|(_, u)| u)
             .chain(self.saves_in_flight.values().flatten().map(|(_, u)| u))
-            // repository states parked for their announcement are not
-            // persisted: their relay must bring them again after a restart
-            .chain(self.parked_states.iter().map(|(_, u)| u))
             .chain(self.saving.forgotten_from.iter())
             .collect();
         let relays = self

@@ -248,6 +248,8 @@ pub struct Harness {
     pub down: Vec<RelayUrl>,
     /// `SaveEvents` commands executed.
     pub save_attempts: u64,
+    /// Events carried by those commands (each accepted event once, unless a save failed).
+    pub events_offered: u64,
 }
 
 impl Harness {
@@ -267,6 +269,7 @@ impl Harness {
             persisted: None,
             down: Vec::new(),
             save_attempts: 0,
+            events_offered: 0,
         }
     }
 
@@ -304,6 +307,7 @@ impl Harness {
                 }
                 Command::SaveEvents { token, events } => {
                     self.save_attempts += 1;
+                    self.events_offered += events.len() as u64;
                     match self.store.save_sync(events.clone()) {
                         Ok(out) => self.engine.handle_saved(token, out, self.now),
                         Err(e) => self.engine.handle_save_failed(token, events, &e.0, self.now),

@@ -89,15 +89,17 @@ impl RelayStore {
         .await
     }
 
-    /// Events the relay already holds (`Duplicate`) or holds a newer
-    /// version of (`Stale`), among `events`.
+    /// Among events answered `error:`: those the relay holds now (`Saved`:
+    /// it did not hold them before this save) or holds a newer version of
+    /// (`Stale`).
     async fn settled_elsewhere(&self, events: &[&Event]) -> Result<Vec<(EventId, SaveOutcome)>, StoreError> {
         let held: std::collections::HashSet<EventId> =
             self.req(Filter::new().ids(events.iter().map(|e| e.id))).await?.into_iter().map(|e| e.id).collect();
         let mut out = Vec::new();
         for event in events {
             if held.contains(&event.id) {
-                out.push((event.id, SaveOutcome::Duplicate));
+                // not held before this save published it (see `save`)
+                out.push((event.id, SaveOutcome::Saved));
                 continue;
             }
             let kind = event.kind;
@@ -190,7 +192,15 @@ impl EventStore for RelayStore {
                 return Ok(Vec::new());
             }
             let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
-            let mut answers: HashMap<EventId, SaveOutcome> = self.publish(events.clone()).await?;
+            // What the relay holds already is a duplicate, not published again;
+            // what it holds after an `error:` answer is then ours.
+            let held: std::collections::HashSet<EventId> =
+                self.req(Filter::new().ids(ids.iter().copied())).await?.into_iter().map(|e| e.id).collect();
+            let mut answers: HashMap<EventId, SaveOutcome> = held.iter().map(|id| (*id, SaveOutcome::Duplicate)).collect();
+            let events: Vec<Event> = events.into_iter().filter(|e| !held.contains(&e.id)).collect();
+            if !events.is_empty() {
+                answers.extend(self.publish(events.clone()).await?);
+            }
             for pause in ERROR_RETRIES {
                 let again: Vec<Event> = events.iter().filter(|e| answers.get(&e.id).is_some_and(is_transient)).cloned().collect();
                 if again.is_empty() {
