@@ -38,12 +38,12 @@
 //! Engine findings of the 100,000-seed sweep of issue 7. Fixed: future-dated
 //! events cutting pagination short (3245), stale NOTICE suspects leaving
 //! `poll_timeout() <= now` after a cooldown (19776, 45065, 58289, 79231), good
-//! events quarantined after failures during an outage (3584, 801). Still open
-//! (they fail until fixed in `sync-core/src`): after a rate-limit cooldown
-//! during a NOTICE storm a NEG-OPEN sent alone is judged at once (REQ-only with
-//! no NOTICE in between: seeds 24557, 48105, 51996, 74636, 88528, 90840,
-//! 96631); a repository state parked before its announcement is lost across a
-//! restart when its relay then reconnects quickly (61123).
+//! events quarantined after failures during an outage (3584, 801), a NOTICE
+//! during a rate-limit cooldown taken as the verdict on a NEG-OPEN still
+//! waiting in the outbox (REQ-only: 24557, 48105, 51996, 74636, 88528, 90840,
+//! 96631). Still open (fails until fixed in `sync-core/src`): a repository
+//! state parked before its announcement is lost across a restart when its
+//! relay then reconnects quickly (61123).
 
 mod sim;
 

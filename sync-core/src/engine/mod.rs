@@ -827,8 +827,14 @@ impl Engine {
             return;
         }
         // A relay without NIP-77 answers NEG-OPEN with a NOTICE — but a NOTICE
-        // is only a verdict when the NEG-OPEN was alone in flight (SPEC §2).
-        let Some(session) = self.relays.get(url).and_then(|r| r.session.as_ref()) else { return };
+        // is only a verdict when the NEG-OPEN was alone in flight (SPEC §2),
+        // and never while frames wait in the outbox (a rate-limit cooldown):
+        // the NEG-OPEN may not even have reached the relay.
+        let Some(relay) = self.relays.get(url) else { return };
+        let Some(session) = relay.session.as_ref() else { return };
+        if !session.outbox.is_empty() || relay.sync.health.is_rate_limited(now) {
+            return;
+        }
         let opens: Vec<String> =
             session.jobs.iter().filter(|(_, j)| matches!(j.kind, JobKind::NegOpen(_))).map(|(s, _)| s.clone()).collect();
         if opens.is_empty() {
