@@ -14,6 +14,7 @@
 //! [`daemon`], [`sdk_peer`] and [`floor`], [`measure`] (`/proc` sampling) and
 //! [`report`] (tables and `BENCHMARKS.md`).
 
+mod browser_relay;
 mod daemon;
 mod dataset;
 mod floor;
@@ -60,6 +61,26 @@ enum Cmd {
         /// Proxy port the dataset was made for.
         #[arg(long, default_value_t = 47_931)]
         port: u16,
+    },
+    /// The relay for the browser benchmark (bench/browser/run.mjs): the dataset behind the
+    /// limiting proxy; prints one JSON line (URL, repositories, the engine's filters, expected
+    /// ids), then `stats` on stdin prints the proxy's byte counts; exits when stdin closes.
+    BrowserRelay {
+        /// Dataset size.
+        #[arg(long, default_value_t = 10_000)]
+        events: usize,
+        /// Proxy port; the relay URL is baked into the cached dataset.
+        #[arg(long, default_value_t = 47_931)]
+        port: u16,
+        /// Concurrent subscriptions per connection.
+        #[arg(long, default_value_t = 20)]
+        max_subs: usize,
+        /// Concurrent negentropy sessions per connection.
+        #[arg(long, default_value_t = 4)]
+        max_neg: usize,
+        /// Largest `limit` per filter.
+        #[arg(long, default_value_t = 500)]
+        max_limit: usize,
     },
     /// Internal: the nostr-sdk contender process.
     #[command(hide = true)]
@@ -144,6 +165,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Some(Cmd::PeerSdk { relay, db, concurrency, expected }) => sdk_peer::peer_main(&relay, &db, concurrency, expected).await,
+        Some(Cmd::BrowserRelay { events, port, max_subs, max_neg, max_limit }) => match target_dir() {
+            Ok(t) => browser_relay::run(events, port, Limits { max_subs, max_neg, max_limit }, &t.join("bench-data")).await,
+            Err(e) => Err(e),
+        },
         Some(Cmd::Missing { db, events, port }) => match target_dir() {
             Ok(t) => match dataset::load_or_generate(events, &format!("ws://127.0.0.1:{port}"), &t.join("bench-data")) {
                 Ok(ds) => missing::run(&db, &ds.events).await,

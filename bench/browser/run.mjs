@@ -1,0 +1,494 @@
+#!/usr/bin/env node
+// Browser benchmark: grasp-sync (sync-wasm) vs NDK's @nostr-dev-kit/sync into
+// @nostr-dev-kit/ndk-cache-dexie, in headless Chromium, from the same local
+// NIP-77 relay (`grasp-sync-bench browser-relay`: the signed NIP-34 dataset
+// behind the limiting proxy), same filter set. See BENCHMARKS.md ("Browser").
+//
+//   node bench/browser/run.mjs [--write BENCHMARKS.md]
+//
+// Environment (all optional):
+//   RUNS=3                 runs per contender (alternating); the table shows medians
+//   EVENTS=10000           dataset size
+//   PORT=47931             relay (proxy) port; baked into the cached dataset
+//   CONTENDERS=grasp-sync,ndk,ndk-sampled   which rows to run (ndk-sampled: NDK's default
+//                          signature sampling instead of verifying every event)
+//   NDK_FETCH_TIMEOUT_MS=120000  the peer's fetch timeout (1.0.0 hard-codes 10000; 0 = leave it)
+//   TIMEOUT_S=300          give up on a run after this long
+//   POLL_MS=50             IndexedDB poll interval in the page
+//   CHROMIUM=/usr/bin/chromium
+//   RELAY_BIN=target/release/grasp-sync-bench
+//
+// Each run: a fresh relay process (fresh proxy counters), a fresh browser
+// context (fresh IndexedDB), one page that loads the contender's library and
+// syncs; done is when the raw IndexedDB store holds every expected key.
+
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { existsSync, mkdirSync, readFileSync, writeFileSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { extname, join, normalize, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import os from 'node:os';
+import * as esbuild from 'esbuild';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const env = (k, d) => process.env[k] ?? d;
+const opts = {
+  runs: Number(env('RUNS', 3)),
+  events: Number(env('EVENTS', 10000)),
+  port: Number(env('PORT', 47931)),
+  contenders: env('CONTENDERS', 'grasp-sync,ndk,ndk-sampled').split(',').map((s) => s.trim()).filter(Boolean),
+  ndkFetchTimeoutMs: Number(env('NDK_FETCH_TIMEOUT_MS', 120000)),
+  timeoutS: Number(env('TIMEOUT_S', 300)),
+  pollMs: Number(env('POLL_MS', 50)),
+  chromium: env('CHROMIUM', '/usr/bin/chromium'),
+  relayBin: env('RELAY_BIN', join(root, 'target/release/grasp-sync-bench')),
+  write: process.argv.includes('--write') ? process.argv[process.argv.indexOf('--write') + 1] : null,
+};
+const dist = join(root, 'target/bench-browser/dist');
+const npmPkg = join(root, 'target/npm/grasp-sync');
+const SECTION = '## Browser: sync-wasm vs NDK + Dexie';
+
+// What each row runs: the page-side contender and its options.
+const ROWS = {
+  'grasp-sync': { label: null /* set once the build is known */, page: 'grasp-sync' },
+  ndk: { label: 'NDK sync → Dexie (every signature verified)', page: 'ndk', verifyAll: true },
+  'ndk-sampled': { label: 'NDK sync → Dexie (NDK default: signatures sampled down to 10 %)', page: 'ndk', verifyAll: false },
+};
+
+main().catch((e) => {
+  console.error(e?.stack ?? e);
+  process.exit(1);
+});
+
+async function main() {
+  for (const c of opts.contenders) if (!ROWS[c]) throw new Error(`unknown contender ${c} (known: ${Object.keys(ROWS).join(', ')})`);
+  const build = await buildPayloads();
+  ROWS['grasp-sync'].label = build.ours.mode === 'worker' ? 'grasp-sync (npm package, Web Worker)' : 'grasp-sync (sync-wasm in the page)';
+  console.error(`grasp-sync build: ${build.ours.describe}`);
+  const server = await serve(build);
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const browser = await chromium.launch({
+    executablePath: opts.chromium,
+    // precise-memory-info: unbucketed heap sizes; the rest keeps background work out of the way.
+    args: ['--no-sandbox', '--headless', '--enable-precise-memory-info', '--disable-background-timer-throttling', '--disable-renderer-backgrounding'],
+  });
+  const results = Object.fromEntries(opts.contenders.map((c) => [c, []]));
+  let info = null;
+  try {
+    for (let run = 1; run <= opts.runs; run++) {
+      // Alternate the order so neither side always runs on a warmer machine.
+      const order = run % 2 ? opts.contenders : [...opts.contenders].reverse();
+      for (const c of order) {
+        const r = await runOnce(browser, base, server, build, c, run);
+        info ??= r.info;
+        delete r.info;
+        results[c].push(r);
+        console.error(`run ${run} ${c}: ${describeRun(r)}`);
+      }
+    }
+  } finally {
+    await browser.close();
+    server.close();
+  }
+  const section = report(results, build, info);
+  console.log(section);
+  if (opts.write) {
+    writeSection(opts.write, section);
+    console.error(`wrote "${SECTION}" to ${opts.write}`);
+  }
+}
+
+// ---------------------------------------------------------------- payloads
+
+// Bundles what each side ships into target/bench-browser/dist and decides
+// which grasp-sync build the page loads.
+async function buildPayloads() {
+  mkdirSync(dist, { recursive: true });
+  const ndkPlugins = [dedupeNdk()];
+  if (opts.ndkFetchTimeoutMs > 0) ndkPlugins.push(ndkFetchTimeout(opts.ndkFetchTimeoutMs));
+  await esbuild.build({
+    entryPoints: [join(here, 'ndk-lib.js')],
+    bundle: true,
+    minify: true,
+    format: 'esm',
+    target: 'es2022',
+    outfile: join(dist, 'ndk.js'),
+    plugins: ndkPlugins,
+    logLevel: 'warning',
+  });
+  const versions = Object.fromEntries(
+    ['@nostr-dev-kit/ndk', '@nostr-dev-kit/ndk-cache-dexie', '@nostr-dev-kit/sync', 'dexie'].map((p) => [p, pkgVersion(p)]),
+  );
+  const ndk = { module: '/dist/ndk.js', versions };
+
+  let ours;
+  if (existsSync(join(npmPkg, 'package.json'))) {
+    // The npm package (worker mode), served as published.
+    const pkg = JSON.parse(readFileSync(join(npmPkg, 'package.json'), 'utf8'));
+    const entry = exportEntry(pkg);
+    ours = { mode: 'worker', module: `/pkg/${entry}`, dir: npmPkg, describe: `npm package target/npm/grasp-sync (${pkg.version}), worker mode, entry ${entry}` };
+  } else {
+    const glue = join(root, 'web-demo/pkg/sync_wasm.js');
+    const wasm = join(root, 'web-demo/pkg/sync_wasm_bg.wasm');
+    if (!existsSync(glue) || !existsSync(wasm)) throw new Error('no grasp-sync build: run scripts/build-wasm-pkg (release) first');
+    // The wasm-bindgen glue, minified like the NDK bundle.
+    await esbuild.build({ entryPoints: [glue], bundle: true, minify: true, format: 'esm', target: 'es2022', outfile: join(dist, 'ours.js'), logLevel: 'warning' });
+    ours = {
+      mode: 'in-page',
+      module: '/dist/ours.js',
+      wasm: '/pkg/sync_wasm_bg.wasm',
+      dir: join(root, 'web-demo/pkg'),
+      describe: `web-demo/pkg (scripts/build-wasm-pkg), in the page; wasm built ${statSync(wasm).mtime.toISOString()}`,
+    };
+  }
+  return { ndk, ours };
+}
+
+// @nostr-dev-kit/ndk-cache-dexie 2.6.44 pins @nostr-dev-kit/ndk 2.15.2 (npm
+// nests a second copy) while @nostr-dev-kit/sync needs NDK 3: resolve every
+// import of NDK to the one top-level 3.x copy, as a deduplicating app would
+// (one NDK instance; ~77 KB less minified JS than bundling both).
+function dedupeNdk() {
+  return {
+    name: 'dedupe-ndk',
+    setup(b) {
+      b.onResolve({ filter: /^@nostr-dev-kit\/ndk$/ }, async (args) => {
+        if (args.pluginData?.deduped) return undefined;
+        return b.resolve(args.path, { kind: args.kind, resolveDir: root, pluginData: { deduped: true } });
+      });
+    },
+  };
+}
+
+// @nostr-dev-kit/sync 1.0.0 fetches every needed id in one REQ and resolves
+// with whatever arrived after 10 s (TIMEOUTS.EVENT_FETCH, not configurable).
+// Receiving and verifying ~10k events in the page takes longer than that on
+// this machine, so the constant is raised (the only code change to the peer).
+function ndkFetchTimeout(ms) {
+  return {
+    name: 'ndk-fetch-timeout',
+    setup(b) {
+      b.onLoad({ filter: /@nostr-dev-kit[/\\]sync[/\\]dist[/\\]index\.js$/ }, async (args) => {
+        const src = await readFile(args.path, 'utf8');
+        const patched = src.replace('EVENT_FETCH: 1e4', `EVENT_FETCH: ${ms}`);
+        if (patched === src) throw new Error('@nostr-dev-kit/sync: EVENT_FETCH: 1e4 not found (another version?)');
+        return { contents: patched, loader: 'js' };
+      });
+    },
+  };
+}
+
+function pkgVersion(name) {
+  return JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')).version;
+}
+
+// The ES module entry of a package.json (exports["."], module, main).
+function exportEntry(pkg) {
+  const e = pkg.exports?.['.'] ?? pkg.exports;
+  const pick = typeof e === 'string' ? e : e?.browser ?? e?.import ?? e?.default ?? pkg.module ?? pkg.main;
+  const entry = typeof pick === 'string' ? pick : pick?.default ?? pkg.module ?? pkg.main;
+  if (!entry) throw new Error('target/npm/grasp-sync/package.json names no entry');
+  return entry.replace(/^\.\//, '');
+}
+
+// ---------------------------------------------------------------- server
+
+// Static files on 127.0.0.1 (correct MIME for .wasm). Records the bytes of
+// every payload file served (/dist/, /pkg/) so a run's payload is what its
+// page and worker actually fetched.
+function serve(build) {
+  const types = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8', '.wasm': 'application/wasm', '.json': 'application/json' };
+  const mounts = [
+    ['/dist/', dist],
+    ['/pkg/', build.ours.dir],
+  ];
+  const server = createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    let file = null;
+    if (path === '/favicon.ico') return void res.writeHead(204).end();
+    if (path === '/' || path === '/index.html') file = join(here, 'page.html');
+    else if (path === '/page.js') file = join(here, 'page.js');
+    else {
+      for (const [prefix, dir] of mounts) {
+        if (path.startsWith(prefix)) {
+          const f = join(dir, path.slice(prefix.length));
+          if (f.startsWith(dir)) file = f;
+        }
+      }
+    }
+    try {
+      if (!file) throw new Error('not found');
+      const body = await readFile(file);
+      if (path.startsWith('/dist/') || path.startsWith('/pkg/')) server.served.set(path, file);
+      res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' });
+      res.end(body);
+    } catch {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+    }
+  });
+  server.served = new Map();
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+// Sum of gzip -9 sizes of the JS and wasm files a run fetched.
+function payload(served) {
+  let raw = 0;
+  let gz = 0;
+  const files = [];
+  for (const [path, file] of served) {
+    if (!/\.(m?js|wasm)$/.test(path)) continue;
+    const body = readFileSync(file);
+    const g = gzipSync(body, { level: 9 }).length;
+    raw += body.length;
+    gz += g;
+    files.push(`${path} ${(g / 1024).toFixed(0)} KB`);
+  }
+  return { raw, gz, files };
+}
+
+// ---------------------------------------------------------------- relay
+
+// Starts `grasp-sync-bench browser-relay` and reads its JSON line.
+async function startRelay() {
+  const child = spawn(opts.relayBin, ['browser-relay', '--events', String(opts.events), '--port', String(opts.port)], {
+    cwd: root,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  const first = await lines.next();
+  if (first.done) throw new Error('browser-relay exited before printing its info line');
+  const info = JSON.parse(first.value);
+  return {
+    info,
+    // The proxy's byte counts so far.
+    async stats() {
+      child.stdin.write('stats\n');
+      const l = await lines.next();
+      return JSON.parse(l.value).stats;
+    },
+    async stop() {
+      child.stdin.end();
+      await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
+    },
+  };
+}
+
+// ---------------------------------------------------------------- one run
+
+async function runOnce(browser, base, server, build, c, run) {
+  const row = ROWS[c];
+  const relay = await startRelay();
+  const { info } = relay;
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const consoleErrors = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') consoleErrors.push(`${m.type()}: ${m.text().slice(0, 300)}`);
+  });
+  page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${String(e).slice(0, 300)}`));
+  const heap = await sampleHeaps(browser, context, page);
+  server.served.clear();
+  const cfg = {
+    contender: row.page,
+    relay: info.relay,
+    repositories: info.repositories,
+    filters: info.filters,
+    dbName: `bench-${c}-${run}`,
+    expectedKeys: expectedKeys(info, row.page),
+    timeoutMs: opts.timeoutS * 1000,
+    pollMs: opts.pollMs,
+    ours: build.ours,
+    ndk: { module: build.ndk.module, verifyAll: row.verifyAll },
+  };
+  await page.addInitScript((c) => (window.__BENCH__ = c), cfg);
+  const t0 = Date.now();
+  await page.goto(`${base}/index.html`);
+  const r = await page.evaluate(() => window.__benchResult);
+  const stats = await relay.stats();
+  const heaps = await heap.stop();
+  const pl = payload(server.served);
+  await context.close();
+  await relay.stop();
+  if (r.error) console.error(`  ${c} run ${run} failed in the page: ${r.error}`);
+  return {
+    ...r,
+    info: { ...info, ids: undefined, addresses: undefined },
+    wallMs: Date.now() - t0,
+    expected: cfg.expectedKeys.length,
+    heaps,
+    payload: pl,
+    stats,
+    consoleErrors,
+  };
+}
+
+// Keys a complete store holds: event ids; NDK's Dexie cache keys an
+// addressable event by its address (`event.tagId()`).
+function expectedKeys(info, page) {
+  if (page !== 'ndk') return info.ids;
+  return info.ids.map((id) => info.addresses[id] ?? id);
+}
+
+// Samples `Runtime.getHeapUsage` of the page and of every dedicated worker
+// every 250 ms over CDP (the worker through a browser-level session, since
+// Playwright gives CDP sessions for pages only). Peaks in bytes.
+async function sampleHeaps(browser, context, page) {
+  const pageCdp = await context.newCDPSession(page);
+  const browserCdp = await browser.newBrowserCDPSession();
+  const peaks = { pageUsed: 0, pageBacking: 0, workerUsed: 0, workerBacking: 0, workers: 0 };
+  const workerSessions = new Map(); // targetId -> sessionId
+  const pending = new Map(); // message id -> resolve
+  let nextId = 1;
+  browserCdp.on('Target.receivedMessageFromTarget', ({ message }) => {
+    const m = JSON.parse(message);
+    pending.get(m.id)?.(m.result);
+    pending.delete(m.id);
+  });
+  const askWorker = (sessionId, method) =>
+    new Promise((resolve) => {
+      const id = nextId++;
+      pending.set(id, resolve);
+      browserCdp.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id, method }) }).catch(() => resolve(null));
+      setTimeout(() => resolve(null), 2000);
+    });
+  const track = (used, backing, prefix) => {
+    peaks[`${prefix}Used`] = Math.max(peaks[`${prefix}Used`], used ?? 0);
+    peaks[`${prefix}Backing`] = Math.max(peaks[`${prefix}Backing`], backing ?? 0);
+  };
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      try {
+        const h = await pageCdp.send('Runtime.getHeapUsage');
+        track(h.usedSize, h.backingStorageSize, 'page');
+        const { targetInfos } = await browserCdp.send('Target.getTargets');
+        for (const t of targetInfos.filter((t) => t.type === 'worker' && t.browserContextId === targetInfos.find((p) => p.type === 'page')?.browserContextId)) {
+          if (!workerSessions.has(t.targetId)) {
+            const { sessionId } = await browserCdp.send('Target.attachToTarget', { targetId: t.targetId, flatten: false });
+            workerSessions.set(t.targetId, sessionId);
+            peaks.workers = workerSessions.size;
+          }
+          const w = await askWorker(workerSessions.get(t.targetId), 'Runtime.getHeapUsage');
+          if (w) track(w.usedSize, w.backingStorageSize, 'worker');
+        }
+      } catch {
+        // page navigating or closing: try again next tick
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      await browserCdp.detach().catch(() => {});
+      return peaks;
+    },
+  };
+}
+
+// ---------------------------------------------------------------- report
+
+function describeRun(r) {
+  if (r.error) return `ERROR ${r.error.split('\n')[0]}`;
+  const s = (ms) => (ms == null ? '—' : `${(ms / 1000).toFixed(2)}s`);
+  return (
+    `${r.done ? 'complete' : 'INCOMPLETE'} ${s(r.done)} (ready ${s(r.ready)}, library done ${s(r.libDoneAt)}), ` +
+    `${r.present ?? 0}/${r.expected} keys, ${r.longTasks.count} long tasks ${r.longTasks.totalMs.toFixed(0)} ms, ` +
+    `heap ${mib(r.heaps.pageUsed)} MiB page / ${mib(r.heaps.workerUsed)} MiB worker, payload ${(r.payload.gz / 1024).toFixed(0)} KB gz, ` +
+    `${(r.stats.toClient / 1e6).toFixed(1)} MB in / ${(r.stats.fromClient / 1e6).toFixed(2)} MB out, ${r.consoleErrors.length} console errors/warnings ` +
+    `${JSON.stringify(r.extra)}` +
+    (r.consoleErrors.length ? `\n    ${r.consoleErrors.slice(0, 5).join('\n    ')}` : '')
+  );
+}
+
+const mib = (b) => (b / 1048576).toFixed(1);
+
+function median(xs) {
+  const v = xs.filter((x) => x != null && Number.isFinite(x)).sort((a, b) => a - b);
+  if (!v.length) return null;
+  const m = v.length >> 1;
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+}
+
+// The BENCHMARKS.md section: method, peer adaptation, table.
+function report(results, build, info) {
+  const f = (x, d = 2) => (x == null ? '—' : x.toFixed(d));
+  const rows = [];
+  const medians = {};
+  for (const [c, runs] of Object.entries(results)) {
+    const ok = runs.filter((r) => r.done != null);
+    const use = ok.length ? ok : runs;
+    const m = {
+      complete: `${ok.length}/${runs.length}`,
+      time: median(use.map((r) => r.done)),
+      lib: median(use.map((r) => r.libDoneAt)),
+      ready: median(use.map((r) => r.ready)),
+      ltCount: median(use.map((r) => r.longTasks?.count)),
+      ltMs: median(use.map((r) => r.longTasks?.totalMs)),
+      tbt: median(use.map((r) => r.longTasks?.blockingMs)),
+      pageHeap: median(use.map((r) => r.heaps?.pageUsed)),
+      pageBacking: median(use.map((r) => r.heaps?.pageBacking)),
+      workerHeap: median(use.map((r) => (r.heaps?.workers ? r.heaps.workerUsed : null))),
+      gz: median(use.map((r) => r.payload?.gz)),
+      rx: median(use.map((r) => r.stats?.toClient)),
+      tx: median(use.map((r) => r.stats?.fromClient)),
+      errors: median(use.map((r) => r.consoleErrors?.length)),
+    };
+    medians[c] = m;
+    rows.push([c, m]);
+  }
+  const events = info?.events ?? opts.events;
+  const ndkTime = medians.ndk?.time;
+  const lines = [];
+  lines.push(SECTION, '');
+  lines.push(
+    `Measured with \`./scripts/bench-browser --write\` (\`bench/browser/run.mjs\`): ${events} signed NIP-34 events ` +
+      `(${info?.repositories?.length ?? '?'} repositories, ${info?.roots ?? '?'} roots, ${((info?.jsonBytes ?? 0) / 1e6).toFixed(1)} MB of event JSON; ` +
+      'the native benchmark\'s dataset) in a `nostr-relay-builder` relay (NIP-77) behind the same limiting proxy as the native benchmark on 127.0.0.1 ' +
+      '(20 subscriptions and 4 negentropy sessions per connection, `limit` ≤ 500, NIP-11 advertising NIP-77), ' +
+      `headless Chromium ${build.chromiumVersion ?? ''}(Debian's, \`--no-sandbox\`), a fresh browser context (empty IndexedDB) and a fresh relay per run, ` +
+      `the contenders alternating. Median of ${opts.runs} run(s). ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}, shared with other builds ` +
+      'and tests: single runs vary, use the medians.',
+  );
+  lines.push('');
+  lines.push('| contender | complete | time s | events/s | library says done s | load s | long tasks | long-task ms | blocking ms | page JS heap MiB | page ArrayBuffers MiB | worker JS heap MiB | payload KB gz | MB received | MB sent | time vs NDK |');
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const [c, m] of rows) {
+    lines.push(
+      `| ${ROWS[c].label} | ${m.complete} | ${f(m.time && m.time / 1000)} | ${m.time ? Math.round(events / (m.time / 1000)) : '—'} | ${f(m.lib && m.lib / 1000)} | ${f(m.ready && m.ready / 1000)} | ` +
+        `${f(m.ltCount, 0)} | ${f(m.ltMs, 0)} | ${f(m.tbt, 0)} | ${m.pageHeap ? mib(m.pageHeap) : '—'} | ${m.pageBacking ? mib(m.pageBacking) : '—'} | ${m.workerHeap ? mib(m.workerHeap) : '—'} | ` +
+        `${m.gz ? (m.gz / 1024).toFixed(0) : '—'} | ${m.rx != null ? (m.rx / 1e6).toFixed(1) : '—'} | ${m.tx != null ? (m.tx / 1e6).toFixed(2) : '—'} | ` +
+        `${ndkTime && m.time ? (m.time / ndkTime).toFixed(2) + '×' : '—'} |`,
+    );
+  }
+  lines.push('');
+  lines.push('Payload files (gzip -9 each): ' + rows.map(([c]) => `${ROWS[c].label}: ${results[c].find((r) => r.payload)?.payload.files.join(', ') ?? '—'}`).join('; ') + '.');
+  lines.push('');
+  lines.push(`grasp-sync build: ${build.ours.describe}. Peer: ${Object.entries(build.ndk.versions).map(([p, v]) => `\`${p}\` ${v}`).join(', ')}.`);
+  return lines.join('\n') + '\n';
+}
+
+// Replaces the browser section of a markdown file (up to the next `## `
+// heading), or appends it; the other sections stay as they are.
+function writeSection(path, section) {
+  const doc = existsSync(path) ? readFileSync(path, 'utf8') : '# grasp-sync benchmarks\n';
+  const lines = doc.split('\n');
+  const start = lines.findIndex((l) => l.trimEnd() === SECTION);
+  let out;
+  if (start < 0) {
+    out = `${doc.trimEnd()}\n\n${section.trimEnd()}\n`;
+  } else {
+    let end = lines.findIndex((l, i) => i > start && l.startsWith('## '));
+    if (end < 0) end = lines.length;
+    const before = lines.slice(0, start).join('\n').trimEnd();
+    const after = lines.slice(end).join('\n').trim();
+    out = `${before}\n\n${section.trimEnd()}\n${after ? `\n${after}\n` : ''}`;
+  }
+  writeFileSync(path, out);
+}
