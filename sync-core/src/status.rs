@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Millis;
 
-/// Per-relay connection status (SPEC §6). `code()` is the `ngit_sync_relay_connected` value.
+/// Per-relay connection status (SPEC §6). `code()` (the status's `connection_code`,
+/// the `ngit_sync_relay_connected` value): 0 Disconnected, 1 Connecting,
+/// 2 Syncing, 3 Connected, 4 ConnectedDegraded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub enum ConnectionStatus {
     /// Not connected.
     Disconnected,
@@ -60,8 +63,11 @@ impl ConnectionStatus {
     }
 }
 
-/// Per-relay health (SPEC §7). `code()` is the `ngit_sync_relay_status` value.
+/// Per-relay health (SPEC §7). `code()` (the status's `health_code`, the
+/// `ngit_sync_relay_status` value): 1 Healthy, 2 Disconnected, 3 Degraded,
+/// 4 Dead, 5 RateLimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub enum HealthStatus {
     /// Connection stable (5 min), or connected with no failure history.
     Healthy,
@@ -88,8 +94,9 @@ impl HealthStatus {
     }
 }
 
-/// Counters kept per relay.
+/// Counters kept per relay (since the engine started).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct RelayCounters {
     /// Successful connection attempts.
     pub connect_success: u64,
@@ -121,8 +128,10 @@ pub struct RelayCounters {
     pub notices: u64,
 }
 
-/// One relay's row of the snapshot.
+/// One relay's row of the snapshot. Times are unix milliseconds; `null` when
+/// the event has not happened (yet).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct RelayStatus {
     /// Normalised relay URL.
     pub relay: String,
@@ -130,16 +139,18 @@ pub struct RelayStatus {
     pub bootstrap: bool,
     /// Connection status.
     pub connection: ConnectionStatus,
-    /// Why the relay is ConnectedDegraded (or will be when its sync ends).
+    /// Why the relay is ConnectedDegraded (or will be when its sync ends);
+    /// absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "typescript", ts(optional))]
     pub degraded_reason: Option<String>,
-    /// `ngit_sync_relay_connected` value.
+    /// `ngit_sync_relay_connected` value of `connection` (0–4).
     pub connection_code: u8,
     /// Health status.
     pub health: HealthStatus,
-    /// `ngit_sync_relay_status` value.
+    /// `ngit_sync_relay_status` value of `health` (1–5).
     pub health_code: u8,
-    /// Consecutive failures.
+    /// Consecutive connection failures.
     pub failures: u32,
     /// When the relay was last seen connected.
     pub last_connected: Option<Millis>,
@@ -159,8 +170,8 @@ pub struct RelayStatus {
     pub rate_limited_until: Option<Millis>,
     /// Known not to speak NIP-77 this session.
     pub req_only: bool,
-    /// NIP-77 as far as known: `Some(true)` negentropy worked here,
-    /// `Some(false)` the relay refused it, `None` not yet known.
+    /// NIP-77 as far as known: true when negentropy worked here, false when the
+    /// relay refused it, null (`None`) while not yet known.
     pub negentropy: Option<bool>,
     /// Historic sync progress of the current connection.
     pub progress: HistoricProgress,
@@ -172,13 +183,14 @@ pub struct RelayStatus {
     pub confirmed_repos: usize,
     /// Root events confirmed synced here.
     pub confirmed_roots: usize,
-    /// Counters.
+    /// Counters since the engine started.
     pub counters: RelayCounters,
 }
 
 /// Historic sync progress of one connection (SPEC §5 flow control; the demo's
 /// progress bars and `ngit_sync_historic_ids_*`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct HistoricProgress {
     /// Ids negentropy reported as needed (known ones excluded).
     pub ids_needed: u64,
@@ -202,10 +214,11 @@ pub struct HistoricProgress {
 
 /// A repository the engine serves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct RepoStatus {
     /// `30617:<pubkey>:<d>`.
     pub address: String,
-    /// `name` tag, if any.
+    /// `name` tag, null if none.
     pub name: Option<String>,
     /// Relays the announcement lists.
     pub relays: Vec<String>,
@@ -215,6 +228,7 @@ pub struct RepoStatus {
 
 /// Totals of SPEC §8.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct Totals {
     /// `ngit_sync_events_synced_total`: events newly saved.
     pub events_synced: u64,
@@ -242,7 +256,8 @@ pub struct Totals {
     /// `per_announcement`, `per_host`, `total`.
     #[serde(default)]
     pub relay_urls_refused: BTreeMap<String, u64>,
-    /// The store's error while it keeps failing (`/health` answers 503).
+    /// The store's error while it keeps failing (`/health` answers 503);
+    /// null when the store is healthy.
     #[serde(default)]
     pub store_error: Option<String>,
     /// Failed saves, ever.
@@ -256,16 +271,18 @@ pub struct Totals {
     pub events_forgotten: u64,
 }
 
-/// The whole snapshot.
+/// The whole snapshot: the daemon's `GET /status`, and in JavaScript what
+/// `status()` returns and `onStatus` callbacks receive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct SyncStatus {
-    /// When the snapshot was taken.
+    /// When the snapshot was taken (unix milliseconds).
     pub now: Millis,
     /// Whether the engine is running (false after shutdown).
     pub running: bool,
     /// Per relay, sorted by URL.
     pub relays: Vec<RelayStatus>,
-    /// Totals.
+    /// Totals over all relays (SPEC §8).
     pub totals: Totals,
     /// Repositories, sorted by address.
     pub repositories: Vec<RepoStatus>,

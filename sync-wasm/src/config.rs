@@ -12,11 +12,15 @@ use sync_core::{AcceptancePolicy, InterestSet, RelayUrl, SyncConfig};
 /// Database name when the config does not give one.
 pub const DEFAULT_DATABASE: &str = "grasp-sync";
 
-/// `GraspSyncConfig` as JavaScript writes it (camelCase, unknown fields refused).
+/// Configuration for `new GraspSync(config)`: give `interest` (client policy)
+/// or `server` (GRASP policy), not both. Unknown fields are refused.
+// TypeScript: `GraspSyncConfig` in `js/types.d.ts`, generated from these types
+// by `typescript::tests`; fields that may be absent (serde default) are `?:`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "GraspSyncConfig", optional_fields))]
 pub struct JsConfig {
-    /// Relays always contacted (`ws://` / `wss://`).
+    /// Relays always contacted (`ws://` / `wss://`); at least one.
     pub bootstrap_relays: Vec<String>,
     /// Client policy: what the user is interested in.
     #[serde(default)]
@@ -27,47 +31,61 @@ pub struct JsConfig {
     /// IndexedDB database name (default `grasp-sync`).
     #[serde(default)]
     pub database_name: Option<String>,
-    /// Allow loopback/private relay URLs from announcements (tests, private deployments).
+    /// Allow loopback/private relay URLs from announcements (tests, private
+    /// deployments); default false.
     #[serde(default)]
+    #[cfg_attr(test, ts(as = "Option<bool>"))]
     pub allow_private_relays: bool,
     /// Seed for jitter and reconciliation intervals (random when absent).
     #[serde(default)]
     pub seed: Option<u64>,
     /// Timings in milliseconds; absent ones keep SPEC defaults.
     #[serde(default)]
+    #[cfg_attr(test, ts(as = "Option<JsTimings>"))]
     pub timings: JsTimings,
 }
 
-/// The interest set.
+/// Client policy, the interest set: events of these repositories (and of
+/// every repository of these maintainers, or of all) are synced.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "GraspSyncInterest", optional_fields))]
 pub struct JsInterest {
     /// `30617:<pubkey-hex>:<d>` addresses.
     #[serde(default)]
+    #[cfg_attr(test, ts(as = "Option<Vec<String>>"))]
     pub repositories: Vec<String>,
     /// Maintainer pubkeys (hex): all their repositories.
     #[serde(default)]
+    #[cfg_attr(test, ts(as = "Option<Vec<String>>"))]
     pub maintainers: Vec<String>,
-    /// Every announcement seen.
+    /// Every announcement seen (default false).
     #[serde(default)]
+    #[cfg_attr(test, ts(as = "Option<bool>"))]
     pub all: bool,
 }
 
-/// The server policy.
+/// Server (GRASP) policy: repositories whose announcement lists one of these
+/// relay URLs, or a clone URL on one of these domains. At least one entry.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "GraspSyncServer", optional_fields))]
 pub struct JsServer {
     /// This service's relay URLs.
     #[serde(default)]
+    #[cfg_attr(test, ts(as = "Option<Vec<String>>"))]
     pub relay_urls: Vec<String>,
     /// This service's domains (for `clone` URLs).
     #[serde(default)]
+    #[cfg_attr(test, ts(as = "Option<Vec<String>>"))]
     pub domains: Vec<String>,
 }
 
-/// Timing overrides in milliseconds (see sync-core's `SyncConfig`).
+/// Timing overrides in milliseconds (see sync-core's `SyncConfig`); the
+/// SPEC default is in parentheses.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(rename = "GraspSyncTimings", optional_fields))]
 pub struct JsTimings {
     /// New repositories/roots are batched this long before filters are sent (5000).
     pub batch_window_ms: Option<u64>,

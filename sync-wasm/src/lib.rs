@@ -20,7 +20,6 @@ pub mod api;
 pub mod idb_store;
 #[cfg(target_arch = "wasm32")]
 pub mod runtime;
-#[cfg(target_arch = "wasm32")]
 mod typescript;
 
 #[cfg(target_arch = "wasm32")]
