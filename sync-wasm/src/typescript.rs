@@ -270,6 +270,37 @@ export interface NostrEvent {
         );
     }
 
+    /// The SPEC default each `GraspSyncTimings` comment quotes "(5000)" is
+    /// the one sync-core applies: giving it changes nothing.
+    #[test]
+    fn typescript_timings_docs_quote_the_engine_defaults() {
+        let ts = generate();
+        let block = ts.split("export interface GraspSyncTimings {").nth(1).and_then(|b| b.split("\n}").next()).unwrap();
+        let mut doc = "";
+        let mut checked = 0;
+        for line in block.lines().map(str::trim) {
+            if line.starts_with("/**") {
+                doc = line;
+                continue;
+            }
+            let Some((name, _)) = line.split_once("?:") else { continue };
+            let default: u64 =
+                doc.rsplit_once('(').and_then(|(_, d)| d.split_once(')')).and_then(|(d, _)| d.parse().ok()).unwrap_or_else(|| {
+                    panic!("GraspSyncTimings.{name}: its doc comment must end with the default in ms, e.g. (5000): {doc}")
+                });
+            let json =
+                format!(r#"{{"bootstrapRelays":["wss://relay.example.com"],"interest":{{"all":true}},"timings":{{"{name}":{default}}}}}"#);
+            let settings = serde_json::from_str::<JsConfig>(&json).unwrap().into_settings().unwrap();
+            assert_eq!(
+                settings.sync,
+                sync_core::SyncConfig::default(),
+                "GraspSyncTimings.{name}: the documented default {default} is not the engine's"
+            );
+            checked += 1;
+        }
+        assert_eq!(checked, 10, "every timing field checked");
+    }
+
     #[test]
     fn typescript_formatting_keeps_nested_types_and_comments() {
         let got = format_decl("type A = { \n/**\n * x, y { z }\n */\nm: { [key in string]: number }, n?: Array<string> | null, };");
