@@ -32,6 +32,9 @@ async function run() {
     done: idb.complete ? done : null,
     stored: idb.stored,
     present: idb.present,
+    // When the store first held ≥ 1 %, 50 % of the expected events.
+    firstAt: idb.firstAt,
+    halfAt: idb.halfAt,
     libDoneAt: handle.libDoneAt(),
     longTasks: { count: longTasks.length, totalMs: sum(longTasks), blockingMs: sum(longTasks.map((d) => d - 50)) },
     extra: handle.extra?.() ?? {},
@@ -42,6 +45,8 @@ async function run() {
 
 // ---------------------------------------------------------------- contenders
 
+let wasmExports = null; // grasp-sync in the page: its linear memory is measurable
+
 const CONTENDERS = {
   // grasp-sync: the npm package in worker mode when it exists, else the
   // in-page wasm-bindgen build (web-demo/pkg), as the driver decided.
@@ -50,7 +55,7 @@ const CONTENDERS = {
       const mod = await import(cfg.ours.module);
       if (cfg.ours.mode === 'in-page') {
         // wasm-bindgen --target web: instantiate the module before use.
-        await mod.default({ module_or_path: cfg.ours.wasm });
+        wasmExports = await mod.default({ module_or_path: cfg.ours.wasm });
       }
       return mod;
     },
@@ -81,6 +86,7 @@ const CONTENDERS = {
         libDoneAt: () => libDoneAt,
         extra: () => ({
           eventsSynced: last?.totals.events_synced ?? null,
+          wasmMemoryMiB: wasmExports ? +(wasmExports.memory.buffer.byteLength / 1048576).toFixed(1) : null,
           relays: last?.relays.map((r) => ({ relay: r.relay, connection: r.connection, negentropy: r.negentropy, reqOnly: r.req_only })) ?? [],
         }),
         close: () => sync.close(),
@@ -106,7 +112,7 @@ const CONTENDERS = {
         lowestValidationRatio: cfg.ndk.verifyAll ? 1 : 0.1,
       });
       await ndk.connect(10_000);
-      const unwrapped = [...ndk.pool.relays.values()].map(singleFilterNegOpen);
+      const unwrapped = cfg.ndk.shim ? [...ndk.pool.relays.values()].map(singleFilterNegOpen) : [];
       const sync = new NDKSync(ndk);
       let libDoneAt = null;
       const perFilter = [];
@@ -171,17 +177,21 @@ async function waitForIndexedDb(name, expectedKeys, timeoutMs) {
   let db = null;
   let stored = 0;
   let present = 0;
+  let firstAt = null;
+  let halfAt = null;
   while (performance.now() < deadline) {
     try {
       db ??= await openExisting(name);
       if (db) {
         stored = await request(db.transaction('events', 'readonly').objectStore('events').count());
+        if (firstAt === null && stored >= expectedKeys.length / 100) firstAt = performance.now();
+        if (halfAt === null && stored >= expectedKeys.length / 2) halfAt = performance.now();
         if (stored >= expectedKeys.length) {
           const keys = new Set(await request(db.transaction('events', 'readonly').objectStore('events').getAllKeys()));
           present = expectedKeys.reduce((n, k) => n + (keys.has(k) ? 1 : 0), 0);
           if (present === expectedKeys.length) {
             db.close();
-            return { complete: true, stored, present };
+            return { complete: true, stored, present, firstAt, halfAt };
           }
         }
       }
@@ -192,7 +202,7 @@ async function waitForIndexedDb(name, expectedKeys, timeoutMs) {
     await sleep(cfg.pollMs);
   }
   db?.close();
-  return { complete: false, stored, present };
+  return { complete: false, stored, present, firstAt, halfAt };
 }
 
 // Opens `name` only once the library created it with its `events` store:

@@ -8,14 +8,19 @@
 //
 // Environment (all optional):
 //   RUNS=3                 runs per contender (alternating); the table shows medians
-//   EVENTS=10000           dataset size
+//   BROWSER_EVENTS=10000   dataset size
 //   PORT=47931             relay (proxy) port; baked into the cached dataset
 //   CONTENDERS=grasp-sync,ndk,ndk-sampled   which rows to run (ndk-sampled: NDK's default
 //                          signature sampling instead of verifying every event)
 //   NDK_FETCH_TIMEOUT_MS=120000  the peer's fetch timeout (1.0.0 hard-codes 10000; 0 = leave it)
+//   NDK_NEG_OPEN_SHIM=1    0 = send NDK's NEG-OPEN as it is (a filter array; to see the relay refuse it)
 //   TIMEOUT_S=300          give up on a run after this long
 //   POLL_MS=50             IndexedDB poll interval in the page
 //   CHROMIUM=/usr/bin/chromium
+//   GRASP_SYNC_PKG=dir     another in-page build (wasm-bindgen --target web output), e.g. one
+//                          keeping the wasm name section for profiling
+//   PROFILE=1              record a CPU profile of each page (target/bench-browser/*.cpuprofile,
+//                          open in Chrome DevTools) and print the top self-time functions
 //   RELAY_BIN=target/release/grasp-sync-bench
 //
 // Each run: a fresh relay process (fresh proxy counters), a fresh browser
@@ -39,14 +44,17 @@ const root = join(here, '..', '..');
 const env = (k, d) => process.env[k] ?? d;
 const opts = {
   runs: Number(env('RUNS', 3)),
-  events: Number(env('EVENTS', 10000)),
+  events: Number(env('BROWSER_EVENTS', 10000)),
   port: Number(env('PORT', 47931)),
   contenders: env('CONTENDERS', 'grasp-sync,ndk,ndk-sampled').split(',').map((s) => s.trim()).filter(Boolean),
   ndkFetchTimeoutMs: Number(env('NDK_FETCH_TIMEOUT_MS', 120000)),
+  ndkShim: env('NDK_NEG_OPEN_SHIM', '1') !== '0',
   timeoutS: Number(env('TIMEOUT_S', 300)),
   pollMs: Number(env('POLL_MS', 50)),
   chromium: env('CHROMIUM', '/usr/bin/chromium'),
   relayBin: env('RELAY_BIN', join(root, 'target/release/grasp-sync-bench')),
+  oursPkg: process.env.GRASP_SYNC_PKG ?? null,
+  profile: env('PROFILE', '') === '1',
   write: process.argv.includes('--write') ? process.argv[process.argv.indexOf('--write') + 1] : null,
 };
 const dist = join(root, 'target/bench-browser/dist');
@@ -77,6 +85,7 @@ async function main() {
     // precise-memory-info: unbucketed heap sizes; the rest keeps background work out of the way.
     args: ['--no-sandbox', '--headless', '--enable-precise-memory-info', '--disable-background-timer-throttling', '--disable-renderer-backgrounding'],
   });
+  build.chromiumVersion = browser.version();
   const results = Object.fromEntries(opts.contenders.map((c) => [c, []]));
   let info = null;
   try {
@@ -127,14 +136,15 @@ async function buildPayloads() {
   const ndk = { module: '/dist/ndk.js', versions };
 
   let ours;
-  if (existsSync(join(npmPkg, 'package.json'))) {
+  if (!opts.oursPkg && existsSync(join(npmPkg, 'package.json'))) {
     // The npm package (worker mode), served as published.
     const pkg = JSON.parse(readFileSync(join(npmPkg, 'package.json'), 'utf8'));
     const entry = exportEntry(pkg);
     ours = { mode: 'worker', module: `/pkg/${entry}`, dir: npmPkg, describe: `npm package target/npm/grasp-sync (${pkg.version}), worker mode, entry ${entry}` };
   } else {
-    const glue = join(root, 'web-demo/pkg/sync_wasm.js');
-    const wasm = join(root, 'web-demo/pkg/sync_wasm_bg.wasm');
+    const pkgDir = opts.oursPkg ?? join(root, 'web-demo/pkg');
+    const glue = join(pkgDir, 'sync_wasm.js');
+    const wasm = join(pkgDir, 'sync_wasm_bg.wasm');
     if (!existsSync(glue) || !existsSync(wasm)) throw new Error('no grasp-sync build: run scripts/build-wasm-pkg (release) first');
     // The wasm-bindgen glue, minified like the NDK bundle.
     await esbuild.build({ entryPoints: [glue], bundle: true, minify: true, format: 'esm', target: 'es2022', outfile: join(dist, 'ours.js'), logLevel: 'warning' });
@@ -142,8 +152,8 @@ async function buildPayloads() {
       mode: 'in-page',
       module: '/dist/ours.js',
       wasm: '/pkg/sync_wasm_bg.wasm',
-      dir: join(root, 'web-demo/pkg'),
-      describe: `web-demo/pkg (scripts/build-wasm-pkg), in the page; wasm built ${statSync(wasm).mtime.toISOString()}`,
+      dir: pkgDir,
+      describe: `${opts.oursPkg ?? 'web-demo/pkg (scripts/build-wasm-pkg)'}, in the page; wasm built ${statSync(wasm).mtime.toISOString()}`,
     };
   }
   return { ndk, ours };
@@ -292,6 +302,7 @@ async function runOnce(browser, base, server, build, c, run) {
   });
   page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${String(e).slice(0, 300)}`));
   const heap = await sampleHeaps(browser, context, page);
+  const profiler = opts.profile ? await startProfile(context, page) : null;
   server.served.clear();
   const cfg = {
     contender: row.page,
@@ -303,12 +314,13 @@ async function runOnce(browser, base, server, build, c, run) {
     timeoutMs: opts.timeoutS * 1000,
     pollMs: opts.pollMs,
     ours: build.ours,
-    ndk: { module: build.ndk.module, verifyAll: row.verifyAll },
+    ndk: { module: build.ndk.module, verifyAll: row.verifyAll, shim: opts.ndkShim },
   };
   await page.addInitScript((c) => (window.__BENCH__ = c), cfg);
   const t0 = Date.now();
   await page.goto(`${base}/index.html`);
   const r = await page.evaluate(() => window.__benchResult);
+  if (profiler) await profiler.stop(join(dist, '..', `${c}-run${run}.cpuprofile`));
   const stats = await relay.stats();
   const heaps = await heap.stop();
   const pl = payload(server.served);
@@ -339,6 +351,9 @@ function expectedKeys(info, page) {
 // Playwright gives CDP sessions for pages only). Peaks in bytes.
 async function sampleHeaps(browser, context, page) {
   const pageCdp = await context.newCDPSession(page);
+  await pageCdp.send('Performance.enable');
+  const { targetInfo } = await pageCdp.send('Target.getTargetInfo');
+  const contextId = targetInfo.browserContextId; // this run's workers only
   const browserCdp = await browser.newBrowserCDPSession();
   const peaks = { pageUsed: 0, pageBacking: 0, workerUsed: 0, workerBacking: 0, workers: 0 };
   const workerSessions = new Map(); // targetId -> sessionId
@@ -367,7 +382,7 @@ async function sampleHeaps(browser, context, page) {
         const h = await pageCdp.send('Runtime.getHeapUsage');
         track(h.usedSize, h.backingStorageSize, 'page');
         const { targetInfos } = await browserCdp.send('Target.getTargets');
-        for (const t of targetInfos.filter((t) => t.type === 'worker' && t.browserContextId === targetInfos.find((p) => p.type === 'page')?.browserContextId)) {
+        for (const t of targetInfos.filter((t) => t.type === 'worker' && t.browserContextId === contextId)) {
           if (!workerSessions.has(t.targetId)) {
             const { sessionId } = await browserCdp.send('Target.attachToTarget', { targetId: t.targetId, flatten: false });
             workerSessions.set(t.targetId, sessionId);
@@ -386,8 +401,39 @@ async function sampleHeaps(browser, context, page) {
     async stop() {
       stopped = true;
       await loop;
+      // Main-thread time spent in tasks / in script since navigation (CDP Performance domain).
+      const { metrics } = await pageCdp.send('Performance.getMetrics');
+      const metric = (name) => metrics.find((m) => m.name === name)?.value ?? null;
+      peaks.mainTaskS = metric('TaskDuration');
+      peaks.mainScriptS = metric('ScriptDuration');
       await browserCdp.detach().catch(() => {});
       return peaks;
+    },
+  };
+}
+
+// A CPU profile of the page's main thread (PROFILE=1): saved for DevTools,
+// and the functions with the most self time printed.
+async function startProfile(context, page) {
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Profiler.enable');
+  await cdp.send('Profiler.setSamplingInterval', { interval: 500 });
+  await cdp.send('Profiler.start');
+  return {
+    async stop(file) {
+      const { profile } = await cdp.send('Profiler.stop');
+      writeFileSync(file, JSON.stringify(profile));
+      const dt = new Map(); // node id -> sampled µs
+      for (let i = 0; i < profile.samples.length; i++) dt.set(profile.samples[i], (dt.get(profile.samples[i]) ?? 0) + (profile.timeDeltas[i] ?? 0));
+      const self = new Map();
+      for (const n of profile.nodes) {
+        const key = `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.split('/').pop()}`;
+        self.set(key, (self.get(key) ?? 0) + (dt.get(n.id) ?? 0));
+      }
+      const total = [...self.values()].reduce((a, b) => a + b, 0);
+      const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 25);
+      console.error(`  profile ${file}: top self time of ${(total / 1e6).toFixed(2)} s sampled`);
+      for (const [k, us] of top) console.error(`    ${(us / 1000).toFixed(0).padStart(6)} ms ${((100 * us) / total).toFixed(1).padStart(5)} %  ${k}`);
     },
   };
 }
@@ -398,9 +444,9 @@ function describeRun(r) {
   if (r.error) return `ERROR ${r.error.split('\n')[0]}`;
   const s = (ms) => (ms == null ? '—' : `${(ms / 1000).toFixed(2)}s`);
   return (
-    `${r.done ? 'complete' : 'INCOMPLETE'} ${s(r.done)} (ready ${s(r.ready)}, library done ${s(r.libDoneAt)}), ` +
-    `${r.present ?? 0}/${r.expected} keys, ${r.longTasks.count} long tasks ${r.longTasks.totalMs.toFixed(0)} ms, ` +
-    `heap ${mib(r.heaps.pageUsed)} MiB page / ${mib(r.heaps.workerUsed)} MiB worker, payload ${(r.payload.gz / 1024).toFixed(0)} KB gz, ` +
+    `${r.done ? 'complete' : 'INCOMPLETE'} ${s(r.done)} (ready ${s(r.ready)}, 1 % stored ${s(r.firstAt)}, 50 % ${s(r.halfAt)}, library done ${s(r.libDoneAt)}), ` +
+    `${r.stored ?? 0} stored, ${r.present ?? 0}/${r.expected} expected keys present, ${r.longTasks.count} long tasks ${r.longTasks.totalMs.toFixed(0)} ms, ` +
+    `main thread busy ${r.heaps.mainTaskS?.toFixed(2)}s (script ${r.heaps.mainScriptS?.toFixed(2)}s), heap ${mib(r.heaps.pageUsed)} MiB page / ${mib(r.heaps.workerUsed)} MiB worker, payload ${(r.payload.gz / 1024).toFixed(0)} KB gz, ` +
     `${(r.stats.toClient / 1e6).toFixed(1)} MB in / ${(r.stats.fromClient / 1e6).toFixed(2)} MB out, ${r.consoleErrors.length} console errors/warnings ` +
     `${JSON.stringify(r.extra)}` +
     (r.consoleErrors.length ? `\n    ${r.consoleErrors.slice(0, 5).join('\n    ')}` : '')
@@ -431,7 +477,6 @@ function report(results, build, info) {
       ready: median(use.map((r) => r.ready)),
       ltCount: median(use.map((r) => r.longTasks?.count)),
       ltMs: median(use.map((r) => r.longTasks?.totalMs)),
-      tbt: median(use.map((r) => r.longTasks?.blockingMs)),
       pageHeap: median(use.map((r) => r.heaps?.pageUsed)),
       pageBacking: median(use.map((r) => r.heaps?.pageBacking)),
       workerHeap: median(use.map((r) => (r.heaps?.workers ? r.heaps.workerUsed : null))),
@@ -439,38 +484,91 @@ function report(results, build, info) {
       rx: median(use.map((r) => r.stats?.toClient)),
       tx: median(use.map((r) => r.stats?.fromClient)),
       errors: median(use.map((r) => r.consoleErrors?.length)),
+      busy: median(use.map((r) => r.heaps?.mainTaskS)),
     };
     medians[c] = m;
     rows.push([c, m]);
   }
   const events = info?.events ?? opts.events;
   const ndkTime = medians.ndk?.time;
+  const ours = medians['grasp-sync'];
+  const kb = (b) => (b == null ? '—' : (b / 1024).toFixed(0));
   const lines = [];
   lines.push(SECTION, '');
   lines.push(
-    `Measured with \`./scripts/bench-browser --write\` (\`bench/browser/run.mjs\`): ${events} signed NIP-34 events ` +
-      `(${info?.repositories?.length ?? '?'} repositories, ${info?.roots ?? '?'} roots, ${((info?.jsonBytes ?? 0) / 1e6).toFixed(1)} MB of event JSON; ` +
-      'the native benchmark\'s dataset) in a `nostr-relay-builder` relay (NIP-77) behind the same limiting proxy as the native benchmark on 127.0.0.1 ' +
-      '(20 subscriptions and 4 negentropy sessions per connection, `limit` ≤ 500, NIP-11 advertising NIP-77), ' +
-      `headless Chromium ${build.chromiumVersion ?? ''}(Debian's, \`--no-sandbox\`), a fresh browser context (empty IndexedDB) and a fresh relay per run, ` +
-      `the contenders alternating. Median of ${opts.runs} run(s). ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? ''}, shared with other builds ` +
-      'and tests: single runs vary, use the medians.',
+    `Measured with \`./scripts/bench-browser --write\` (\`bench/browser/run.mjs\`, run by \`./scripts/bench\` after the native benchmarks): ` +
+      `${events} signed NIP-34 events (${info?.repositories?.length ?? '?'} repositories, ${info?.roots ?? '?'} roots, ` +
+      `${((info?.jsonBytes ?? 0) / 1e6).toFixed(1)} MB of event JSON: the native benchmark's dataset) in a \`nostr-relay-builder\` relay (NIP-77, ` +
+      'in-memory database loaded directly) behind the native benchmark\'s limiting proxy on 127.0.0.1 (20 subscriptions and 4 negentropy ' +
+      'sessions per connection, `limit` ≤ 500, NIP-11 advertising NIP-77; it also counts the bytes). Headless Chromium ' +
+      `${build.chromiumVersion ?? ''} (Debian's), real WebSockets, real IndexedDB; every run gets a fresh relay process and a fresh browser ` +
+      `context (empty IndexedDB); the contenders alternate. Median of ${opts.runs} run(s). Machine: ${os.cpus().length} cores ` +
+      `(${os.cpus()[0]?.model ?? 'unknown CPU'}), shared with other builds and tests while this ran, so single runs vary: use the medians.`,
   );
   lines.push('');
-  lines.push('| contender | complete | time s | events/s | library says done s | load s | long tasks | long-task ms | blocking ms | page JS heap MiB | page ArrayBuffers MiB | worker JS heap MiB | payload KB gz | MB received | MB sent | time vs NDK |');
+  lines.push('| contender | complete | time s | events/s | library says done s | load s | main thread busy s | long tasks | long-task ms | page JS heap MiB | page ArrayBuffers MiB | worker JS heap MiB | payload KB gz | MB received | MB sent | time vs NDK |');
   lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const [c, m] of rows) {
     lines.push(
       `| ${ROWS[c].label} | ${m.complete} | ${f(m.time && m.time / 1000)} | ${m.time ? Math.round(events / (m.time / 1000)) : '—'} | ${f(m.lib && m.lib / 1000)} | ${f(m.ready && m.ready / 1000)} | ` +
-        `${f(m.ltCount, 0)} | ${f(m.ltMs, 0)} | ${f(m.tbt, 0)} | ${m.pageHeap ? mib(m.pageHeap) : '—'} | ${m.pageBacking ? mib(m.pageBacking) : '—'} | ${m.workerHeap ? mib(m.workerHeap) : '—'} | ` +
-        `${m.gz ? (m.gz / 1024).toFixed(0) : '—'} | ${m.rx != null ? (m.rx / 1e6).toFixed(1) : '—'} | ${m.tx != null ? (m.tx / 1e6).toFixed(2) : '—'} | ` +
+        `${f(m.busy)} | ${f(m.ltCount, 0)} | ${f(m.ltMs, 0)} | ${m.pageHeap ? mib(m.pageHeap) : '—'} | ${m.pageBacking ? mib(m.pageBacking) : '—'} | ${m.workerHeap ? mib(m.workerHeap) : '—'} | ` +
+        `${kb(m.gz)} | ${m.rx != null ? (m.rx / 1e6).toFixed(1) : '—'} | ${m.tx != null ? (m.tx / 1e6).toFixed(2) : '—'} | ` +
         `${ndkTime && m.time ? (m.time / ndkTime).toFixed(2) + '×' : '—'} |`,
     );
   }
   lines.push('');
+  if (ours && ndkTime) {
+    const speedup = ndkTime / ours.time;
+    lines.push('| target (issue) | measured | met |', '|---|---|---|');
+    lines.push(`| ≥ 2× faster than NDK + Dexie (every event in IndexedDB) | ${speedup.toFixed(2)}× (${f(ours.time / 1000)} s vs ${f(ndkTime / 1000)} s) | ${speedup >= 2 ? '**yes**' : '**no**'} |`);
+    lines.push(`| payload ≤ 700 KB gzipped | ${kb(ours.gz)} KB | ${ours.gz <= 700 * 1024 ? '**yes**' : '**no**'} |`);
+    lines.push('');
+  }
+  lines.push(
+    'Columns: **time**: navigation start → the raw IndexedDB object store holds every expected primary key (polled from the page every ' +
+      `${opts.pollMs} ms with \`count()\`, then \`getAllKeys()\` compared with the dataset), so it includes loading and compiling the payload; ` +
+      '**events/s**: events / time; **library says done**: grasp-sync\'s `totals.events_synced` reached the dataset size (it counts saved ' +
+      'events; the engine reaches Connected only after its settle windows, which is not waited for), NDK: the last `sync()` returned; ' +
+      '**load**: navigation start → library imported (and the wasm instantiated); **main thread busy**: the page\'s main-thread task time until done ' +
+      '(CDP `Performance.getMetrics` TaskDuration; a worker\'s time is not in it); **long tasks**: `PerformanceObserver` `longtask` entries ' +
+      '(≥ 50 ms each) from navigation start until done, count and summed duration; **heaps**: peaks of CDP `Runtime.getHeapUsage` sampled every 250 ms ' +
+      '(`usedSize`; ArrayBuffers = `backingStorageSize`, which holds the wasm linear memory when the engine runs in the page; a worker\'s heap through ' +
+      'a browser-level CDP session attached to the worker target); **payload**: the sum of gzip -9 sizes of the JS and wasm files the run fetched ' +
+      '(the harness page itself excluded); **MB received / sent**: WebSocket payload bytes counted by the proxy.',
+  );
+  lines.push('');
+  lines.push(
+    'Filters: both sides sync the engine\'s own filter set for the dataset\'s repositories, built by `sync_core::filters` in ' +
+      `\`grasp-sync-bench browser-relay\`: L1 \`{kinds:[30617,30618]}\`, L2 \`#a\`/\`#A\`/\`#q\` with the repository addresses, L3 \`#e\`/\`#E\`/\`#q\` ` +
+      `with the root ids, 100 values per filter (${info?.filters?.length ?? '?'} filters). grasp-sync is given only the repository addresses ` +
+      '(`interest.repositories`) and discovers the roots itself; NDK does not discover roots, so it gets the concrete L3 filters computed from the dataset. ' +
+      'grasp-sync config: `bootstrapRelays: [relay]`, `allowPrivateRelays: true`, `timings: { batchWindowMs: 500, settleExtraMs: 500 }`; the ' +
+      'announcements also list `wss://bench-grasp.example.com`, which it tries and fails to resolve (one console error per run). ' +
+      'NDK config: `explicitRelayUrls: [relay]`, `enableOutboxModel: false`, `autoConnectUserRelays: false` (no other relays), the Dexie adapter with ' +
+      'its defaults, `new NDKSync(ndk).sync(filter)` per filter, one at a time.',
+  );
+  lines.push('');
+  lines.push(
+    'How the peer was adapted (nothing else was changed): (1) `@nostr-dev-kit/sync` 1.0.0 sends `["NEG-OPEN", id, [filters…], msg]`; NIP-77 and ' +
+      '`nostr-relay-builder` take one filter object, and the relay drops the connection on the array (with the shim off, ' +
+      '`NDK_NEG_OPEN_SHIM=0`, every sync fails with "Relay disconnected during sync session" and nothing is stored). The page wraps the relay\'s ' +
+      '`connectivity.send` to unwrap the one-element array, and calls `sync()` with one filter at a time (NDK registers one NEG-MSG handler per relay, ' +
+      'so concurrent sessions on one relay are not possible anyway). (2) It fetches every needed id in one REQ and resolves with whatever arrived after ' +
+      `\`TIMEOUTS.EVENT_FETCH\` = 10 s, not configurable: the \`#a\` sync needs ~${events - 100} events, which take longer than that to arrive and be verified in ` +
+      'the page here, so the rest is dropped and the roots among them are never fetched again (with the constant unpatched, `NDK_FETCH_TIMEOUT_MS=0`, a run ' +
+      `ends incomplete). The bundle raises it to ${opts.ndkFetchTimeoutMs / 1000} s (an esbuild onLoad replacement of \`EVENT_FETCH: 1e4\`). ` +
+      '(3) `@nostr-dev-kit/ndk-cache-dexie` 2.6.44 pins `@nostr-dev-kit/ndk` 2.15.2 while `@nostr-dev-kit/sync` needs NDK 3, so npm installs two NDKs; the ' +
+      'bundle resolves both imports to the one NDK 3 (as a deduplicating app would; bundling both adds ~77 KB of minified JS). ' +
+      'The Dexie cache answers at most 500 events per kinds-only query; that limits only what it offers negentropy as "have" (not reached in an initial ' +
+      'sync: the L1 query returns 100 events). NDK\'s default `lowestValidationRatio` 0.1 lets it stop verifying up to 90 % of a trusted relay\'s signatures; ' +
+      'the main NDK row sets it to 1 (every signature verified, as grasp-sync does), the "sampled" row keeps the default. ' +
+      'NDK\'s Dexie adapter keeps events in memory and writes dirty entries to IndexedDB every 10 s (`setInterval` in its cache handlers), so its ' +
+      '"every event in IndexedDB" lands on a 10 s tick after its sync returned.',
+  );
+  lines.push('');
   lines.push('Payload files (gzip -9 each): ' + rows.map(([c]) => `${ROWS[c].label}: ${results[c].find((r) => r.payload)?.payload.files.join(', ') ?? '—'}`).join('; ') + '.');
   lines.push('');
-  lines.push(`grasp-sync build: ${build.ours.describe}. Peer: ${Object.entries(build.ndk.versions).map(([p, v]) => `\`${p}\` ${v}`).join(', ')}.`);
+  lines.push(`grasp-sync build: ${build.ours.describe}. Peer: ${Object.entries(build.ndk.versions).map(([p, v]) => `\`${p}\` ${v}`).join(', ')}, bundled with esbuild (minified, ESM, es2022).`);
   return lines.join('\n') + '\n';
 }
 
