@@ -505,6 +505,8 @@ fn restart_from_persisted_state_is_a_quick_reconnect() {
     h2.advance(Duration::from_secs(30));
     assert!(h2.sent_to(R1).iter().any(|f| f.contains("\"since\"")), "quick reconnect uses since");
     assert_eq!(h2.status(R1), ConnectionStatus::Connected);
+    assert!(h2.engine.status(h2.now).relays[0].resumed, "the status says the connection resumed");
+    assert!(!h.engine.status(h.now).relays[0].resumed, "the first connection was a fresh sync");
     assert_eq!(stored_ids(&h2), sorted(accepted));
     assert_eq!(h2.engine.status(h2.now).totals.repositories, 1);
 }

@@ -146,6 +146,9 @@ pub struct Session {
     pub connected_at: Millis,
     /// The relay refused negentropy this session.
     pub req_only: bool,
+    /// This connection resumed with `since` (quick reconnect, SPEC §5)
+    /// instead of a fresh sync.
+    pub resumed: bool,
     pub(crate) next_sub: u64,
     pub(crate) next_batch: u64,
     /// Open live subscriptions (one REQ each, several items packed) and what they cover.
@@ -194,6 +197,7 @@ impl Session {
         Self {
             connected_at: now,
             req_only: false,
+            resumed: false,
             next_sub: 0,
             next_batch: 0,
             live: BTreeMap::new(),

@@ -43,6 +43,7 @@ impl Engine {
                 rate_limited_until: r.sync.health.rate_limited_until.filter(|t| *t > now),
                 req_only,
                 negentropy: r.sync.negentropy,
+                resumed: r.session.as_ref().is_some_and(|s| s.resumed),
                 progress: r.session.as_ref().map(|s| progress(s, r.status)).unwrap_or_default(),
                 pending_batches: pending,
                 live_filters: live,

@@ -173,6 +173,9 @@ pub struct RelayStatus {
     /// NIP-77 as far as known: true when negentropy worked here, false when the
     /// relay refused it, null (`None`) while not yet known.
     pub negentropy: Option<bool>,
+    /// The current connection resumed with `since` (a quick reconnect after a
+    /// short disconnection or restart) instead of a fresh sync.
+    pub resumed: bool,
     /// Historic sync progress of the current connection.
     pub progress: HistoricProgress,
     /// Batches in flight.

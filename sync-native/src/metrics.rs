@@ -323,6 +323,7 @@ mod tests {
             rate_limited_until: None,
             req_only: false,
             negentropy: Some(true),
+            resumed: false,
             progress: sync_core::status::HistoricProgress {
                 ids_needed: 40,
                 ids_fetched: 30,

@@ -147,6 +147,11 @@ export interface RelayStatus {
      * relay refused it, null (`None`) while not yet known.
      */
     negentropy: boolean | null;
+    /**
+     * The current connection resumed with `since` (a quick reconnect after a
+     * short disconnection or restart) instead of a fresh sync.
+     */
+    resumed: boolean;
     /** Historic sync progress of the current connection. */
     progress: HistoricProgress;
     /** Batches in flight. */

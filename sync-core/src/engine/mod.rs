@@ -444,6 +444,7 @@ impl Engine {
         relay.sync.last_connected = Some(now);
         let reconcile_at = now + self.reconcile_interval();
         let mut session = Session::new(now, reconcile_at, self.config.max_in_flight);
+        session.resumed = quick;
         if !self.config.relay_info_timeout.is_zero() {
             session.info_wait_until = Some(now + self.config.relay_info_timeout);
             self.commands.push_back(Command::FetchRelayInfo { relay: url.clone() });
