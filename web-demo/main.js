@@ -1,10 +1,13 @@
 // The demo page: configures GraspSync from the form (or URL parameters),
 // renders every status snapshot, and shows what IndexedDB holds.
 //
+// The engine runs in the package's Web Worker; tabs showing the same
+// database share one sync (the others follow it).
+//
 // URL parameters (all optional; `relays` also starts syncing at once):
 //   relays=ws://a,wss://b   repos=30617:<pk>:<d>,...   maintainers=<hex>,...
-//   all=1   db=<name>   private=1   batch=<ms batch window>
-import init, { GraspSync } from './pkg/sync_wasm.js';
+//   all=1   db=<name>   private=1   batch=<ms batch window>   worker=0 (engine in the page)
+import { GraspSync } from './pkg/index.js';
 
 const $ = (id) => document.getElementById(id);
 const lines = (text) => text.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
@@ -13,6 +16,7 @@ const LABELS = { ConnectedDegraded: 'Degraded' };
 let sync = null;
 let lastSynced = -1;
 let batchWindowMs;
+let inWorker = true;
 
 function fmtTime(ms) {
   return ms ? new Date(ms).toLocaleTimeString() : '—';
@@ -82,8 +86,20 @@ async function refreshStore() {
   }
 }
 
+/** A clear message for what users can fix: no IndexedDB (private mode), a full quota. */
+function explain(message) {
+  if (/quota/i.test(message)) {
+    return `Browser storage is full (quota exceeded): free space or allow this site more storage. Saves are retried. (${message})`;
+  }
+  if (/IndexedDB/i.test(message) && /open|unavailable|undefined|null|environment/i.test(message)) {
+    return `IndexedDB is unavailable (private browsing, or storage blocked for this site), so nothing can be synced. (${message})`;
+  }
+  return message;
+}
+
 function render(status) {
   const t = status.totals;
+  if (!t) return;
   $('t-synced').textContent = String(t.events_synced);
   $('t-tracked').textContent = String(t.relays_tracked);
   $('t-connected').textContent = String(t.relays_connected);
@@ -91,9 +107,12 @@ function render(status) {
   $('t-repos').textContent = String(t.repositories);
   $('t-roots').textContent = String(t.root_events);
   $('t-pending').textContent = String(t.pending_batches);
-  $('engine-state').textContent = status.running ? (t.store_error ? 'running, store failing' : 'running') : 'stopped';
+  const role = sync?.role;
+  const where = role === 'follower' ? 'following the sync in another tab' : status.running ? `running${inWorker ? ' (in a worker)' : ''}` : 'stopped';
+  $('engine-state').textContent = t.store_error ? `${where}, store failing` : where;
   $('engine-state').dataset.state = status.running ? 'running' : 'stopped';
-  if (t.store_error) $('error').textContent = `Store failing, saves are retried: ${t.store_error}`;
+  $('engine-state').dataset.role = role ?? 'stopped';
+  if (t.store_error) $('error').textContent = `Store failing, saves are retried: ${explain(t.store_error)}`;
   renderRelays(status.relays);
   renderRepos(status.repositories);
   if (t.events_synced !== lastSynced) {
@@ -115,9 +134,13 @@ function configFromForm() {
 
 async function start() {
   $('error').textContent = '';
+  if (typeof indexedDB === 'undefined') {
+    $('error').textContent = explain('IndexedDB is unavailable in this browser');
+    return;
+  }
   try {
     if (sync) await sync.close();
-    sync = new GraspSync(configFromForm());
+    sync = new GraspSync(configFromForm(), { worker: inWorker });
     window.graspSync = sync;
     lastSynced = -1;
     sync.onStatus(render);
@@ -126,7 +149,7 @@ async function start() {
     $('start').disabled = true;
     $('stop').disabled = false;
   } catch (err) {
-    $('error').textContent = String(err.message ?? err);
+    $('error').textContent = explain(String(err.message ?? err));
   }
 }
 
@@ -138,7 +161,6 @@ async function stop() {
   $('stop').disabled = true;
 }
 
-await init();
 const params = new URLSearchParams(location.search);
 if (params.has('relays')) $('relays').value = lines(params.get('relays')).join('\n');
 if (params.has('repos')) $('repos').value = lines(params.get('repos')).join('\n');
@@ -147,6 +169,7 @@ if (params.get('all') === '1') $('all').checked = true;
 if (params.has('db')) $('db').value = params.get('db');
 if (params.get('private') === '1') $('private').checked = true;
 if (params.has('batch')) batchWindowMs = Number(params.get('batch'));
+if (params.get('worker') === '0') inWorker = false;
 $('config-form').addEventListener('submit', (e) => { e.preventDefault(); start(); });
 $('stop').addEventListener('click', stop);
 setInterval(() => { if (sync) render(sync.status()); }, 1000);

@@ -22,7 +22,7 @@ const artifacts = join(repo, 'test-artifacts');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const log = (...a) => console.log(`[e2e ${new Date().toISOString().slice(11, 23)}]`, ...a);
 
-assert.ok(existsSync(join(repo, 'web-demo/pkg/sync_wasm.js')), 'web-demo/pkg missing: build it with scripts/test-wasm or scripts/demo');
+assert.ok(existsSync(join(repo, 'web-demo/pkg/index.js')), 'web-demo/pkg missing: build it with scripts/build-wasm-pkg (scripts/test-wasm does)');
 assert.ok(existsSync(relaysBin), `relay helper missing: ${relaysBin} (cargo build -p grasp-sync-tests --bin wasm-e2e-relays)`);
 mkdirSync(artifacts, { recursive: true });
 
@@ -87,7 +87,11 @@ try {
       const issues = await s.query({ kinds: [1621], '#a': [addr] });
       const n = await s.count({ '#a': [addr] });
       const errors = [];
-      try { new window.graspSync.constructor({ bootstrapRelays: [] }); } catch (e) { errors.push(e instanceof Error ? e.message : 'not an Error'); }
+      // in a worker the config is checked there: `ready` (and start()) reject with the message
+      const bad = new window.graspSync.constructor({ bootstrapRelays: [] });
+      try { await bad.ready; errors.push('accepted'); } catch (e) { errors.push(e instanceof Error ? e.message : 'not an Error'); }
+      try { await bad.start(); errors.push('started'); } catch (e) { errors.push(e instanceof Error ? e.message : 'not an Error'); }
+      await bad.close();
       try { await s.query({ kinds: 'nope' }); } catch (e) { errors.push(e instanceof Error ? e.message : 'not an Error'); }
       await s.close();
       try { await s.count({}); } catch (e) { errors.push(e instanceof Error ? e.message : 'not an Error'); }
@@ -96,8 +100,9 @@ try {
     assert.equal(api.issues, 4, '3 issues + the live one');
     assert.ok(api.n > 0);
     assert.match(api.errors[0], /bootstrapRelays/);
-    assert.match(api.errors[1], /invalid filter/);
-    assert.match(api.errors[2], /closed/);
+    assert.match(api.errors[1], /bootstrapRelays/);
+    assert.match(api.errors[2], /invalid filter/);
+    assert.match(api.errors[3], /closed/);
     assert.equal(api.status, false);
     await page.close();
   }
