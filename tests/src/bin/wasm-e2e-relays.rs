@@ -12,7 +12,10 @@
 //! Prints one JSON line with the URLs and the exact ids a client interested
 //! in each repository must store, then serves commands on stdin:
 //! `live` publishes a new issue for `solo` to the live subscribers of its
-//! relay and prints `{"live": "<id>"}`. Exits when stdin closes.
+//! relay and prints `{"live": "<id>"}`; `bulk <n>` starts one more NIP-77
+//! relay holding a repository with `n` events in all (a tenth of them issues,
+//! the rest comments on them) and prints `{"bulk": {"relay", "repository",
+//! "count"}}`. Exits when stdin closes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -225,6 +228,37 @@ fn dataset(nip77: &str, req_only: &str, d: &str) -> Dataset {
     Dataset { on_nip77, on_req_only, expected, repository: addr, roots: roots.len() }
 }
 
+/// A repository announced on `relay` with `n` events in all: the
+/// announcement, issues (a tenth) and comments spread over them. Timestamps
+/// are spread over days, several per second, like a busy project's history.
+fn bulk_dataset(relay: &str, n: usize) -> (Vec<Event>, String) {
+    let owner = Keys::generate();
+    let contributors: Vec<Keys> = (0..8).map(|_| Keys::generate()).collect();
+    let base = 1_700_000_000u64;
+    let announcement = sign(&owner, 30617, "", vec![tag(&["d", "bulk"]), tag(&["name", "bulk"]), tag(&["relays", relay])], base);
+    let addr = format!("30617:{}:bulk", owner.public_key().to_hex());
+    let issues = (n / 10).max(1);
+    let mut events = vec![announcement];
+    let mut roots = Vec::with_capacity(issues);
+    for i in 0..issues {
+        let e = sign(
+            &contributors[i % 8],
+            1621,
+            &format!("issue {i}"),
+            vec![tag(&["a", &addr]), tag(&["subject", &format!("issue {i}")])],
+            base + 10 + i as u64,
+        );
+        roots.push(e.id.to_hex());
+        events.push(e);
+    }
+    for i in 0..n.saturating_sub(1 + issues) {
+        let root = &roots[i % roots.len()];
+        let e = sign(&contributors[(i + 3) % 8], 1111, &format!("comment {i}"), vec![tag(&["E", root]), tag(&["K", "1621"])], base + 100_000 + i as u64 / 3);
+        events.push(e);
+    }
+    (events, addr)
+}
+
 async fn load(relay: &TestRelay, events: &[Event]) -> Result<()> {
     for e in events {
         relay.db.save_event(e).await?;
@@ -266,6 +300,7 @@ async fn main() -> Result<()> {
             }
         }
     });
+    let mut bulk = Vec::new();
     while let Some(line) = lines.recv().await {
         if line.trim() == "live" {
             let now = Timestamp::now().as_secs();
@@ -273,9 +308,15 @@ async fn main() -> Result<()> {
             a.db.save_event(&e).await?;
             a.relay.notify_event(e.clone());
             println!("{}", serde_json::json!({ "live": e.id.to_hex() }));
+        } else if let Some(n) = line.trim().strip_prefix("bulk ").and_then(|n| n.parse::<usize>().ok()) {
+            let relay = start_relay().await?;
+            let (events, repository) = bulk_dataset(&relay.url, n.max(2));
+            load(&relay, &events).await?;
+            println!("{}", serde_json::json!({ "bulk": { "relay": relay.url, "repository": repository, "count": events.len() } }));
+            bulk.push(relay);
         }
     }
-    for r in [&a, &b, &c] {
+    for r in [&a, &b, &c].into_iter().chain(bulk.iter()) {
         r.relay.shutdown();
     }
     Ok(())
