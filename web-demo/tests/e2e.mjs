@@ -20,6 +20,8 @@ const targetDir = process.env.CARGO_TARGET_DIR ?? join(repo, 'target');
 const relaysBin = process.env.RELAYS_BIN ?? join(targetDir, 'debug', 'wasm-e2e-relays');
 const artifacts = join(repo, 'test-artifacts');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const TAB_EVENTS = Number(process.env.TAB_EVENTS ?? 2_000);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const log = (...a) => console.log(`[e2e ${new Date().toISOString().slice(11, 23)}]`, ...a);
 
 assert.ok(existsSync(join(repo, 'web-demo/pkg/index.js')), 'web-demo/pkg missing: build it with scripts/build-wasm-pkg (scripts/test-wasm does)');
@@ -140,6 +142,50 @@ try {
     assert.deepEqual((await idbIds(page, db)).sort(), [...expectedIds].sort());
     log(`pair: reload resumed, Connected again`);
     await page.close();
+  }
+  // ---- scenario 3: three tabs, one sync; the leader closes, another takes over
+  {
+    helper.stdin.write(`bulk ${TAB_EVENTS}\n`);
+    const { bulk } = await nextLine();
+    const db = `e2e-tabs-${Date.now()}`;
+    const q = new URLSearchParams({ relays: bulk.relay, repos: bulk.repository, db, private: '1', batch: '500' });
+    const tabs = [];
+    for (let i = 0; i < 3; i++) {
+      const page = await context.newPage();
+      page.on('pageerror', (e) => log(`tab ${i} page error:`, e.message));
+      await page.goto(`${base}?${q}`);
+      await page.waitForFunction(() => ['leader', 'follower'].includes(window.graspSync?.role));
+      tabs.push(page);
+    }
+    const roles = await Promise.all(tabs.map((p) => p.evaluate(() => window.graspSync.role)));
+    assert.deepEqual(roles, ['leader', 'follower', 'follower'], 'the first tab leads, the others follow');
+    // every tab shows the leader's status and reads IndexedDB itself
+    for (const page of tabs) {
+      await page.locator(`#relay-table tr[data-relay="${bulk.relay}"][data-status="Connected"]`).waitFor({ timeout: 60_000 });
+      assert.equal(await page.evaluate(() => window.graspSync.count({})), bulk.count, 'each tab counts every event');
+    }
+    assert.equal(await tabs[1].getAttribute('#engine-state', 'data-role'), 'follower');
+    await sleep(3_000); // a quiet tick persists the leader's sync state
+
+    const t0 = Date.now();
+    await tabs[0].close();
+    const heirs = tabs.slice(1);
+    await Promise.any(heirs.map((p) => p.waitForFunction(() => window.graspSync.role === 'leader', null, { timeout: 2_000 })))
+      .catch(() => assert.fail('no tab took over the sync within 2 s'));
+    const handover = Date.now() - t0;
+    const leaders = await Promise.all(heirs.map((p) => p.evaluate(() => window.graspSync.role)));
+    assert.deepEqual(leaders.filter((r) => r === 'leader').length, 1, `exactly one new leader: ${leaders}`);
+    const heir = heirs[leaders.indexOf('leader')];
+    const other = heirs[1 - leaders.indexOf('leader')];
+    const resumed = (url) => window.graspSync.status().relays.some((r) => r.relay === url && r.connection === 'Connected' && r.resumed);
+    await heir.waitForFunction(resumed, bulk.relay, { timeout: 30_000 });
+    await other.waitForFunction(resumed, bulk.relay, { timeout: 5_000 }); // the follower sees the new leader's status
+    const after = await heir.evaluate(() => window.graspSync.status().totals);
+    assert.equal(after.events_synced, 0, 'the new leader resumed: nothing fetched again');
+    assert.equal((await idbIds(heir, db)).length, bulk.count, 'IndexedDB holds every event once');
+    log(`tabs: ${bulk.count} events; the leader closed, another tab led after ${handover} ms and resumed (quick reconnect)`);
+    await heir.screenshot({ path: join(artifacts, 'web-demo-tabs.png'), fullPage: true });
+    for (const page of heirs) await page.close();
   }
   log('ALL BROWSER E2E CHECKS PASSED');
 } catch (e) {
