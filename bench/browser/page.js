@@ -48,8 +48,9 @@ async function run() {
 let wasmExports = null; // grasp-sync in the page: its linear memory is measurable
 
 const CONTENDERS = {
-  // grasp-sync: the npm package in worker mode when it exists, else the
-  // in-page wasm-bindgen build (web-demo/pkg), as the driver decided.
+  // grasp-sync: the npm package (mode 'npm'; in its Web Worker or, with
+  // `worker: false`, in the page) when it exists, else a wasm-bindgen build
+  // in the page (mode 'in-page'), as the driver decided.
   'grasp-sync': {
     async load() {
       const mod = await import(cfg.ours.module);
@@ -67,7 +68,7 @@ const CONTENDERS = {
         allowPrivateRelays: true,
         timings: { batchWindowMs: 500, settleExtraMs: 500 },
       };
-      const sync = cfg.ours.mode === 'worker' ? new mod.GraspSync(config, { worker: true }) : new mod.GraspSync(config);
+      const sync = cfg.ours.mode === 'npm' ? new mod.GraspSync(config, { worker: cfg.ours.worker }) : new mod.GraspSync(config);
       let libDoneAt = null;
       let resolveLibDone;
       const libDone = new Promise((r) => (resolveLibDone = r));
@@ -75,7 +76,7 @@ const CONTENDERS = {
       sync.onStatus((s) => {
         last = s;
         // The engine's own counter of events saved (not what "done" is measured on).
-        if (libDoneAt === null && s.totals.events_synced >= cfg.expectedKeys.length) {
+        if (libDoneAt === null && s.totals?.events_synced >= cfg.expectedKeys.length) {
           libDoneAt = performance.now();
           resolveLibDone();
         }
@@ -85,7 +86,7 @@ const CONTENDERS = {
         libDone,
         libDoneAt: () => libDoneAt,
         extra: () => ({
-          eventsSynced: last?.totals.events_synced ?? null,
+          eventsSynced: last?.totals?.events_synced ?? null,
           wasmMemoryMiB: wasmExports ? +(wasmExports.memory.buffer.byteLength / 1048576).toFixed(1) : null,
           relays: last?.relays.map((r) => ({ relay: r.relay, connection: r.connection, negentropy: r.negentropy, reqOnly: r.req_only })) ?? [],
         }),

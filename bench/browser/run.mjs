@@ -10,8 +10,9 @@
 //   RUNS=3                 runs per contender (alternating); the table shows medians
 //   BROWSER_EVENTS=10000   dataset size
 //   PORT=47931             relay (proxy) port; baked into the cached dataset
-//   CONTENDERS=grasp-sync,ndk,ndk-sampled   which rows to run (ndk-sampled: NDK's default
-//                          signature sampling instead of verifying every event)
+//   CONTENDERS=grasp-sync,grasp-sync-page,ndk,ndk-sampled   which rows to run
+//                          (grasp-sync-page: the npm package with { worker: false }; ndk-sampled:
+//                          NDK's default signature sampling instead of verifying every event)
 //   NDK_FETCH_TIMEOUT_MS=120000  the peer's fetch timeout (1.0.0 hard-codes 10000; 0 = leave it)
 //   NDK_NEG_OPEN_SHIM=1    0 = send NDK's NEG-OPEN as it is (a filter array; to see the relay refuse it)
 //   TIMEOUT_S=300          give up on a run after this long
@@ -29,10 +30,10 @@
 
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
-import { extname, join, normalize, dirname } from 'node:path';
+import { extname, join, normalize, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import os from 'node:os';
@@ -46,14 +47,14 @@ const opts = {
   runs: Number(env('RUNS', 3)),
   events: Number(env('BROWSER_EVENTS', 10000)),
   port: Number(env('PORT', 47931)),
-  contenders: env('CONTENDERS', 'grasp-sync,ndk,ndk-sampled').split(',').map((s) => s.trim()).filter(Boolean),
+  contenders: env('CONTENDERS', 'grasp-sync,grasp-sync-page,ndk,ndk-sampled').split(',').map((s) => s.trim()).filter(Boolean),
   ndkFetchTimeoutMs: Number(env('NDK_FETCH_TIMEOUT_MS', 120000)),
   ndkShim: env('NDK_NEG_OPEN_SHIM', '1') !== '0',
   timeoutS: Number(env('TIMEOUT_S', 300)),
   pollMs: Number(env('POLL_MS', 50)),
   chromium: env('CHROMIUM', '/usr/bin/chromium'),
   relayBin: env('RELAY_BIN', join(root, 'target/release/grasp-sync-bench')),
-  oursPkg: process.env.GRASP_SYNC_PKG ?? null,
+  oursPkg: process.env.GRASP_SYNC_PKG ? resolve(root, process.env.GRASP_SYNC_PKG) : null,
   profile: env('PROFILE', '') === '1',
   write: process.argv.includes('--write') ? process.argv[process.argv.indexOf('--write') + 1] : null,
 };
@@ -63,7 +64,8 @@ const SECTION = '## Browser: sync-wasm vs NDK + Dexie';
 
 // What each row runs: the page-side contender and its options.
 const ROWS = {
-  'grasp-sync': { label: null /* set once the build is known */, page: 'grasp-sync' },
+  'grasp-sync': { label: null /* set once the build is known */, page: 'grasp-sync', worker: true },
+  'grasp-sync-page': { label: 'grasp-sync (npm package, `{ worker: false }`: engine in the page)', page: 'grasp-sync', worker: false },
   ndk: { label: 'NDK sync → Dexie (every signature verified)', page: 'ndk', verifyAll: true },
   'ndk-sampled': { label: 'NDK sync → Dexie (NDK default: signatures sampled down to 10 %)', page: 'ndk', verifyAll: false },
 };
@@ -76,8 +78,12 @@ main().catch((e) => {
 async function main() {
   for (const c of opts.contenders) if (!ROWS[c]) throw new Error(`unknown contender ${c} (known: ${Object.keys(ROWS).join(', ')})`);
   const build = await buildPayloads();
-  ROWS['grasp-sync'].label = build.ours.mode === 'worker' ? 'grasp-sync (npm package, Web Worker)' : 'grasp-sync (sync-wasm in the page)';
+  ROWS['grasp-sync'].label = build.ours.mode === 'npm' ? 'grasp-sync (npm package, Web Worker)' : 'grasp-sync (sync-wasm in the page)';
   console.error(`grasp-sync build: ${build.ours.describe}`);
+  if (build.ours.mode !== 'npm' && opts.contenders.includes('grasp-sync-page')) {
+    // Without the package the only build runs in the page already (the grasp-sync row).
+    opts.contenders = opts.contenders.filter((c) => c !== 'grasp-sync-page');
+  }
   const server = await serve(build);
   const base = `http://127.0.0.1:${server.address().port}`;
   const browser = await chromium.launch({
@@ -140,7 +146,13 @@ async function buildPayloads() {
     // The npm package (worker mode), served as published.
     const pkg = JSON.parse(readFileSync(join(npmPkg, 'package.json'), 'utf8'));
     const entry = exportEntry(pkg);
-    ours = { mode: 'worker', module: `/pkg/${entry}`, dir: npmPkg, describe: `npm package target/npm/grasp-sync (${pkg.version}), worker mode, entry ${entry}` };
+    const wasm = (pkg.files ?? []).find((f) => f.endsWith('.wasm'));
+    const built = wasm && existsSync(join(npmPkg, wasm)) ? `; ${wasm} built ${statSync(join(npmPkg, wasm)).mtime.toISOString()}` : '';
+    // A snapshot, so that a rebuild of the package during the benchmark cannot change it between runs.
+    const snapshot = join(dist, '..', 'grasp-sync-package');
+    rmSync(snapshot, { recursive: true, force: true });
+    cpSync(npmPkg, snapshot, { recursive: true });
+    ours = { mode: 'npm', module: `/pkg/${entry}`, dir: snapshot, describe: `npm package target/npm/grasp-sync (${pkg.version}), entry ${entry}${built}` };
   } else {
     const pkgDir = opts.oursPkg ?? join(root, 'web-demo/pkg');
     const glue = join(pkgDir, 'sync_wasm.js');
@@ -234,7 +246,7 @@ function serve(build) {
     try {
       if (!file) throw new Error('not found');
       const body = await readFile(file);
-      if (path.startsWith('/dist/') || path.startsWith('/pkg/')) server.served.set(path, file);
+      if (path.startsWith('/dist/') || path.startsWith('/pkg/')) server.served.set(path, body);
       res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-store' });
       res.end(body);
     } catch {
@@ -250,9 +262,8 @@ function payload(served) {
   let raw = 0;
   let gz = 0;
   const files = [];
-  for (const [path, file] of served) {
+  for (const [path, body] of served) {
     if (!/\.(m?js|wasm)$/.test(path)) continue;
-    const body = readFileSync(file);
     const g = gzipSync(body, { level: 9 }).length;
     raw += body.length;
     gz += g;
@@ -297,9 +308,12 @@ async function runOnce(browser, base, server, build, c, run) {
   const context = await browser.newContext();
   const page = await context.newPage();
   const consoleErrors = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error' || m.type() === 'warning') consoleErrors.push(`${m.type()}: ${m.text().slice(0, 300)}`);
-  });
+  const onConsole = (where) => (m) => {
+    if (m.type() === 'error' || m.type() === 'warning') consoleErrors.push(`${where}${m.type()}: ${m.text().slice(0, 300)}`);
+  };
+  page.on('console', onConsole(''));
+  // The engine's worker logs there, not to the page.
+  page.on('worker', (w) => w.on('console', onConsole('worker ')));
   page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${String(e).slice(0, 300)}`));
   const heap = await sampleHeaps(browser, context, page);
   const profiler = opts.profile ? await startProfile(context, page) : null;
@@ -313,7 +327,7 @@ async function runOnce(browser, base, server, build, c, run) {
     expectedKeys: expectedKeys(info, row.page),
     timeoutMs: opts.timeoutS * 1000,
     pollMs: opts.pollMs,
-    ours: build.ours,
+    ours: { ...build.ours, worker: row.worker },
     ndk: { module: build.ndk.module, verifyAll: row.verifyAll, shim: opts.ndkShim },
   };
   await page.addInitScript((c) => (window.__BENCH__ = c), cfg);
@@ -480,6 +494,7 @@ function report(results, build, info) {
       pageHeap: median(use.map((r) => r.heaps?.pageUsed)),
       pageBacking: median(use.map((r) => r.heaps?.pageBacking)),
       workerHeap: median(use.map((r) => (r.heaps?.workers ? r.heaps.workerUsed : null))),
+      workerBacking: median(use.map((r) => (r.heaps?.workers ? r.heaps.workerBacking : null))),
       gz: median(use.map((r) => r.payload?.gz)),
       rx: median(use.map((r) => r.stats?.toClient)),
       tx: median(use.map((r) => r.stats?.fromClient)),
@@ -506,12 +521,12 @@ function report(results, build, info) {
       `(${os.cpus()[0]?.model ?? 'unknown CPU'}), shared with other builds and tests while this ran, so single runs vary: use the medians.`,
   );
   lines.push('');
-  lines.push('| contender | complete | time s | events/s | library says done s | load s | main thread busy s | long tasks | long-task ms | page JS heap MiB | page ArrayBuffers MiB | worker JS heap MiB | payload KB gz | MB received | MB sent | time vs NDK |');
-  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('| contender | complete | time s | events/s | library says done s | load s | main thread busy s | long tasks | long-task ms | page JS heap MiB | page ArrayBuffers MiB | worker JS heap MiB | worker ArrayBuffers MiB | payload KB gz | MB received | MB sent | time vs NDK |');
+  lines.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const [c, m] of rows) {
     lines.push(
       `| ${ROWS[c].label} | ${m.complete} | ${f(m.time && m.time / 1000)} | ${m.time ? Math.round(events / (m.time / 1000)) : '—'} | ${f(m.lib && m.lib / 1000)} | ${f(m.ready && m.ready / 1000)} | ` +
-        `${f(m.busy)} | ${f(m.ltCount, 0)} | ${f(m.ltMs, 0)} | ${m.pageHeap ? mib(m.pageHeap) : '—'} | ${m.pageBacking ? mib(m.pageBacking) : '—'} | ${m.workerHeap ? mib(m.workerHeap) : '—'} | ` +
+        `${f(m.busy)} | ${f(m.ltCount, 0)} | ${f(m.ltMs, 0)} | ${m.pageHeap ? mib(m.pageHeap) : '—'} | ${m.pageBacking ? mib(m.pageBacking) : '—'} | ${m.workerHeap ? mib(m.workerHeap) : '—'} | ${m.workerBacking ? mib(m.workerBacking) : '—'} | ` +
         `${kb(m.gz)} | ${m.rx != null ? (m.rx / 1e6).toFixed(1) : '—'} | ${m.tx != null ? (m.tx / 1e6).toFixed(2) : '—'} | ` +
         `${ndkTime && m.time ? (m.time / ndkTime).toFixed(2) + '×' : '—'} |`,
     );
@@ -529,11 +544,11 @@ function report(results, build, info) {
       `${opts.pollMs} ms with \`count()\`, then \`getAllKeys()\` compared with the dataset), so it includes loading and compiling the payload; ` +
       '**events/s**: events / time; **library says done**: grasp-sync\'s `totals.events_synced` reached the dataset size (it counts saved ' +
       'events; the engine reaches Connected only after its settle windows, which is not waited for), NDK: the last `sync()` returned; ' +
-      '**load**: navigation start → library imported (and the wasm instantiated); **main thread busy**: the page\'s main-thread task time until done ' +
+      '**load**: navigation start → library imported (in the page: and the wasm instantiated; in worker mode the worker and its wasm load during `start()`); **main thread busy**: the page\'s main-thread task time until done ' +
       '(CDP `Performance.getMetrics` TaskDuration; a worker\'s time is not in it); **long tasks**: `PerformanceObserver` `longtask` entries ' +
       '(≥ 50 ms each) from navigation start until done, count and summed duration; **heaps**: peaks of CDP `Runtime.getHeapUsage` sampled every 250 ms ' +
-      '(`usedSize`; ArrayBuffers = `backingStorageSize`, which holds the wasm linear memory when the engine runs in the page; a worker\'s heap through ' +
-      'a browser-level CDP session attached to the worker target); **payload**: the sum of gzip -9 sizes of the JS and wasm files the run fetched ' +
+      '(`usedSize`; ArrayBuffers = `backingStorageSize`, ArrayBuffer backing stores, which hold the wasm linear memory of the isolate running the engine; ' +
+      'a worker\'s through a browser-level CDP session attached to the worker target); **payload**: the sum of gzip -9 sizes of the JS and wasm files the run fetched ' +
       '(the harness page itself excluded); **MB received / sent**: WebSocket payload bytes counted by the proxy.',
   );
   lines.push('');
