@@ -110,6 +110,7 @@ async function main() {
     await browser.close();
     server.close();
   }
+  writeFileSync(join(dist, '..', 'results.json'), JSON.stringify({ opts, build, results }, null, 1));
   const section = report(results, build, info);
   console.log(section);
   if (opts.write) {
@@ -537,6 +538,10 @@ function report(results, build, info) {
     lines.push('| target (issue) | measured | met |', '|---|---|---|');
     lines.push(`| ≥ 2× faster than NDK + Dexie (every event in IndexedDB) | ${speedup.toFixed(2)}× (${f(ours.time / 1000)} s vs ${f(ndkTime / 1000)} s) | ${speedup >= 2 ? '**yes**' : '**no**'} |`);
     lines.push(`| payload ≤ 700 KB gzipped | ${kb(ours.gz)} KB | ${ours.gz <= 700 * 1024 ? '**yes**' : '**no**'} |`);
+    if (ours.lib && medians.ndk.lib) {
+      // NDK's time includes waiting for its cache's next 10 s write; this compares the syncs themselves.
+      lines.push(`| (context) until each library says it is done | ${(medians.ndk.lib / ours.lib).toFixed(2)}× (${f(ours.lib / 1000)} s vs ${f(medians.ndk.lib / 1000)} s) | — |`);
+    }
     lines.push('');
   }
   lines.push(
