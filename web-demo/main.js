@@ -113,6 +113,7 @@ function render(status) {
   $('engine-state').dataset.state = status.running ? 'running' : 'stopped';
   $('engine-state').dataset.role = role ?? 'stopped';
   if (t.store_error) $('error').textContent = `Store failing, saves are retried: ${explain(t.store_error)}`;
+  else if ($('error').textContent.startsWith('Store failing')) $('error').textContent = '';
   renderRelays(status.relays);
   renderRepos(status.repositories);
   if (t.events_synced !== lastSynced) {

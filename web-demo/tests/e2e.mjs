@@ -187,6 +187,45 @@ try {
     await heir.screenshot({ path: join(artifacts, 'web-demo-tabs.png'), fullPage: true });
     for (const page of heirs) await page.close();
   }
+  // ---- scenario 4: the storage quota runs out mid-sync, then frees up ------
+  {
+    helper.stdin.write('bulk 2000\n');
+    const { bulk } = await nextLine();
+    const quotaContext = await browser.newContext();
+    const page = await quotaContext.newPage();
+    const cdp = await quotaContext.newCDPSession(page);
+    const origin = new URL(base).origin;
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 64 * 1024 }); // real QuotaExceededError
+    const db = `e2e-quota-${Date.now()}`;
+    await page.goto(`${base}?${new URLSearchParams({ relays: bulk.relay, repos: bulk.repository, db, private: '1', batch: '500' })}`);
+    await page.waitForFunction(() => /storage is full/.test(document.getElementById('error').textContent), null, { timeout: 30_000 });
+    const shown = await page.textContent('#error');
+    assert.match(shown, /quota/i, 'the message names the quota');
+    log(`quota: the page says "${shown.slice(0, 90)}…"`);
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin }); // back to the browser's own quota
+    await page.waitForFunction((n) => document.getElementById('t-stored').textContent === String(n), bulk.count, { timeout: 90_000 });
+    assert.equal((await idbIds(page, db)).length, bulk.count, 'nothing lost: every event stored once the quota allows');
+    await page.waitForFunction(() => document.getElementById('error').textContent === '', null, { timeout: 5_000 });
+    log(`quota: freed, all ${bulk.count} events stored`);
+    await quotaContext.close();
+  }
+
+  // ---- scenario 5: IndexedDB refused (as in some private modes) -----------
+  {
+    const page = await context.newPage();
+    // the engine in the page (worker=0) so the refusal reaches it: opening any database fails
+    await page.addInitScript(() => {
+      IDBFactory.prototype.open = function () {
+        throw new DOMException('The operation is insecure.', 'SecurityError');
+      };
+    });
+    await page.goto(`${base}?${new URLSearchParams({ relays: relays.solo.relay, repos: relays.solo.repository, db: 'refused', private: '1', worker: '0' })}`);
+    await page.waitForFunction(() => document.getElementById('error').textContent.length > 0, null, { timeout: 10_000 });
+    const shown = await page.textContent('#error');
+    assert.match(shown, /IndexedDB is unavailable/, `a clear message: ${shown}`);
+    log(`no IndexedDB: the page says "${shown.slice(0, 90)}…"`);
+    await page.close();
+  }
   log('ALL BROWSER E2E CHECKS PASSED');
 } catch (e) {
   failed = true;
