@@ -253,7 +253,13 @@ fn bulk_dataset(relay: &str, n: usize) -> (Vec<Event>, String) {
     }
     for i in 0..n.saturating_sub(1 + issues) {
         let root = &roots[i % roots.len()];
-        let e = sign(&contributors[(i + 3) % 8], 1111, &format!("comment {i}"), vec![tag(&["E", root]), tag(&["K", "1621"])], base + 100_000 + i as u64 / 3);
+        let e = sign(
+            &contributors[(i + 3) % 8],
+            1111,
+            &format!("comment {i}"),
+            vec![tag(&["E", root]), tag(&["K", "1621"])],
+            base + 100_000 + i as u64 / 3,
+        );
         events.push(e);
     }
     (events, addr)
