@@ -9,7 +9,7 @@
 //! awaited in order. It spawns nothing: everything is polled from `run`, so
 //! it works on any executor, including the browser's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
@@ -64,6 +64,7 @@ enum TaskResult {
     ConnectFailed { relay: RelayUrl, error: String },
     WriterDone { relay: RelayUrl, conn: u64, error: Option<String> },
     Saved { token: u64, events: Vec<nostr::Event>, result: Result<Vec<crate::runtime::SaveOutcome>, String> },
+    NegentropyItems { token: u64, result: Result<Vec<crate::runtime::NegentropyItem>, String> },
     RelayInfo { relay: RelayUrl, document: Option<String> },
 }
 
@@ -90,6 +91,12 @@ pub struct Driver<C: Clock, N: Connector, S: EventStore> {
     store: Rc<S>,
     /// Saves in flight (awaited before shutdown persists the state).
     saves: usize,
+    /// Saves started and finished so far: a negentropy load waits for the
+    /// saves started before it (their events are part of what it offers).
+    saves_started: u64,
+    saves_done: u64,
+    /// Negentropy loads waiting for saves: (saves started when asked, token, filter).
+    loads: VecDeque<(u64, u64, nostr::Filter)>,
     control_rx: mpsc::UnboundedReceiver<Control>,
     handle: DriverHandle,
     on_status: Option<StatusCallback>,
@@ -113,6 +120,9 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
             connector,
             store: Rc::new(store),
             saves: 0,
+            saves_started: 0,
+            saves_done: 0,
+            loads: VecDeque::new(),
             control_rx: rx,
             handle: DriverHandle { control: tx, status: Arc::new(Mutex::new(initial)) },
             on_status: None,
@@ -229,6 +239,10 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
             TaskResult::ConnectFailed { relay, error } => self.engine.handle_connect_failed(&relay, now, &error),
             TaskResult::RelayInfo { relay, document } => self.engine.handle_relay_info(&relay, document.as_deref(), now),
             TaskResult::Saved { token, events, result } => self.on_saved(token, events, result),
+            TaskResult::NegentropyItems { token, result } => match result {
+                Ok(items) => self.engine.handle_negentropy_items(token, items, now),
+                Err(e) => self.engine.handle_negentropy_items_failed(token, &e, now),
+            },
             TaskResult::WriterDone { relay, conn, error } => {
                 if self.conns.get(&relay).is_some_and(|c| c.id == conn) {
                     if let Some(c) = self.conns.remove(&relay) {
@@ -276,6 +290,7 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
 
     fn on_saved(&mut self, token: u64, events: Vec<nostr::Event>, result: Result<Vec<crate::runtime::SaveOutcome>, String>) {
         self.saves -= 1;
+        self.saves_done += 1;
         let now = self.clock.now();
         match result {
             Ok(outcomes) => self.engine.handle_saved(token, outcomes, now),
@@ -283,7 +298,23 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
         }
     }
 
+    /// Starts the negentropy loads whose earlier saves have finished.
+    fn start_ready_loads(&mut self, tasks: &mut Tasks) {
+        while self.loads.front().is_some_and(|(after, _, _)| *after <= self.saves_done) {
+            let (_, token, filter) = self.loads.pop_front().expect("front");
+            let store = Rc::clone(&self.store);
+            tasks.push(
+                async move {
+                    let result = store.negentropy_items(filter).await.map_err(|e| e.0);
+                    TaskResult::NegentropyItems { token, result }
+                }
+                .boxed_local(),
+            );
+        }
+    }
+
     async fn execute_commands(&mut self, tasks: &mut Tasks, saves: &mut Tasks) {
+        self.start_ready_loads(tasks);
         while let Some(cmd) = self.engine.poll_command() {
             match cmd {
                 Command::Connect { relay, timeout } => {
@@ -335,6 +366,7 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                 Command::SaveEvents { token, events } => {
                     let store = Rc::clone(&self.store);
                     self.saves += 1;
+                    self.saves_started += 1;
                     saves.push(
                         async move {
                             let result = store.save(events.clone()).await.map_err(|e| e.0);
@@ -343,8 +375,14 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                         .boxed_local(),
                     );
                 }
+                Command::LoadNegentropyItems { token, filter } if self.engine.running => {
+                    // Loaded beside frame processing, once the saves started
+                    // before it have finished: what negentropy offers as "have"
+                    // includes them. (Awaiting here stalled every relay behind
+                    // a store commit for each NEG-OPEN: half a browser sync.)
+                    self.loads.push_back((self.saves_started, token, filter));
+                }
                 Command::LoadNegentropyItems { token, filter } => {
-                    // what negentropy offers as "have" must include every save
                     self.finish_saves(saves).await;
                     let result = self.store.negentropy_items(filter).await;
                     let now = self.clock.now();
@@ -370,6 +408,7 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                 }
             }
         }
+        self.start_ready_loads(tasks);
     }
 
     /// Publishes the snapshot: always on `force` (ticks), otherwise at most
