@@ -1,9 +1,9 @@
 // Declarations for the package entry (index.js). The plain objects crossing
 // the boundary (config, status, filters, events) are generated from the Rust
 // types into types.d.ts.
-import type { GraspSyncConfig, NostrEvent, NostrFilter, SyncStatus } from './types';
+import type { GraspSyncConfig, NostrEvent, NostrFilter, SyncStatus } from './types.js';
 
-export * from './types';
+export * from './types.js';
 
 /** Where and how `GraspSync` runs its engine. */
 export interface GraspSyncOptions {

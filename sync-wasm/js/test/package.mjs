@@ -71,6 +71,35 @@ window.runSync = async ({ relay, repository, count, db, worker }) => {
 };
 window.appReady = true;
 `);
+// the package's types, as a TypeScript app sees them through `exports.types`
+writeFileSync(join(app, 'check.ts'), `
+import { GraspSync, type GraspSyncConfig, type SyncStatus, type NostrEvent } from 'grasp-sync';
+
+const config: GraspSyncConfig = {
+  bootstrapRelays: ['wss://relay.example.com'],
+  interest: { repositories: ['30617:abc:repo'] },
+  timings: { batchWindowMs: 500 },
+};
+const sync = new GraspSync(config, { worker: true, multiTab: false, wasmUrl: new URL('https://x/engine_bg.wasm') });
+sync.onStatus((s: SyncStatus) => {
+  const synced: number = s.totals.events_synced;
+  const resumed: boolean[] = s.relays.map((r) => r.resumed);
+  const reason: string | undefined = s.relays[0]?.degraded_reason;
+  console.log(synced, resumed, reason, sync.role === 'follower');
+});
+export async function use(): Promise<NostrEvent[]> {
+  await sync.ready;
+  await sync.start();
+  const n: number = await sync.count({ kinds: [1621], '#a': ['30617:abc:repo'] });
+  console.log(n);
+  return sync.query({ limit: 10 });
+}
+// @ts-expect-error unknown config fields are refused by the types too
+new GraspSync({ bootstrapRelays: [], bootstrap: [] });
+`);
+execFileSync(join(repo, 'node_modules/.bin/tsc'), ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext',
+  '--target', 'es2022', '--lib', 'es2022,dom', 'check.ts'], { cwd: app, stdio: 'inherit' });
+log('types: a TypeScript app type-checks against the package (tsc --strict)');
 writeFileSync(join(app, 'index.html'), '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>tiny app</title><script type="module" src="dist/app.js"></script>');
 const esbuild = join(repo, 'node_modules/.bin/esbuild');
 execFileSync(esbuild, ['app.js', '--bundle', '--format=esm', '--minify', '--outfile=dist/app.js', '--log-level=warning'], { cwd: app, stdio: 'inherit' });
