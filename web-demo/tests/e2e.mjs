@@ -6,20 +6,17 @@
 // Needs web-demo/pkg (scripts/test-wasm builds it) and the relay helper
 // binary (RELAYS_BIN, default ${CARGO_TARGET_DIR:-target}/debug/wasm-e2e-relays).
 // Screenshots go to test-artifacts/.
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
 import { serve } from '../serve.mjs';
+import { launchChromium, startRelayHelper } from './harness.mjs';
 
 const repo = fileURLToPath(new URL('../..', import.meta.url));
 const targetDir = process.env.CARGO_TARGET_DIR ?? join(repo, 'target');
 const relaysBin = process.env.RELAYS_BIN ?? join(targetDir, 'debug', 'wasm-e2e-relays');
 const artifacts = join(repo, 'test-artifacts');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const TAB_EVENTS = Number(process.env.TAB_EVENTS ?? 2_000);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const log = (...a) => console.log(`[e2e ${new Date().toISOString().slice(11, 23)}]`, ...a);
@@ -29,23 +26,14 @@ assert.ok(existsSync(relaysBin), `relay helper missing: ${relaysBin} (cargo buil
 mkdirSync(artifacts, { recursive: true });
 
 // --- relays -----------------------------------------------------------------
-const helper = spawn(relaysBin, [], { stdio: ['pipe', 'pipe', 'inherit'] });
-const helperLines = createInterface({ input: helper.stdout });
-const waiters = [];
-helperLines.on('line', (line) => waiters.shift()?.(JSON.parse(line)));
-const nextLine = () => new Promise((resolve) => waiters.push(resolve));
-const relays = await nextLine();
+const helper = await startRelayHelper(relaysBin);
+const { relays, next: nextLine } = helper;
 log('relays', JSON.stringify({ solo: relays.solo.relay, nip77: relays.pair.nip77, reqOnly: relays.pair.reqOnly }));
 
 // --- page and browser -------------------------------------------------------
 const server = await serve(0);
 const base = `http://127.0.0.1:${server.address().port}/`;
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-    '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
-});
+const browser = await launchChromium();
 
 let failed = false;
 try {
@@ -75,7 +63,7 @@ try {
     assert.deepEqual((await idbIds(page, db)).sort(), [...expected].sort(), 'IndexedDB holds exactly the accepted events');
 
     // a live event appears on the page within 2 s
-    helper.stdin.write('live\n');
+    helper.send('live');
     const tLive = Date.now();
     const { live } = await nextLine();
     await page.locator(`#events li[data-id="${live}"]`).waitFor({ timeout: 2_000 });
@@ -145,7 +133,7 @@ try {
   }
   // ---- scenario 3: three tabs, one sync; the leader closes, another takes over
   {
-    helper.stdin.write(`bulk ${TAB_EVENTS}\n`);
+    helper.send(`bulk ${TAB_EVENTS}`);
     const { bulk } = await nextLine();
     const db = `e2e-tabs-${Date.now()}`;
     const q = new URLSearchParams({ relays: bulk.relay, repos: bulk.repository, db, private: '1', batch: '500' });
@@ -189,7 +177,7 @@ try {
   }
   // ---- scenario 4: the storage quota runs out mid-sync, then frees up ------
   {
-    helper.stdin.write('bulk 2000\n');
+    helper.send('bulk 2000');
     const { bulk } = await nextLine();
     const quotaContext = await browser.newContext();
     const page = await quotaContext.newPage();
@@ -233,8 +221,7 @@ try {
 } finally {
   await browser.close();
   server.close();
-  helper.stdin.end();
-  helper.kill();
+  helper.stop();
 }
 process.exit(failed ? 1 : 0);
 

@@ -11,21 +11,19 @@
 // the engine's work). Needs target/npm/grasp-sync-<version>.tgz
 // (scripts/build-wasm-pkg) and the relay helper (RELAYS_BIN).
 // BULK_EVENTS changes the event count (default 10000).
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
 import { serve } from '../../../web-demo/serve.mjs';
+import { launchChromium, startRelayHelper } from '../../../web-demo/tests/harness.mjs';
 
 const repo = fileURLToPath(new URL('../../..', import.meta.url));
 const targetDir = process.env.CARGO_TARGET_DIR ?? join(repo, 'target');
 const relaysBin = process.env.RELAYS_BIN ?? join(targetDir, 'debug', 'wasm-e2e-relays');
-const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const EVENTS = Number(process.env.BULK_EVENTS ?? 10_000);
 const MAX_PAYLOAD_GZ = 700 * 1024;
 const log = (...a) => console.log(`[package ${new Date().toISOString().slice(11, 23)}]`, ...a);
@@ -114,24 +112,14 @@ log(`payload (engine_bg.wasm + JS, gzip -9): ${payload} bytes`);
 assert.ok(payload <= MAX_PAYLOAD_GZ, `payload ${payload} bytes gzipped, limit ${MAX_PAYLOAD_GZ}`);
 
 // --- relay with the events ---------------------------------------------------
-const helper = spawn(relaysBin, [], { stdio: ['pipe', 'pipe', 'inherit'] });
-const lines = createInterface({ input: helper.stdout });
-const waiters = [];
-lines.on('line', (line) => waiters.shift()?.(JSON.parse(line)));
-const nextLine = () => new Promise((resolve) => waiters.push(resolve));
-await nextLine(); // the e2e scenarios' relays, unused here
-helper.stdin.write(`bulk ${EVENTS}\n`);
-const { bulk } = await nextLine();
+const helper = await startRelayHelper(relaysBin); // (its e2e relays are unused here)
+helper.send(`bulk ${EVENTS}`);
+const { bulk } = await helper.next();
 log(`relay ${bulk.relay}: ${bulk.count} events`);
 
 const server = await serve(0, join(app, '/'));
 const base = `http://127.0.0.1:${server.address().port}/`;
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-    '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'],
-});
+const browser = await launchChromium();
 let failed = false;
 try {
   const results = {};
@@ -161,8 +149,7 @@ try {
 } finally {
   await browser.close();
   server.close();
-  helper.stdin.end();
-  helper.kill();
+  helper.stop();
   rmSync(app, { recursive: true, force: true });
 }
 process.exit(failed ? 1 : 0);
