@@ -72,15 +72,8 @@ enum Cmd {
         /// Proxy port; the relay URL is baked into the cached dataset.
         #[arg(long, default_value_t = 47_931)]
         port: u16,
-        /// Concurrent subscriptions per connection.
-        #[arg(long, default_value_t = 20)]
-        max_subs: usize,
-        /// Concurrent negentropy sessions per connection.
-        #[arg(long, default_value_t = 4)]
-        max_neg: usize,
-        /// Largest `limit` per filter.
-        #[arg(long, default_value_t = 500)]
-        max_limit: usize,
+        #[command(flatten)]
+        limits: RelayLimitArgs,
     },
     /// Internal: the nostr-sdk contender process.
     #[command(hide = true)]
@@ -98,6 +91,26 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         expected: u64,
     },
+}
+
+/// The limiting proxy's limits: a typical public relay's (strfry defaults).
+#[derive(Args)]
+struct RelayLimitArgs {
+    /// Concurrent subscriptions per connection (strfry default 20).
+    #[arg(long, default_value_t = 20)]
+    max_subs: usize,
+    /// Concurrent negentropy sessions per connection.
+    #[arg(long, default_value_t = 4)]
+    max_neg: usize,
+    /// Largest `limit` per filter.
+    #[arg(long, default_value_t = 500)]
+    max_limit: usize,
+}
+
+impl RelayLimitArgs {
+    fn limits(&self) -> Limits {
+        Limits { max_subs: self.max_subs, max_neg: self.max_neg, max_limit: self.max_limit }
+    }
 }
 
 #[derive(Args)]
@@ -118,15 +131,8 @@ struct BenchArgs {
     /// Proxy port; the relay URL `ws://127.0.0.1:<port>` is baked into the dataset's announcements.
     #[arg(long, default_value_t = 47_931)]
     port: u16,
-    /// Concurrent subscriptions per connection (strfry default 20).
-    #[arg(long, default_value_t = 20)]
-    max_subs: usize,
-    /// Concurrent negentropy sessions per connection.
-    #[arg(long, default_value_t = 4)]
-    max_neg: usize,
-    /// Largest `limit` per filter.
-    #[arg(long, default_value_t = 500)]
-    max_limit: usize,
+    #[command(flatten)]
+    limits: RelayLimitArgs,
     /// Give up on a contender run after this many seconds.
     #[arg(long, default_value_t = 1800)]
     timeout: u64,
@@ -165,8 +171,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
         Some(Cmd::PeerSdk { relay, db, concurrency, expected }) => sdk_peer::peer_main(&relay, &db, concurrency, expected).await,
-        Some(Cmd::BrowserRelay { events, port, max_subs, max_neg, max_limit }) => match target_dir() {
-            Ok(t) => browser_relay::run(events, port, Limits { max_subs, max_neg, max_limit }, &t.join("bench-data")).await,
+        Some(Cmd::BrowserRelay { events, port, limits }) => match target_dir() {
+            Ok(t) => browser_relay::run(events, port, limits.limits(), &t.join("bench-data")).await,
             Err(e) => Err(e),
         },
         Some(Cmd::Missing { db, events, port }) => match target_dir() {
@@ -202,7 +208,7 @@ async fn bench(a: BenchArgs) -> Result<(), String> {
         Some(p) => p.clone(),
         None => std::env::current_exe().map_err(|e| e.to_string())?.with_file_name("grasp-sync"),
     };
-    let limits = Limits { max_subs: a.max_subs, max_neg: a.max_neg, max_limit: a.max_limit };
+    let limits = a.limits.limits();
     let relay_url = format!("ws://127.0.0.1:{}", a.port);
     let ds = dataset::load_or_generate(a.events, &relay_url, &target.join("bench-data"))?;
     let expected = ds.expected();
