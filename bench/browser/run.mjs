@@ -4,7 +4,7 @@
 // NIP-77 relay (`grasp-sync-bench browser-relay`: the signed NIP-34 dataset
 // behind the limiting proxy), same filter set. See BENCHMARKS.md ("Browser").
 //
-//   node bench/browser/run.mjs [--write BENCHMARKS.md]
+//   node bench/browser/run.mjs [--write BENCHMARKS.md] [--check: exit 1 unless every run stored every event]
 //
 // Environment (all optional):
 //   RUNS=3                 runs per contender (alternating); the table shows medians
@@ -57,6 +57,7 @@ const opts = {
   oursPkg: process.env.GRASP_SYNC_PKG ? resolve(root, process.env.GRASP_SYNC_PKG) : null,
   profile: env('PROFILE', '') === '1',
   write: process.argv.includes('--write') ? process.argv[process.argv.indexOf('--write') + 1] : null,
+  check: process.argv.includes('--check'),
 };
 const dist = join(root, 'target/bench-browser/dist');
 const npmPkg = join(root, 'target/npm/grasp-sync');
@@ -116,6 +117,15 @@ async function main() {
   if (opts.write) {
     writeSection(opts.write, section);
     console.error(`wrote "${SECTION}" to ${opts.write}`);
+  }
+  if (opts.check) {
+    // the CI smoke: every run of every contender stored every expected event
+    const failed = Object.entries(results).flatMap(([c, rs]) => rs.filter((r) => r.error || !r.done || r.present !== r.expected).map(() => c));
+    if (failed.length) {
+      console.error(`--check: incomplete runs: ${failed.join(', ')}`);
+      process.exit(1);
+    }
+    console.error('--check: every run complete');
   }
 }
 
