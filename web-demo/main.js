@@ -98,8 +98,8 @@ function explain(message) {
 }
 
 function render(status) {
+  if (!status) return;
   const t = status.totals;
-  if (!t) return;
   $('t-synced').textContent = String(t.events_synced);
   $('t-tracked').textContent = String(t.relays_tracked);
   $('t-connected').textContent = String(t.relays_connected);

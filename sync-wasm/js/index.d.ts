@@ -38,8 +38,8 @@ export class GraspSync {
   stop(): Promise<void>;
   /** Stops, closes the database and ends the worker; later calls reject. */
   close(): Promise<void>;
-  /** The latest status snapshot; a follower shows the leader's. */
-  status(): SyncStatus;
+  /** The latest status snapshot (a follower shows the leader's); null until `ready` resolves. */
+  status(): SyncStatus | null;
   /** Calls `callback(status)` on every new snapshot (at most every 100 ms). */
   onStatus(callback: (status: SyncStatus) => void): void;
   /** Removes a callback added with `onStatus`. */

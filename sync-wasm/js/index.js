@@ -159,9 +159,9 @@ export class GraspSync {
     }
   }
 
-  /** The latest status snapshot (a follower shows the leader's); before `ready`, an empty one without totals. */
+  /** The latest status snapshot (a follower shows the leader's); null until `ready`. */
   status() {
-    return this.#status ?? { now: Date.now(), running: false, relays: [], totals: null, repositories: [] };
+    return this.#status;
   }
 
   /** Calls `callback(status)` on every snapshot (at most every 100 ms). */
