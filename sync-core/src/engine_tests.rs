@@ -850,3 +850,62 @@ fn a_silent_request_is_retried_at_its_deadline_not_at_the_next_tick() {
     h.advance(Duration::from_secs(12));
     assert!(reqs(&h) > before, "retried after 7 s, long before the next tick");
 }
+
+/// A repository state that arrived before its announcement is parked; it
+/// survives a restart (the quick reconnect asks only for newer events, so a
+/// state lost there never comes again) and is stored once the announcement
+/// arrives live. Simulation seed 61123 found the loss.
+#[test]
+fn parked_repository_state_survives_a_restart() {
+    let k = Keys::generate();
+    let state = repo_state(&k, "late");
+    let ann = announcement(&k, "late", &[OURS, R1], &[]);
+    // R1 needs one accepted repository so the relay syncs (and L1 brings the state)
+    let (events, _) = dataset(&k);
+    let mut with_state = events.clone();
+    with_state.push(state.clone());
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, with_state.clone()))]);
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.status(R1), ConnectionStatus::Connected);
+    assert_eq!(h.store.saved_count(&state.id), 0, "no announcement yet: parked, not stored");
+    h.engine.shutdown(h.now);
+    h.pump();
+    let persisted = h.persisted.clone().expect("state persisted on shutdown");
+
+    // a new process five minutes later, same store: a quick reconnect
+    let store = std::mem::take(&mut h.store);
+    let mut h2 = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, with_state))]);
+    h2.store = store;
+    h2.now = h.now + Duration::from_secs(300);
+    h2.engine.restore(&persisted).unwrap();
+    h2.advance(Duration::from_secs(30));
+    assert!(h2.engine.status(h2.now).relays[0].resumed, "a quick reconnect, which does not ask for the old state again");
+    h2.publish(R1, ann.clone());
+    h2.advance(Duration::from_secs(30));
+    assert_eq!(h2.store.saved_count(&ann.id), 1, "the announcement arrived live");
+    assert_eq!(h2.store.saved_count(&state.id), 1, "the state parked before the restart is stored");
+}
+
+/// Parked states are persisted within a byte budget (newest first): a relay
+/// sending many large states for unknown repositories cannot bloat the
+/// state file.
+#[test]
+fn persisted_parked_states_stay_within_their_budget() {
+    let k = Keys::generate();
+    let (mut events, _) = dataset(&k);
+    let big = "x".repeat(10_000);
+    for i in 0..100 {
+        let other = Keys::generate();
+        let state = nostr::EventBuilder::new(nostr::Kind::Custom(30618), big.clone())
+            .tags([nostr::Tag::parse(["d", &format!("unknown-{i}")]).unwrap()])
+            .sign_with_keys(&other)
+            .unwrap();
+        events.push(state);
+    }
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    h.advance(Duration::from_secs(30));
+    let bytes = h.engine.state_bytes();
+    let state = crate::state::SyncState::from_bytes(&bytes).unwrap();
+    assert!(state.parked.len() > 10 && state.parked.len() < 100, "some parked states kept, not all: {}", state.parked.len());
+    assert!(bytes.len() < crate::engine::PARKED_PERSIST_BYTES + 16 * 1024, "state file {} bytes", bytes.len());
+}

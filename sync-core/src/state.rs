@@ -62,6 +62,21 @@ pub struct SyncState {
     pub repos: RepoSyncIndex,
     /// Per-relay confirmed state.
     pub relays: BTreeMap<RelayUrl, RelaySyncEntry>,
+    /// Repository states that arrived before the announcement accepting them
+    /// (newest last). They are kept across restarts: a quick reconnect asks
+    /// relays only for what is newer, so a state lost here would never come
+    /// again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parked: Vec<ParkedState>,
+}
+
+/// A parked repository state and the relay that sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedState {
+    /// Where it came from (counted there once ingested).
+    pub relay: RelayUrl,
+    /// The signed kind 30618 event.
+    pub event: nostr::Event,
 }
 
 /// Current state format version.

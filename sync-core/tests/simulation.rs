@@ -41,9 +41,9 @@
 //! events quarantined after failures during an outage (3584, 801), a NOTICE
 //! during a rate-limit cooldown taken as the verdict on a NEG-OPEN still
 //! waiting in the outbox (REQ-only: 24557, 48105, 51996, 74636, 88528, 90840,
-//! 96631). Still open (fails until fixed in `sync-core/src`): a repository
-//! state parked before its announcement is lost across a restart when its
-//! relay then reconnects quickly (61123).
+//! 96631), a repository state parked before its announcement lost across a
+//! restart when its relay then reconnected quickly (61123: parked states are
+//! now persisted).
 
 mod sim;
 

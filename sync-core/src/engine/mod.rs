@@ -47,6 +47,8 @@ enum Validity {
 
 /// At most this many conditionally rejected repository states wait for their announcement.
 const PARKED_STATES_MAX: usize = 1024;
+/// At most this much of them (JSON, newest first) is persisted.
+pub(crate) const PARKED_PERSIST_BYTES: usize = 256 * 1024;
 
 /// Engine construction failed.
 #[derive(Debug, thiserror::Error)]
@@ -243,6 +245,17 @@ impl Engine {
             if let Some(relay) = self.relays.get_mut(&url) {
                 relay.sync = entry;
             }
+        }
+        // Parked states come back as they were parked: genuine repository
+        // states only (the file is ours, but it is checked like input).
+        self.parked_states = state
+            .parked
+            .into_iter()
+            .filter(|p| p.event.kind.as_u16() == nip34::REPO_STATE && p.event.verify().is_ok())
+            .map(|p| (p.event, p.relay))
+            .collect();
+        while self.parked_states.len() > PARKED_STATES_MAX {
+            self.parked_states.pop_front();
         }
         Ok(())
     }

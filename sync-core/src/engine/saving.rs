@@ -21,11 +21,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use nostr::{Event, EventId};
 
-use super::{Engine, EngineEvent};
+use super::{Engine, EngineEvent, PARKED_PERSIST_BYTES};
 use crate::command::Command;
 use crate::relay_url::RelayUrl;
 use crate::runtime::SaveOutcome;
-use crate::state::{SyncState, STATE_VERSION};
+use crate::state::{ParkedState, SyncState, STATE_VERSION};
 use crate::time::Millis;
 
 /// Retry delay while a failing batch is being halved (the store answers).
@@ -262,7 +262,27 @@ impl Engine {
                 (u.clone(), sync)
             })
             .collect();
-        SyncState { version: STATE_VERSION, repos: self.repos.clone(), relays }.to_bytes()
+        SyncState { version: STATE_VERSION, repos: self.repos.clone(), relays, parked: self.parked_to_persist() }.to_bytes()
+    }
+
+    /// The newest parked states that fit in [`PARKED_PERSIST_BYTES`] of JSON
+    /// (a relay can park many large states; the state file stays small).
+    fn parked_to_persist(&self) -> Vec<ParkedState> {
+        let mut budget = PARKED_PERSIST_BYTES;
+        let mut out: Vec<ParkedState> = self
+            .parked_states
+            .iter()
+            .rev()
+            .map_while(|(event, relay)| {
+                let size = event.content.len()
+                    + event.tags.iter().map(|t| t.as_slice().iter().map(|v| v.len() + 3).sum::<usize>()).sum::<usize>()
+                    + 300;
+                budget = budget.checked_sub(size)?;
+                Some(ParkedState { relay: relay.clone(), event: event.clone() })
+            })
+            .collect();
+        out.reverse();
+        out
     }
 
     /// True when the store is failing now (for `/health`).
