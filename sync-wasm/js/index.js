@@ -13,8 +13,12 @@ const OPTIONS = ['worker', 'multiTab', 'workerUrl', 'wasmUrl'];
 /** Runs the engine in a dedicated worker; calls and answers are messages. */
 class WorkerBackend {
   constructor(workerUrl, onStatus) {
+    // Written out in full so bundlers that follow `new Worker(new URL(…, import.meta.url))`
+    // (Vite, webpack 5) bundle the worker with the app.
     const url = workerUrl ?? new URL('./worker.js', import.meta.url);
-    this.worker = new Worker(url, { type: 'module', name: 'grasp-sync' });
+    this.worker = workerUrl
+      ? new Worker(workerUrl, { type: 'module', name: 'grasp-sync' })
+      : new Worker(new URL('./worker.js', import.meta.url), { type: 'module', name: 'grasp-sync' });
     this.pending = new Map();
     this.nextId = 1;
     this.failure = null;
