@@ -38,6 +38,21 @@ const browser = await launchChromium();
 let failed = false;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 1400 } });
+  // the engine's persisted sync state (IndexedDB `meta`/`sync_state`, JSON bytes), read without sync-wasm
+  await context.addInitScript(() => {
+    window.readSyncState = (name) => new Promise((resolve, reject) => {
+      const open = indexedDB.open(name);
+      open.onerror = () => reject(open.error);
+      open.onsuccess = () => {
+        const req = open.result.transaction('meta').objectStore('meta').get('sync_state');
+        req.onsuccess = () => {
+          open.result.close();
+          resolve(req.result ? JSON.parse(new TextDecoder().decode(req.result)) : null);
+        };
+        req.onerror = () => reject(req.error);
+      };
+    });
+  });
 
   // ---- scenario 1: one NIP-77 relay ----------------------------------------
   {
@@ -153,7 +168,14 @@ try {
       assert.equal(await page.evaluate(() => window.graspSync.count({})), bulk.count, 'each tab counts every event');
     }
     assert.equal(await tabs[1].getAttribute('#engine-state', 'data-role'), 'follower');
-    await sleep(3_000); // a quiet tick persists the leader's sync state
+    // the leader persists its sync state on a quiet tick (at most every 5 s); a tab closed before
+    // that resumes with a fresh sync instead, which loses nothing but is not what this test checks
+    const persisted = () => tabs[0].evaluate(({ db, url }) => window.readSyncState(db).then((st) => st?.relays?.[url]), { db, url: bulk.relay });
+    for (const until = Date.now() + 30_000; ; await sleep(250)) {
+      const relay = await persisted();
+      if (relay?.announcements_synced && relay?.historic_sync_completed) break;
+      assert.ok(Date.now() < until, `the leader's sync state was not persisted within 30 s: ${JSON.stringify(relay)}`);
+    }
 
     const t0 = Date.now();
     await tabs[0].close();
@@ -166,7 +188,10 @@ try {
     const heir = heirs[leaders.indexOf('leader')];
     const other = heirs[1 - leaders.indexOf('leader')];
     const resumed = (url) => window.graspSync.status().relays.some((r) => r.relay === url && r.connection === 'Connected' && r.resumed);
-    await heir.waitForFunction(resumed, bulk.relay, { timeout: 30_000 });
+    await heir.waitForFunction(resumed, bulk.relay, { timeout: 30_000 }).catch(async (e) => {
+      const row = await heir.evaluate((url) => window.graspSync.status()?.relays.find((r) => r.relay === url), bulk.relay);
+      throw new Error(`the new leader did not resume: ${JSON.stringify(row)}`, { cause: e });
+    });
     await other.waitForFunction(resumed, bulk.relay, { timeout: 5_000 }); // the follower sees the new leader's status
     const after = await heir.evaluate(() => window.graspSync.status().totals);
     assert.equal(after.events_synced, 0, 'the new leader resumed: nothing fetched again');
