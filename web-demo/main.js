@@ -108,6 +108,10 @@ function render(status) {
   $('t-roots').textContent = String(t.root_events);
   $('t-pending').textContent = String(t.pending_batches);
   const role = sync?.role;
+  if (role !== window.graspRole) {
+    window.graspRole = role;
+    window.graspRoleSince = Date.now(); // when this tab learnt it leads or follows (tests read it)
+  }
   const where = role === 'follower' ? 'following the sync in another tab' : status.running ? `running${inWorker ? ' (in a worker)' : ''}` : 'stopped';
   $('engine-state').textContent = t.store_error ? `${where}, store failing` : where;
   $('engine-state').dataset.state = status.running ? 'running' : 'stopped';
