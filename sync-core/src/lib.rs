@@ -10,6 +10,26 @@
 //!                                   Engine::status → metrics / JS
 //! ```
 
+/// `impl ts_rs::TS` for a newtype that serde writes as a plain JS value
+/// (`$ts`: "string", "number"), for the generated TypeScript declarations.
+#[cfg(feature = "typescript")]
+macro_rules! ts_as_primitive {
+    ($ty:ty, $ts:literal) => {
+        impl ts_rs::TS for $ty {
+            type WithoutGenerics = Self;
+            type OptionInnerType = Self;
+
+            fn name(_: &ts_rs::Config) -> String {
+                $ts.to_owned()
+            }
+
+            fn inline(cfg: &ts_rs::Config) -> String {
+                Self::name(cfg)
+            }
+        }
+    };
+}
+
 pub mod command;
 pub mod config;
 pub mod driver;

@@ -16,20 +16,9 @@ use url::{Host, Url};
 #[serde(try_from = "String", into = "String")]
 pub struct RelayUrl(String);
 
-/// In TypeScript a plain `string` (serde writes the normalised URL).
+// In TypeScript a plain `string` (serde writes the normalised URL).
 #[cfg(feature = "typescript")]
-impl ts_rs::TS for RelayUrl {
-    type WithoutGenerics = Self;
-    type OptionInnerType = Self;
-
-    fn name(_: &ts_rs::Config) -> String {
-        "string".to_owned()
-    }
-
-    fn inline(cfg: &ts_rs::Config) -> String {
-        Self::name(cfg)
-    }
-}
+ts_as_primitive!(RelayUrl, "string");
 
 /// Why a relay URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

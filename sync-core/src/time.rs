@@ -29,21 +29,10 @@ impl Millis {
     }
 }
 
-/// In TypeScript a plain `number` (serde writes the inner `u64`; unix
-/// milliseconds stay far below 2^53).
+// In TypeScript a plain `number` (serde writes the inner `u64`; unix
+// milliseconds stay far below 2^53).
 #[cfg(feature = "typescript")]
-impl ts_rs::TS for Millis {
-    type WithoutGenerics = Self;
-    type OptionInnerType = Self;
-
-    fn name(_: &ts_rs::Config) -> String {
-        "number".to_owned()
-    }
-
-    fn inline(cfg: &ts_rs::Config) -> String {
-        Self::name(cfg)
-    }
-}
+ts_as_primitive!(Millis, "number");
 
 impl Add<Duration> for Millis {
     type Output = Millis;
