@@ -909,3 +909,42 @@ fn persisted_parked_states_stay_within_their_budget() {
     assert!(state.parked.len() > 10 && state.parked.len() < 100, "some parked states kept, not all: {}", state.parked.len());
     assert!(bytes.len() < crate::engine::PARKED_PERSIST_BYTES + 16 * 1024, "state file {} bytes", bytes.len());
 }
+
+/// A relay's completed historic sync is persisted at the next quiet tick,
+/// not after the 5 s minimum gap: a crash just after Connected then resumes
+/// (quick reconnect) instead of syncing the relay afresh.
+#[test]
+fn completed_historic_sync_is_persisted_at_the_next_tick() {
+    let k = Keys::generate();
+    let (events, _) = dataset(&k);
+    let config = SyncConfig { tick_interval: Duration::from_millis(500), ..cfg() };
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
+    let step = Duration::from_millis(100);
+    let mut last_write: Option<(Millis, Vec<u8>)> = None;
+    let note_write = |h: &Harness, last: &mut Option<(Millis, Vec<u8>)>| {
+        if let Some(bytes) = &h.persisted {
+            if last.as_ref().is_none_or(|(_, b)| b != bytes) {
+                *last = Some((h.now, bytes.clone()));
+            }
+        }
+    };
+    let start = h.now;
+    let mut before = None; // the last write before the step that reached Connected
+    while h.status(R1) != ConnectionStatus::Connected {
+        assert!(h.now.since(start) < Duration::from_secs(120), "Connected within 2 virtual minutes");
+        before = last_write.as_ref().map(|(t, _)| *t);
+        h.advance(step);
+        note_write(&h, &mut last_write);
+    }
+    let connected_at = h.now;
+    let before = before.expect("written while syncing");
+    // the scenario: the state was written shortly before, so the 5 s gap would hold it back
+    assert!(connected_at.since(before) < Duration::from_millis(4_400), "last write {:?} before Connected", connected_at.since(before));
+    while last_write.as_ref().is_some_and(|(t, _)| *t == before) {
+        assert!(h.now.since(connected_at) <= Duration::from_millis(600), "not written within a tick of Connected");
+        h.advance(step);
+        note_write(&h, &mut last_write);
+    }
+    let state = crate::state::SyncState::from_bytes(&last_write.expect("written").1).unwrap();
+    assert!(state.relays[&url(R1)].historic_sync_completed, "the completion is on disk");
+}

@@ -162,6 +162,10 @@ pub struct Engine {
     window_started: Option<Millis>,
     next_tick: Millis,
     state_dirty: bool,
+    /// A relay's historic sync completed: persist at the next quiet tick,
+    /// without waiting out the minimum gap (a crash then resumes instead of
+    /// syncing that relay afresh).
+    persist_soon: bool,
     last_persist: Millis,
     pub(crate) events_synced: u64,
     pub(crate) running: bool,
@@ -204,6 +208,7 @@ impl Engine {
             window_started: None,
             next_tick: now,
             state_dirty: false,
+            persist_soon: false,
             last_persist: now,
             events_synced: 0,
             running: true,
@@ -1411,6 +1416,7 @@ impl Engine {
                 relay.historic_duration_ms = Some(now.since(connected_at).as_millis() as u64);
                 self.set_status(&url, ConnectionStatus::Connected, now);
                 tracing::info!(relay = %url, "historic sync completed");
+                self.persist_soon = true;
             }
             self.state_dirty = true;
         }
@@ -1424,13 +1430,15 @@ impl Engine {
         }
         let heartbeat = core::time::Duration::from_secs(60);
         let min_gap = core::time::Duration::from_secs(5);
-        let due = (self.state_dirty && now.since(self.last_persist) >= min_gap) || now.since(self.last_persist) >= heartbeat;
+        let due = (self.state_dirty && (self.persist_soon || now.since(self.last_persist) >= min_gap))
+            || now.since(self.last_persist) >= heartbeat;
         // Written between saves; while the store keeps failing, written
         // anyway: `state_bytes` never puts it ahead of the store.
         let quiet = self.saves_in_flight.is_empty() && self.unsaved.is_empty();
         if due && (quiet || self.saving.error.is_some()) {
             self.last_persist = now;
             self.state_dirty = false;
+            self.persist_soon = false;
             self.commands.push_back(Command::PersistState { state: self.state_bytes() });
         }
     }
