@@ -1,5 +1,6 @@
 //! The shipped deploy files use the SPEC §8 metric contract. (The alert
-//! rules are also checked by `promtool check rules` in scripts/test-all.)
+//! rules are also checked by `promtool check rules` and unit-tested by
+//! `promtool test rules deploy/grasp-sync-alerts.test.yml` in scripts/test-all.)
 
 use std::path::Path;
 
@@ -41,6 +42,31 @@ fn alert_rules_cover_dead_slow_and_degraded() {
     for needle in ["ngit_sync_relay_status == 4", "for: 1d", "ngit_sync_relay_connected == 2", "for: 1h", "ngit_sync_relay_status == 3"] {
         assert!(rules.contains(needle), "alert rules lack `{needle}`");
     }
+}
+
+/// The values of `key: value` lines (also `- key: value`), in order.
+fn yaml_values<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
+    text.lines()
+        .filter_map(|l| l.trim_start().trim_start_matches("- ").strip_prefix(key)?.strip_prefix(':'))
+        .map(|v| v.split(" #").next().unwrap_or_default().trim().trim_matches(|c| c == '"' || c == '\''))
+        .collect()
+}
+
+#[test]
+fn every_alert_has_a_promtool_unit_test() {
+    let rules = deploy("grasp-sync-alerts.yml");
+    let alerts: Vec<&str> = rules.lines().filter_map(|l| l.trim_start().strip_prefix("- alert:")).map(str::trim).collect();
+    assert!(alerts.len() >= 5, "found only {alerts:?} in grasp-sync-alerts.yml");
+    let tests = deploy("grasp-sync-alerts.test.yml");
+    assert!(tests.contains("rule_files:\n  - grasp-sync-alerts.yml\n"), "the unit tests do not load grasp-sync-alerts.yml");
+    let tested = yaml_values(&tests, "alertname");
+    let untested: Vec<&str> = alerts.iter().copied().filter(|a| !tested.contains(a)).collect();
+    assert!(
+        untested.is_empty(),
+        "alert(s) {untested:?} have no `alertname:` case in deploy/grasp-sync-alerts.test.yml: add one where it fires and one where it must not"
+    );
+    let unknown: Vec<&str> = tested.iter().copied().filter(|t| !alerts.contains(t)).collect();
+    assert!(unknown.is_empty(), "deploy/grasp-sync-alerts.test.yml tests alerts that do not exist: {unknown:?}");
 }
 
 #[test]
