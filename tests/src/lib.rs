@@ -1,7 +1,8 @@
 //! End-to-end test harness for `grasp-sync`: real relays on 127.0.0.1
 //! (`nostr-relay-builder`), a REQ-only proxy, a limiting proxy with a public
 //! relay's limits (also used by the benchmark), a NIP-34 dataset, a WebSocket
-//! client, and the real daemon binary run as a child process.
+//! client, the real daemon binary run as a child process, and a real
+//! Prometheus server scraping it.
 
 pub mod client;
 pub mod daemon;
@@ -9,6 +10,7 @@ pub mod dataset;
 pub mod failing_store;
 pub mod hostile_relay;
 pub mod limiting_proxy;
+pub mod prometheus;
 pub mod relays;
 
 use std::future::Future;
