@@ -70,7 +70,7 @@ pub use engine::{Engine, EngineError, EngineEvent, Transition};
 pub use policy::{AcceptancePolicy, InterestSet};
 pub use relay_url::{RelayUrl, RelayUrlError};
 pub use runtime::{Clock, Connector, EventStore, FrameSink, FrameStream, NegentropyItem, SaveOutcome, StoreError, TransportError};
-pub use status::{ConnectionStatus, HealthStatus, RelayStatus, SyncStatus};
+pub use status::{ConnectionStatus, HealthStatus, RelayError, RelayStatus, SyncStatus};
 pub use store::memory::MemoryStore;
 pub use time::Millis;
 

@@ -29,6 +29,7 @@ impl Engine {
                 bootstrap: r.sync.bootstrap,
                 connection: r.status,
                 degraded_reason: r.degraded_reason.clone(),
+                last_error: r.last_error.clone(),
                 connection_code: r.status.code(),
                 health,
                 health_code: health.code(),

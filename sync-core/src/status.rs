@@ -144,6 +144,11 @@ pub struct RelayStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "typescript", ts(optional))]
     pub degraded_reason: Option<String>,
+    /// The most recent problem with this relay (a failed connection, a lost
+    /// one, a rate limit, a degraded sync); kept after it recovers, so an
+    /// operator can see what last went wrong and when. Null if none yet.
+    #[serde(default)]
+    pub last_error: Option<RelayError>,
     /// `ngit_sync_relay_connected` value of `connection` (0–4).
     pub connection_code: u8,
     /// Health status.
@@ -188,6 +193,16 @@ pub struct RelayStatus {
     pub confirmed_roots: usize,
     /// Counters since the engine started.
     pub counters: RelayCounters,
+}
+
+/// A problem seen with a relay, and when (`RelayStatus::last_error`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
+pub struct RelayError {
+    /// When it happened (unix milliseconds).
+    pub at: Millis,
+    /// What happened, e.g. `connection failed: connection refused`.
+    pub message: String,
 }
 
 /// Historic sync progress of one connection (SPEC §5 flow control; the demo's

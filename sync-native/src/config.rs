@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Args, Parser};
 use serde::Deserialize;
@@ -235,6 +236,9 @@ pub struct Options {
     /// Address of the served read-only relay (NIP-01 + NIP-77), or `off` [default: 127.0.0.1:7780]
     #[arg(long, env = "GRASP_SYNC_RELAY_LISTEN", help_heading = "Serving")]
     pub relay_listen: Option<String>,
+    /// Log each syncing relay's historic progress at most this often (`0`: no progress lines; the end-of-sync summary stays) [default: 10s]
+    #[arg(long, env = "GRASP_SYNC_PROGRESS_INTERVAL", help_heading = "Logging")]
+    pub progress_interval: Option<Dur>,
 
     #[command(flatten)]
     #[serde(flatten)]
@@ -253,7 +257,7 @@ pub struct Options {
     name = "grasp-sync",
     version,
     about = "GRASP-02 proactive sync daemon: keeps a complete copy of the NIP-34 events of the repositories that list this service",
-    after_help = "Durations accept ms, s, m, h, d (e.g. 500ms, 15m). Every option can also be set with its GRASP_SYNC_* environment variable or in the TOML file given with --config (keys are the option names with `_`, e.g. batch_window = \"5s\"). Precedence: flag > env > file > default. Logs: RUST_LOG (default info)."
+    after_help = "Durations accept ms, s, m, h, d (e.g. 500ms, 15m). Every option can also be set with its GRASP_SYNC_* environment variable or in the TOML file given with --config (keys are the option names with `_`, e.g. batch_window = \"5s\"). Precedence: flag > env > file > default. Logs: RUST_LOG (default info).\n\nTo see what a running daemon is doing: grasp-sync status [--url http://127.0.0.1:9464] [--json] (see grasp-sync status --help)."
 )]
 pub struct Cli {
     /// TOML configuration file.
@@ -296,6 +300,8 @@ pub struct DaemonConfig {
     pub served: ServedLimits,
     /// Limits of the HTTP endpoint.
     pub http: HttpLimits,
+    /// How often a syncing relay's progress may be logged (None: never).
+    pub progress_interval: Option<Duration>,
 }
 
 impl Options {
@@ -321,6 +327,7 @@ impl Options {
             store_relay: self.store_relay.or(file.store_relay),
             http_listen: self.http_listen.or(file.http_listen),
             relay_listen: self.relay_listen.or(file.relay_listen),
+            progress_interval: self.progress_interval.or(file.progress_interval),
             serving: self.serving.or(file.serving),
             tuning: self.tuning.or(file.tuning),
         }
@@ -365,6 +372,7 @@ const OPTION_KEYS: &[&str] = &[
     "store_relay",
     "http_listen",
     "relay_listen",
+    "progress_interval",
 ];
 
 /// Merges flags/env over the file and validates everything.
@@ -463,6 +471,7 @@ fn build(o: Options) -> Result<DaemonConfig, ConfigError> {
         relay_listen,
         served,
         http,
+        progress_interval: Some(o.progress_interval.map_or(crate::progress_log::DEFAULT_INTERVAL, Duration::from)).filter(|d| !d.is_zero()),
     })
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sync_core::{Driver, Engine, EngineError, EventStore};
+use sync_core::{Driver, DriverHandle, Engine, EngineError, EventStore};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::clock::{now_millis, TokioClock};
@@ -13,6 +13,7 @@ use crate::config::{DaemonConfig, StoreMode};
 use crate::connector::WsConnector;
 use crate::http::{self, Router};
 use crate::metrics::SnapshotSource;
+use crate::progress_log::{ProgressLog, POLL_INTERVAL};
 use crate::served_relay::{self, ServeError};
 use crate::store::{self, LmdbStore, RelayStore};
 
@@ -113,6 +114,7 @@ async fn drive<S: EventStore + 'static>(
     tracing::info!(addr = %config.http_listen, "serving /metrics, /health and /status");
     let http_task = tokio::spawn(http::serve(listener, Arc::new(Router::new(source)), config.http));
 
+    let progress_task = tokio::task::spawn_local(log_progress(handle.clone(), config.progress_interval));
     let mut run = tokio::task::spawn_local(driver.run());
     let early = tokio::select! {
         _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); None }
@@ -136,5 +138,19 @@ async fn drive<S: EventStore + 'static>(
         },
     };
     http_task.abort();
+    progress_task.abort();
     result
+}
+
+/// Logs historic-sync progress and the end-of-sync summary (see [`ProgressLog`]).
+async fn log_progress(handle: DriverHandle, interval: Option<Duration>) {
+    let mut log = ProgressLog::new(interval);
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for line in log.observe(&handle.status()) {
+            tracing::info!("{line}");
+        }
+    }
 }

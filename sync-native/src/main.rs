@@ -3,6 +3,8 @@
 //! Parses the configuration (exit 2 with a one-line error naming the option
 //! when it is unusable), sets up `tracing` from `RUST_LOG`, then runs the
 //! daemon until SIGINT/SIGTERM (exit 0 after a clean shutdown).
+//! `grasp-sync status` instead prints a running daemon's status (see
+//! [`status_command`]).
 
 mod clock;
 mod config;
@@ -10,9 +12,12 @@ mod connector;
 mod daemon;
 mod duration;
 mod http;
+mod http_response;
 mod metrics;
+mod progress_log;
 mod relay_info;
 mod served_relay;
+mod status_command;
 mod store;
 
 use std::io::IsTerminal;
@@ -23,6 +28,10 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // `grasp-sync status …` reads a running daemon; everything else runs one.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "status") {
+        return status_command::main(std::env::args_os().skip(1));
+    }
     let cli = match config::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {

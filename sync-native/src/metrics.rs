@@ -309,6 +309,7 @@ mod tests {
             bootstrap: true,
             connection: ConnectionStatus::Connected,
             degraded_reason: None,
+            last_error: None,
             connection_code: 3,
             health: HealthStatus::Degraded,
             health_code: 3,

@@ -5,15 +5,17 @@
 //! stack; the TLS pieces are the ones the WebSocket connector already uses.
 //! The address connected to is the one checked by the private-address rule
 //! (one DNS lookup, shared with the connector), and the answer is capped at
-//! [`MAX_DOCUMENT`].
+//! [`MAX_DOCUMENT`]. The response is read by [`crate::http_response`], which
+//! stops at the end of the body: keep-alive servers never close the socket.
 
 use std::time::Duration;
 
 use sync_core::{RelayUrl, TransportError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::connector::{dial, resolve_checked, tls_connector, Target};
+use crate::http_response::{read_response, HttpResponse};
 
 /// NIP-11 documents are small; anything larger is not one.
 pub const MAX_DOCUMENT: usize = 64 * 1024;
@@ -43,109 +45,43 @@ async fn fetch_inner(relay: &RelayUrl, allow_private: bool, deadline: Instant) -
         "GET {} HTTP/1.1\r\nHost: {host_header}\r\nAccept: application/nostr+json\r\nUser-Agent: grasp-sync\r\nConnection: close\r\n\r\n",
         url.path()
     );
-    let raw = if target.tls {
+    if target.tls {
         let stream = tls_connector().connect(target.server_name()?, tcp).await.map_err(err)?;
-        exchange(stream, &request).await?
+        exchange(stream, &request).await
     } else {
-        exchange(tcp, &request).await?
-    };
-    parse_response(&raw)
+        exchange(tcp, &request).await
+    }
 }
 
-/// Sends the request and reads the whole answer (bounded).
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, request: &str) -> Result<Vec<u8>, TransportError> {
+/// Sends the request and reads one response, stopping at the end of its body
+/// (keep-alive servers such as strfry do not close the socket).
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, request: &str) -> Result<String, TransportError> {
     stream.write_all(request.as_bytes()).await.map_err(err)?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = match stream.read(&mut buf).await {
-            Ok(n) => n,
-            // TLS peers that close without close_notify: what arrived counts
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
-            Err(e) => return Err(err(e)),
-        };
-        if n == 0 {
-            return Ok(raw);
-        }
-        raw.extend_from_slice(&buf[..n]);
-        if raw.len() > MAX_DOCUMENT + 8192 {
-            return Err(err("answer too large"));
-        }
-    }
+    let response = read_response(&mut stream, MAX_DOCUMENT).await.map_err(err)?;
+    document(response)
 }
 
-/// Status 200 and the body (plain, `Content-Length` or chunked).
-fn parse_response(raw: &[u8]) -> Result<String, TransportError> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| err("no HTTP header"))?;
-    let head = String::from_utf8_lossy(&raw[..split]);
-    let mut body = &raw[split + 4..];
-    let mut lines = head.lines();
-    let status = lines.next().unwrap_or_default();
-    if status.split_whitespace().nth(1) != Some("200") {
-        return Err(err(format!("HTTP status `{status}`")));
+/// Status 200 and a UTF-8 body.
+fn document(response: HttpResponse) -> Result<String, TransportError> {
+    if response.status != 200 {
+        return Err(err(format!("HTTP status {}", response.status)));
     }
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    };
-    let decoded;
-    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        decoded = dechunk(body)?;
-        body = &decoded;
-    } else if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        body = &body[..len.min(body.len())];
-    }
-    if body.len() > MAX_DOCUMENT {
-        return Err(err("document too large"));
-    }
-    String::from_utf8(body.to_vec()).map_err(err)
-}
-
-fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, TransportError> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n").ok_or_else(|| err("bad chunk"))?;
-        let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16).map_err(|_| err("bad chunk size"))?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if body.len() < size || out.len() + size > MAX_DOCUMENT {
-            return Err(err("truncated or oversized chunk"));
-        }
-        out.extend_from_slice(&body[..size]);
-        body = body.get(size + 2..).unwrap_or_default();
-    }
+    String::from_utf8(response.body).map_err(err)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     #[test]
-    fn plain_length_and_chunked_bodies() {
-        let doc = r#"{"supported_nips":[77]}"#;
-        let plain = format!("HTTP/1.1 200 OK\r\nContent-Type: application/nostr+json\r\n\r\n{doc}");
-        assert_eq!(parse_response(plain.as_bytes()).unwrap(), doc);
-        let sized = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{doc}garbage", doc.len());
-        assert_eq!(parse_response(sized.as_bytes()).unwrap(), doc);
-        let chunked = format!(
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n",
-            &doc[..5],
-            doc.len() - 5,
-            &doc[5..]
-        );
-        assert_eq!(parse_response(chunked.as_bytes()).unwrap(), doc);
-    }
-
-    #[test]
-    fn errors_are_clear() {
-        assert!(parse_response(b"HTTP/1.1 404 Not Found\r\n\r\n").unwrap_err().0.contains("404"));
-        assert!(parse_response(b"garbage").unwrap_err().0.contains("no HTTP header"));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n").is_err());
+    fn only_a_200_with_utf8_is_a_document() {
+        let ok = HttpResponse { status: 200, headers: vec![], body: b"{}".to_vec() };
+        assert_eq!(document(ok).unwrap(), "{}");
+        let missing = HttpResponse { status: 404, headers: vec![], body: vec![] };
+        assert!(document(missing).unwrap_err().0.contains("404"));
+        let binary = HttpResponse { status: 200, headers: vec![], body: vec![0xff, 0xfe] };
+        assert!(document(binary).is_err());
     }
 
     #[tokio::test]
@@ -155,23 +91,47 @@ mod tests {
         assert!(e.0.contains("non-public"), "{e}");
     }
 
-    #[tokio::test]
-    async fn fetches_from_a_local_http_server() {
+    /// A local HTTP server answering like strfry: keep-alive, `Content-Length`,
+    /// and the socket left open. The document must arrive at once, not when
+    /// the fetch times out. Returns the request the server saw.
+    async fn fetch_from_keep_alive_server(response: String) -> (Result<String, TransportError>, Duration, String) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
             let mut buf = vec![0u8; 1024];
             let n = s.read(&mut buf).await.unwrap();
-            let req = String::from_utf8_lossy(&buf[..n]).to_string();
-            let body = r#"{"limitation":{"max_subscriptions":20}}"#;
-            s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).as_bytes()).await.unwrap();
-            req
+            s.write_all(response.as_bytes()).await.unwrap();
+            let request = String::from_utf8_lossy(&buf[..n]).to_string();
+            (request, s) // the socket stays open until the test reads the result
         });
         let relay = RelayUrl::parse(&format!("ws://127.0.0.1:{port}")).unwrap();
-        let doc = fetch(&relay, true, Duration::from_secs(2)).await.unwrap();
-        assert!(doc.contains("max_subscriptions"));
-        let req = server.await.unwrap();
-        assert!(req.starts_with("GET / HTTP/1.1\r\n") && req.contains("Accept: application/nostr+json"), "{req}");
+        let start = std::time::Instant::now();
+        let doc = fetch(&relay, true, Duration::from_secs(3)).await;
+        let elapsed = start.elapsed();
+        let (request, _socket) = server.await.unwrap();
+        (doc, elapsed, request)
+    }
+
+    #[tokio::test]
+    async fn fetches_from_a_keep_alive_server_without_waiting_for_close() {
+        let body = r#"{"limitation":{"max_subscriptions":20}}"#;
+        let sized = format!("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let (doc, elapsed, request) = fetch_from_keep_alive_server(sized).await;
+        assert!(doc.unwrap().contains("max_subscriptions"));
+        assert!(elapsed < Duration::from_secs(1), "waited {elapsed:?} for a keep-alive server to close");
+        assert!(request.starts_with("GET / HTTP/1.1\r\n") && request.contains("Accept: application/nostr+json"), "{request}");
+
+        let chunked = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n", body.len());
+        let (doc, elapsed, _) = fetch_from_keep_alive_server(chunked).await;
+        assert_eq!(doc.unwrap(), body);
+        assert!(elapsed < Duration::from_secs(1), "waited {elapsed:?}");
+    }
+
+    #[tokio::test]
+    async fn an_oversized_document_is_refused() {
+        let huge = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", MAX_DOCUMENT + 1);
+        let (doc, _, _) = fetch_from_keep_alive_server(huge).await;
+        assert!(doc.unwrap_err().0.contains("larger than"));
     }
 }

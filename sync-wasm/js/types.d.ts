@@ -116,6 +116,12 @@ export interface RelayStatus {
      * absent otherwise.
      */
     degraded_reason?: string;
+    /**
+     * The most recent problem with this relay (a failed connection, a lost
+     * one, a rate limit, a degraded sync); kept after it recovers, so an
+     * operator can see what last went wrong and when. Null if none yet.
+     */
+    last_error: RelayError | null;
     /** `ngit_sync_relay_connected` value of `connection` (0–4). */
     connection_code: number;
     /** Health status. */
@@ -179,6 +185,14 @@ export type ConnectionStatus = "Disconnected" | "Connecting" | "Syncing" | "Conn
  * 4 Dead, 5 RateLimited.
  */
 export type HealthStatus = "Healthy" | "Disconnected" | "Degraded" | "Dead" | "RateLimited";
+
+/** A problem seen with a relay, and when (`RelayStatus::last_error`). */
+export interface RelayError {
+    /** When it happened (unix milliseconds). */
+    at: number;
+    /** What happened, e.g. `connection failed: connection refused`. */
+    message: string;
+}
 
 /**
  * Historic sync progress of one connection (SPEC §5 flow control; the demo's

@@ -22,7 +22,7 @@ mod tests {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
-    use sync_core::status::{HistoricProgress, RelayCounters, RepoStatus, Totals};
+    use sync_core::status::{HistoricProgress, RelayCounters, RelayError, RepoStatus, Totals};
     use sync_core::{ConnectionStatus, HealthStatus, RelayStatus, SyncStatus};
     use ts_rs::{Config, TS};
 
@@ -104,6 +104,7 @@ export interface NostrEvent {
             decl::<RelayStatus>(&cfg),
             decl::<ConnectionStatus>(&cfg),
             decl::<HealthStatus>(&cfg),
+            decl::<RelayError>(&cfg),
             decl::<HistoricProgress>(&cfg),
             decl::<RelayCounters>(&cfg),
             decl::<Totals>(&cfg),

@@ -32,7 +32,7 @@ use crate::rng::SplitMix64;
 use crate::runtime::NegentropyItem;
 use crate::session::{Job, JobKind, PendingBatch, Session};
 use crate::state::{RelaySyncEntry, StateError, SyncState};
-use crate::status::{ConnectionStatus, RelayCounters};
+use crate::status::{ConnectionStatus, RelayCounters, RelayError};
 use crate::time::Millis;
 
 /// What ingesting an event learned about it.
@@ -75,6 +75,8 @@ pub(crate) struct Relay {
     pub(crate) last_live_close: Option<Millis>,
     /// Why the relay is (or will end) ConnectedDegraded, for the status.
     pub(crate) degraded_reason: Option<String>,
+    /// The most recent problem, for the status.
+    pub(crate) last_error: Option<RelayError>,
 }
 
 impl Relay {
@@ -88,6 +90,7 @@ impl Relay {
             live_closes: 0,
             last_live_close: None,
             degraded_reason: None,
+            last_error: None,
         }
     }
 }
@@ -422,6 +425,7 @@ impl Engine {
         if relay.degraded_reason.as_ref() != Some(&reason) {
             tracing::warn!(relay = %url, reason, "relay degraded");
         }
+        relay.last_error = Some(RelayError { at: now, message: reason.clone() });
         relay.degraded_reason = Some(reason);
         if relay.status == ConnectionStatus::Connected {
             self.set_status(url, ConnectionStatus::ConnectedDegraded, now);
@@ -522,7 +526,13 @@ impl Engine {
             return; // late: the engine already went on without it
         }
         if let Some(info) = info {
-            tracing::debug!(relay = %url, ?info, "relay information");
+            tracing::info!(
+                relay = %url,
+                max_subscriptions = ?info.max_subscriptions,
+                max_limit = ?info.max_limit,
+                nip77 = ?info.negentropy,
+                "relay limits learned from NIP-11"
+            );
             if let Some(max) = info.max_subscriptions {
                 session.sub_budget = Some(max);
                 session.window.cap(max.saturating_sub(1).max(1));
@@ -549,6 +559,7 @@ impl Engine {
             return;
         }
         relay.counters.connect_failure += 1;
+        relay.last_error = Some(RelayError { at: now, message: format!("connection failed: {reason}") });
         relay.sync.health.record_failure(&self.config, now, &mut self.rng);
         tracing::warn!(relay = %url, reason, failures = relay.sync.health.failures, "connection failed");
         self.set_status(url, ConnectionStatus::Disconnected, now);
@@ -564,6 +575,7 @@ impl Engine {
             _ => {}
         }
         relay.session = None;
+        relay.last_error = Some(RelayError { at: now, message: format!("disconnected: {reason}") });
         relay.sync.disconnected_at = Some(now);
         relay.sync.last_connected = Some(now);
         relay.sync.health.record_disconnected(&self.config, now, &mut self.rng);
@@ -822,6 +834,7 @@ impl Engine {
         let cooldown = self.config.rate_limit_cooldown;
         let Some(relay) = self.relays.get_mut(url) else { return true };
         relay.counters.rate_limited += 1;
+        relay.last_error = Some(RelayError { at: now, message: format!("rate limited: {message}") });
         relay.sync.health.record_rate_limited(&self.config, now);
         if let Some(session) = relay.session.as_mut() {
             for job in session.jobs.values_mut() {
