@@ -19,12 +19,13 @@ use std::collections::BTreeSet;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use sync_core::command::Command;
 use sync_core::nostr::filter::MatchEventOptions;
-use sync_core::nostr::{Event, JsonUtil, Tag};
+use sync_core::nostr::{Event, Filter, JsonUtil, Tag};
 use sync_core::policy::{parse_maintainer, parse_repo_address, referenced_ids, InterestSet, Verdict};
 use sync_core::repo_index::{RepoSyncIndex, UrlRules};
-use sync_core::{nip34, AcceptancePolicy, Engine, RelayUrl, SyncConfig};
+use sync_core::state::SyncState;
+use sync_core::testkit::{run_until_idle, Platform};
+use sync_core::{nip34, AcceptancePolicy, Engine, Input as EngineInput, NegentropyItem, RelayUrl, SaveOutcome, SyncConfig};
 use sync_core_fuzz::{frame_json, server_policy, tag, url, Rig, Signer, R1, T0};
 
 #[derive(Arbitrary, Debug)]
@@ -155,39 +156,49 @@ fn check_event(ev: &Event, author: &Signer, allow_private: bool, index: &mut Rep
     let _ = (index.all_relays(), index.repo_count(), index.root_count());
 }
 
+/// Start-up over a store holding `events`; every relay refuses connections.
+struct StartWorld<'a> {
+    events: &'a [Event],
+}
+
+impl Platform for StartWorld<'_> {
+    fn connect(&mut self, _relay: &RelayUrl) -> Result<(), String> {
+        Err("fuzz: refused".into())
+    }
+    fn disconnect(&mut self, _relay: &RelayUrl) {}
+    fn send(&mut self, _relay: &RelayUrl, _text: &str) -> Vec<String> {
+        vec![]
+    }
+    fn relay_info(&mut self, _relay: &RelayUrl) -> Option<String> {
+        None
+    }
+    fn save(&mut self, events: &[Event]) -> Result<Vec<SaveOutcome>, String> {
+        Ok(events.iter().map(|_| SaveOutcome::Saved).collect())
+    }
+    fn negentropy_items(&mut self, _filter: &Filter) -> Result<Vec<NegentropyItem>, String> {
+        Ok(vec![])
+    }
+    // Start-up asks for stored announcements and roots: `events` are "stored".
+    fn query(&mut self, filter: &Filter) -> Result<Vec<Event>, String> {
+        Ok(self.events.iter().filter(|e| filter.match_event(e, MatchEventOptions::new())).cloned().collect())
+    }
+    fn load_state(&mut self) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
+    fn persist_state(&mut self, _state: Vec<u8>) {}
+}
+
 fn engine_start(events: &[Event], allow_private: bool) {
     let config = SyncConfig { allow_private_relays: allow_private, ..SyncConfig::default() };
     let mut engine = Engine::new(config, server_policy(), &[R1.to_string()], 1, T0).expect("valid config");
-    let mut connects = 0usize;
-    let mut drain = |engine: &mut Engine| {
-        let mut n = 0;
-        while let Some(cmd) = engine.poll_command() {
-            n += 1;
-            assert!(n < 100_000, "command storm");
-            match cmd {
-                Command::LoadState => engine.handle_state_loaded(Ok(None), T0),
-                // Step 1 of start-up asks for announcements: they are "stored".
-                Command::QueryStored { token, filter } => {
-                    let found = events.iter().filter(|e| filter.match_event(e, MatchEventOptions::new())).cloned().collect();
-                    engine.handle_stored_events(token, Ok(found), T0);
-                }
-                Command::Connect { relay, .. } => {
-                    connects += 1;
-                    engine.handle_connect_failed(&relay, T0, "fuzz: refused");
-                }
-                _ => {}
-            }
-        }
-        while engine.poll_event().is_some() {}
-    };
-    drain(&mut engine);
+    let mut world = StartWorld { events };
+    let mut reported = Vec::new();
+    run_until_idle(&mut engine, &mut world, T0, &mut reported);
     assert!(engine.is_started());
-    engine.handle_timeout(T0);
-    drain(&mut engine);
+    engine.handle_input(EngineInput::Timeout, T0);
+    run_until_idle(&mut engine, &mut world, T0, &mut reported);
     let _ = engine.status(T0);
-    let mut fresh = Engine::new(SyncConfig::default(), server_policy(), &[R1.to_string()], 1, T0).expect("valid config");
-    fresh.restore(&engine.state_bytes()).expect("state restores");
-    let _ = connects;
+    SyncState::from_bytes(&engine.state_bytes()).expect("state restores");
 }
 
 fuzz_target!(|input: Input| {

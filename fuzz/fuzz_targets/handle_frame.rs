@@ -361,7 +361,7 @@ fn structured(input: Input) {
             Op::AdvanceSecs(s) => rig.advance(Duration::from_secs(*s as u64)),
             Op::JumpMinutes(m) => rig.jump(Duration::from_secs(*m as u64 * 60)),
             Op::Drop { r2: to_r2 } => rig.drop_connection(pick(*to_r2)),
-            Op::StoreFails(on) => rig.store_fails = *on,
+            Op::StoreFails(on) => rig.world.store_fails = *on,
         }
     }
     rig.finish();

@@ -16,12 +16,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use sync_core::command::Command;
 use sync_core::nip34;
 use sync_core::nostr::secp256k1::{schnorr::Signature, Keypair, Message};
-use sync_core::nostr::{ClientMessage, Event, EventId, JsonUtil, Kind, PublicKey, RelayMessage, Tag, Tags, Timestamp, SECP256K1};
-use sync_core::testkit::{Mode, ScriptRelay};
-use sync_core::{AcceptancePolicy, Engine, MemoryStore, Millis, RelayUrl, SyncConfig};
+use sync_core::nostr::{ClientMessage, Event, EventId, Filter, JsonUtil, Kind, PublicKey, RelayMessage, Tag, Tags, Timestamp, SECP256K1};
+use sync_core::state::SyncState;
+use sync_core::testkit::{answer, Mode, Platform, ScriptRelay};
+use sync_core::{AcceptancePolicy, Engine, Input, MemoryStore, Millis, NegentropyItem, Output, RelayUrl, SaveOutcome, SyncConfig};
 
 /// Our service URL (server policy).
 pub const OURS: &str = "wss://grasp.example.com";
@@ -156,12 +156,11 @@ const COMMAND_STORM: usize = 200_000;
 /// Most sub ids remembered per relay.
 const MAX_SUBS: usize = 256;
 
-/// An engine connected to scripted relays, driven by the fuzz input.
-pub struct Rig {
-    /// The engine under test.
-    pub engine: Engine,
-    /// Virtual time.
-    pub now: Millis,
+/// The rig's world: scripted relays that answer only when the fuzz input
+/// says so, and a memory store that fails while `store_fails` is set. Its
+/// [`Platform`] impl is all the rig knows about commands: the mapping from
+/// each command to its answer is the test kit's one interpreter.
+pub struct FuzzWorld {
     /// Its store (holds the announcement from the start).
     pub store: MemoryStore,
     /// Scripted relays (R1: NIP-77, R2: REQ-only).
@@ -178,6 +177,88 @@ pub struct Rig {
     pub store_fails: bool,
     /// The last persisted state.
     pub persisted: Option<Vec<u8>>,
+}
+
+impl Platform for FuzzWorld {
+    fn connect(&mut self, relay: &RelayUrl) -> Result<(), String> {
+        let r = self.relays.get_mut(relay).ok_or("refused")?;
+        r.connected = true;
+        Ok(())
+    }
+
+    fn disconnect(&mut self, relay: &RelayUrl) {
+        if let Some(r) = self.relays.get_mut(relay) {
+            r.connected = false;
+            r.live.clear();
+            r.open.clear();
+            r.neg.clear();
+        }
+        self.pending.remove(relay);
+    }
+
+    fn send(&mut self, relay: &RelayUrl, text: &str) -> Vec<String> {
+        let msg = match ClientMessage::from_json(text) {
+            Ok(m) => m,
+            Err(e) => panic!("engine sent a frame that is not a client message ({e}): {text}"),
+        };
+        let (sub, neg) = match &msg {
+            ClientMessage::Req { subscription_id, .. } => (Some(subscription_id.to_string()), false),
+            ClientMessage::NegOpen { subscription_id, .. } => (Some(subscription_id.to_string()), true),
+            _ => (None, false),
+        };
+        if let Some(sub) = sub {
+            remember(self.subs.entry(relay.clone()).or_default(), sub.clone());
+            if neg {
+                remember(self.neg_subs.entry(relay.clone()).or_default(), sub);
+            }
+        }
+        self.pending.entry(relay.clone()).or_default().push_back(text.to_string());
+        vec![] // answered later, when the fuzz input says so
+    }
+
+    fn relay_info(&mut self, _relay: &RelayUrl) -> Option<String> {
+        self.info.clone()
+    }
+
+    fn save(&mut self, events: &[Event]) -> Result<Vec<SaveOutcome>, String> {
+        let fixtures = &fixtures().events;
+        for e in events {
+            // (the fixtures are signed; skipping them saves half the verification time)
+            if !fixtures.contains(e) {
+                assert!(e.verify().is_ok(), "SaveEvents carries an event that does not verify: {}", e.as_json());
+            }
+        }
+        if self.store_fails {
+            return Err("fuzz: store down".into());
+        }
+        Ok(self.store.save_sync(events.to_vec()).expect("memory store"))
+    }
+
+    fn negentropy_items(&mut self, filter: &Filter) -> Result<Vec<NegentropyItem>, String> {
+        Ok(self.store.negentropy_items_sync(filter).expect("memory store"))
+    }
+
+    fn query(&mut self, filter: &Filter) -> Result<Vec<Event>, String> {
+        self.store.query_sync(filter).map_err(|e| e.to_string())
+    }
+
+    fn load_state(&mut self) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
+    }
+
+    fn persist_state(&mut self, state: Vec<u8>) {
+        self.persisted = Some(state);
+    }
+}
+
+/// An engine connected to scripted relays, driven by the fuzz input.
+pub struct Rig {
+    /// The engine under test.
+    pub engine: Engine,
+    /// Virtual time.
+    pub now: Millis,
+    /// Relays and store.
+    pub world: FuzzWorld,
     config: SyncConfig,
 }
 
@@ -194,9 +275,7 @@ impl Rig {
             [(url(R1), ScriptRelay::new(Mode::Nip77, f.events.clone())), (url(R2), ScriptRelay::new(Mode::ReqOnly, f.events.clone()))]
                 .into_iter()
                 .collect();
-        let mut rig = Self {
-            engine,
-            now: T0,
+        let world = FuzzWorld {
             store,
             relays,
             pending: BTreeMap::new(),
@@ -205,109 +284,49 @@ impl Rig {
             info,
             store_fails: false,
             persisted: None,
-            config,
         };
+        let mut rig = Self { engine, now: T0, world, config };
         rig.drain();
         assert!(rig.engine.is_started(), "start-up did not finish");
-        rig.engine.handle_timeout(rig.now);
-        rig.drain();
+        rig.input(Input::Timeout);
         rig
     }
 
-    /// Executes every command the engine has; relays do not answer.
-    pub fn drain(&mut self) {
+    /// Executes everything the engine has to do now; relays do not answer.
+    /// Returns its next deadline.
+    pub fn drain(&mut self) -> Option<Millis> {
         let mut n = 0;
-        while let Some(cmd) = self.engine.poll_command() {
-            n += 1;
-            assert!(n < COMMAND_STORM, "command storm: {COMMAND_STORM} commands in one drain");
-            self.execute(cmd);
-        }
-        while self.engine.poll_event().is_some() {}
-    }
-
-    fn execute(&mut self, cmd: Command) {
-        match cmd {
-            Command::LoadState => self.engine.handle_state_loaded(Ok(None), self.now),
-            Command::QueryStored { token, filter } => {
-                let events = self.store.query_sync(&filter).map_err(|e| e.to_string());
-                self.engine.handle_stored_events(token, events, self.now);
-            }
-            Command::Connect { relay, .. } => match self.relays.get_mut(&relay) {
-                Some(r) => {
-                    r.connected = true;
-                    self.engine.handle_connected(&relay, self.now);
-                }
-                None => self.engine.handle_connect_failed(&relay, self.now, "refused"),
-            },
-            Command::Disconnect { relay } => self.forget(&relay),
-            Command::Send { relay, text } => self.sent(relay, text),
-            Command::SaveEvents { token, events } => {
-                let fixtures = &fixtures().events;
-                for e in &events {
-                    // (the fixtures are signed; skipping them saves half the verification time)
-                    if !fixtures.contains(e) {
-                        assert!(e.verify().is_ok(), "SaveEvents carries an event that does not verify: {}", e.as_json());
+        loop {
+            match self.engine.poll_output() {
+                Output::Command(command) => {
+                    n += 1;
+                    assert!(n < COMMAND_STORM, "command storm: {COMMAND_STORM} commands in one drain");
+                    for input in answer(&mut self.world, command) {
+                        self.engine.handle_input(input, self.now);
                     }
                 }
-                if self.store_fails {
-                    self.engine.handle_save_failed(token, events, "fuzz: store down", self.now);
-                } else {
-                    let out = self.store.save_sync(events).expect("memory store");
-                    self.engine.handle_saved(token, out, self.now);
-                }
+                Output::Event(_) => {}
+                Output::Timeout(deadline) => return deadline,
             }
-            Command::LoadNegentropyItems { token, filter } => {
-                let items = self.store.negentropy_items_sync(&filter).expect("memory store");
-                self.engine.handle_negentropy_items(token, items, self.now);
-            }
-            Command::FetchRelayInfo { relay } => {
-                let doc = self.info.clone();
-                self.engine.handle_relay_info(&relay, doc.as_deref(), self.now);
-            }
-            Command::PersistState { state } => self.persisted = Some(state),
         }
     }
 
-    fn sent(&mut self, relay: RelayUrl, text: String) {
-        let msg = match ClientMessage::from_json(&text) {
-            Ok(m) => m,
-            Err(e) => panic!("engine sent a frame that is not a client message ({e}): {text}"),
-        };
-        let (sub, neg) = match &msg {
-            ClientMessage::Req { subscription_id, .. } => (Some(subscription_id.to_string()), false),
-            ClientMessage::NegOpen { subscription_id, .. } => (Some(subscription_id.to_string()), true),
-            _ => (None, false),
-        };
-        if let Some(sub) = sub {
-            remember(self.subs.entry(relay.clone()).or_default(), sub.clone());
-            if neg {
-                remember(self.neg_subs.entry(relay.clone()).or_default(), sub);
-            }
-        }
-        self.pending.entry(relay).or_default().push_back(text);
-    }
-
-    fn forget(&mut self, relay: &RelayUrl) {
-        if let Some(r) = self.relays.get_mut(relay) {
-            r.connected = false;
-            r.live.clear();
-            r.open.clear();
-            r.neg.clear();
-        }
-        self.pending.remove(relay);
+    /// Feeds one input now, then drains.
+    pub fn input(&mut self, input: Input) -> Option<Millis> {
+        self.engine.handle_input(input, self.now);
+        self.drain()
     }
 
     /// One frame from `relay`.
     pub fn frame(&mut self, relay: &RelayUrl, text: &str) {
-        self.engine.handle_frame(relay, text, self.now);
-        self.drain();
+        self.input(Input::Frame { relay: relay.clone(), text: text.to_string() });
     }
 
     /// The scripted relay answers up to `n` of the frames sent to it.
     pub fn answer(&mut self, relay: &RelayUrl, n: usize) {
         for _ in 0..n {
-            let Some(text) = self.pending.get_mut(relay).and_then(VecDeque::pop_front) else { return };
-            let Some(r) = self.relays.get_mut(relay) else { return };
+            let Some(text) = self.world.pending.get_mut(relay).and_then(VecDeque::pop_front) else { return };
+            let Some(r) = self.world.relays.get_mut(relay) else { return };
             if !r.connected {
                 continue;
             }
@@ -326,8 +345,8 @@ impl Rig {
                 },
                 _ => r.answer(&text),
             };
-            for a in answers {
-                self.engine.handle_frame(relay, &a, self.now);
+            for text in answers {
+                self.engine.handle_input(Input::Frame { relay: relay.clone(), text }, self.now);
             }
             self.drain();
         }
@@ -338,15 +357,15 @@ impl Rig {
     pub fn advance(&mut self, d: Duration) {
         let end = self.now + d;
         let mut stuck = 0;
-        while let Some(t) = self.engine.poll_timeout() {
+        let mut next = self.drain();
+        while let Some(t) = next {
             if t > end {
                 break;
             }
             stuck = if t <= self.now { stuck + 1 } else { 0 };
             assert!(stuck < 1000, "engine keeps asking for a timeout at {t:?} without progress (now {:?})", self.now);
             self.now = self.now.max(t);
-            self.engine.handle_timeout(self.now);
-            self.drain();
+            next = self.input(Input::Timeout);
         }
         self.now = end;
     }
@@ -355,21 +374,19 @@ impl Rig {
     /// was suspended, or a clock that stepped).
     pub fn jump(&mut self, d: Duration) {
         self.now = self.now + d;
-        self.engine.handle_timeout(self.now);
-        self.drain();
+        self.input(Input::Timeout);
     }
 
     /// The connection to `relay` is lost.
     pub fn drop_connection(&mut self, relay: &RelayUrl) {
-        self.forget(relay);
-        self.engine.handle_disconnected(relay, self.now, "fuzz: connection lost");
-        self.drain();
+        self.world.disconnect(relay);
+        self.input(Input::Disconnected { relay: relay.clone(), reason: "fuzz: connection lost".into() });
     }
 
     /// A subscription id the engine used on `relay` (`i` modulo how many), or
     /// `fallback` when it used none.
     pub fn sub(&self, relay: &RelayUrl, i: usize, neg_only: bool) -> String {
-        let list = if neg_only { &self.neg_subs } else { &self.subs };
+        let list = if neg_only { &self.world.neg_subs } else { &self.world.subs };
         match list.get(relay) {
             Some(v) if !v.is_empty() => v[i % v.len()].clone(),
             _ => "hist1".to_string(),
@@ -377,15 +394,16 @@ impl Rig {
     }
 
     /// End-of-input checks: the status snapshot builds, and the engine's
-    /// state (and the last persisted one) restores into a fresh engine.
+    /// state (and the last persisted one) parses and starts a fresh engine.
     pub fn finish(mut self) {
         let _ = self.engine.status(self.now);
         let bytes = self.engine.state_bytes();
-        for state in [Some(bytes), self.persisted.take()].into_iter().flatten() {
-            let mut fresh = Engine::new(self.config.clone(), server_policy(), &[R1.to_string()], 7, self.now).expect("valid config");
-            if let Err(e) = fresh.restore(&state) {
+        for state in [Some(bytes), self.world.persisted.take()].into_iter().flatten() {
+            if let Err(e) = SyncState::from_bytes(&state) {
                 panic!("state written by the engine does not restore: {e}");
             }
+            let mut fresh = Engine::new(self.config.clone(), server_policy(), &[R1.to_string()], 7, self.now).expect("valid config");
+            fresh.handle_input(Input::LoadState(Ok(Some(state))), self.now);
         }
     }
 }
@@ -421,10 +439,10 @@ mod tests {
         for config in [SyncConfig::default(), small_config()] {
             let mut rig = Rig::new(config, None);
             let (r1, r2) = (url(R1), url(R2));
-            assert!(!rig.neg_subs.get(&r1).map_or(true, Vec::is_empty), "no NEG-OPEN on R1: {:?}", rig.pending);
-            assert!(rig.pending.get(&r2).is_some_and(|p| p.iter().any(|f| f.contains("\"hist"))), "no historic REQ on R2");
-            println!("subs: {:?}\nneg: {:?}", rig.subs, rig.neg_subs);
-            for (relay, frames) in &rig.pending {
+            assert!(!rig.world.neg_subs.get(&r1).map_or(true, Vec::is_empty), "no NEG-OPEN on R1: {:?}", rig.world.pending);
+            assert!(rig.world.pending.get(&r2).is_some_and(|p| p.iter().any(|f| f.contains("\"hist"))), "no historic REQ on R2");
+            println!("subs: {:?}\nneg: {:?}", rig.world.subs, rig.world.neg_subs);
+            for (relay, frames) in &rig.world.pending {
                 for f in frames {
                     println!("{relay} <- {}", &f[..f.len().min(160)]);
                 }
@@ -435,7 +453,7 @@ mod tests {
             rig.answer(&r1, usize::MAX);
             rig.answer(&r2, usize::MAX);
             rig.advance(Duration::from_secs(60));
-            let stored = rig.store.len();
+            let stored = rig.world.store.len();
             assert!(stored > 5, "the scripted relays synced only {stored} events");
             rig.finish();
         }
@@ -454,7 +472,7 @@ mod tests {
         let r1 = url(R1);
         let mut r = ScriptRelay::new(Mode::Nip77, f.events.clone());
         let mut lines = Vec::new();
-        for frame in rig.pending.get(&r1).cloned().unwrap_or_default() {
+        for frame in rig.world.pending.get(&r1).cloned().unwrap_or_default() {
             lines.extend(r.answer(&frame));
         }
         lines.push(String::new());

@@ -20,6 +20,7 @@ use futures::{FutureExt, StreamExt};
 
 use crate::command::Command;
 use crate::engine::Engine;
+use crate::io::{Input, Output, SaveFailure};
 use crate::relay_url::RelayUrl;
 use crate::runtime::{Clock, Connector, EventStore, FrameSink, FrameStream, TransportError};
 use crate::status::SyncStatus;
@@ -60,12 +61,14 @@ pub type StatusCallback = Box<dyn FnMut(&SyncStatus)>;
 type Tasks = FuturesUnordered<LocalBoxFuture<'static, TaskResult>>;
 
 enum TaskResult {
+    /// A connection opened: the driver wires its socket, then tells the engine.
     Connected { relay: RelayUrl, sink: FrameSink, stream: FrameStream },
-    ConnectFailed { relay: RelayUrl, error: String },
+    /// A connection's writer ended (the socket is gone).
     WriterDone { relay: RelayUrl, conn: u64, error: Option<String> },
-    Saved { token: u64, events: Vec<nostr::Event>, result: Result<Vec<crate::runtime::SaveOutcome>, String> },
-    NegentropyItems { token: u64, result: Result<Vec<crate::runtime::NegentropyItem>, String> },
-    RelayInfo { relay: RelayUrl, document: Option<String> },
+    /// The save in flight finished (an `Input::SaveEvents`).
+    Saved(Input),
+    /// Any other answer, handed to the engine as it is.
+    Answer(Input),
 }
 
 struct Conn {
@@ -159,18 +162,13 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
         // keep SelectAll/FuturesUnordered non-empty so `next()` pends instead of ending
         incoming.push(futures::stream::pending().boxed_local());
         tasks.push(future::pending().boxed_local());
-        self.engine.handle_timeout(self.clock.now());
+        self.engine.handle_input(Input::Timeout, self.clock.now());
         loop {
-            self.execute_commands(&mut tasks, &mut saves).await;
+            let (changed, mut deadline) = self.execute_outputs(&mut tasks, &mut saves).await;
             // status changes and saved events are shown at once (throttled)
-            let mut changed = false;
-            while self.engine.poll_event().is_some() {
-                changed = true;
-            }
             if changed || self.publish_owed {
                 self.publish(false);
             }
-            let mut deadline = self.engine.poll_timeout();
             if self.publish_owed {
                 let owed = self.last_publish_at + PUBLISH_INTERVAL;
                 deadline = Some(deadline.map_or(owed, |d| d.min(owed)));
@@ -191,8 +189,7 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                 Wake::Task(task) => self.on_task(task, &mut incoming, &mut tasks),
                 Wake::Frame(item) => self.on_incoming(item),
                 Wake::Timer => {
-                    let now = self.clock.now();
-                    self.engine.handle_timeout(now);
+                    self.engine.handle_input(Input::Timeout, self.clock.now());
                     self.publish(true);
                 }
             }
@@ -200,9 +197,8 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
         // a save still running must report before the final state is
         // persisted (after shutdown, saves are awaited in order)
         self.finish_saves(&mut saves).await;
-        let now = self.clock.now();
-        self.engine.shutdown(now);
-        self.execute_commands(&mut tasks, &mut saves).await;
+        self.engine.handle_input(Input::Shutdown, self.clock.now());
+        self.execute_outputs(&mut tasks, &mut saves).await;
         for (_, conn) in self.conns.drain() {
             conn.abort.abort();
         }
@@ -234,22 +230,17 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                 if let Some(old) = self.conns.insert(relay.clone(), Conn { id, tx, abort }) {
                     old.abort.abort();
                 }
-                self.engine.handle_connected(&relay, now);
+                self.engine.handle_input(Input::Connect { relay, result: Ok(()) }, now);
             }
-            TaskResult::ConnectFailed { relay, error } => self.engine.handle_connect_failed(&relay, now, &error),
-            TaskResult::RelayInfo { relay, document } => self.engine.handle_relay_info(&relay, document.as_deref(), now),
-            TaskResult::Saved { token, events, result } => self.on_saved(token, events, result),
-            TaskResult::NegentropyItems { token, result } => match result {
-                Ok(items) => self.engine.handle_negentropy_items(token, items, now),
-                Err(e) => self.engine.handle_negentropy_items_failed(token, &e, now),
-            },
+            TaskResult::Saved(input) => self.on_saved(input),
+            TaskResult::Answer(input) => self.engine.handle_input(input, now),
             TaskResult::WriterDone { relay, conn, error } => {
                 if self.conns.get(&relay).is_some_and(|c| c.id == conn) {
                     if let Some(c) = self.conns.remove(&relay) {
                         c.abort.abort();
                     }
                     let reason = error.unwrap_or_else(|| "writer closed".into());
-                    self.engine.handle_disconnected(&relay, now, &reason);
+                    self.engine.handle_input(Input::Disconnected { relay, reason }, now);
                 }
             }
         }
@@ -260,17 +251,18 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
             return; // a connection we already closed
         }
         let now = self.clock.now();
-        match item {
-            Some(Ok(text)) => self.engine.handle_frame(&relay, &text, now),
+        let input = match item {
+            Some(Ok(text)) => Input::Frame { relay, text },
             Some(Err(e)) => {
                 self.drop_conn(&relay);
-                self.engine.handle_disconnected(&relay, now, &e.0);
+                Input::Disconnected { relay, reason: e.0 }
             }
             None => {
                 self.drop_conn(&relay);
-                self.engine.handle_disconnected(&relay, now, "connection closed");
+                Input::Disconnected { relay, reason: "connection closed".into() }
             }
-        }
+        };
+        self.engine.handle_input(input, now);
     }
 
     fn drop_conn(&mut self, relay: &RelayUrl) {
@@ -282,20 +274,16 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
     /// Waits for the save in flight and reports it to the engine.
     async fn finish_saves(&mut self, saves: &mut Tasks) {
         while self.saves > 0 {
-            if let TaskResult::Saved { token, events, result } = saves.select_next_some().await {
-                self.on_saved(token, events, result);
+            if let TaskResult::Saved(input) = saves.select_next_some().await {
+                self.on_saved(input);
             }
         }
     }
 
-    fn on_saved(&mut self, token: u64, events: Vec<nostr::Event>, result: Result<Vec<crate::runtime::SaveOutcome>, String>) {
+    fn on_saved(&mut self, input: Input) {
         self.saves -= 1;
         self.saves_done += 1;
-        let now = self.clock.now();
-        match result {
-            Ok(outcomes) => self.engine.handle_saved(token, outcomes, now),
-            Err(e) => self.engine.handle_save_failed(token, events, &e, now),
-        }
+        self.engine.handle_input(input, self.clock.now());
     }
 
     /// Starts the negentropy loads whose earlier saves have finished.
@@ -306,16 +294,30 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
             tasks.push(
                 async move {
                     let result = store.negentropy_items(filter).await.map_err(|e| e.0);
-                    TaskResult::NegentropyItems { token, result }
+                    TaskResult::Answer(Input::LoadNegentropyItems { token, result })
                 }
                 .boxed_local(),
             );
         }
     }
 
-    async fn execute_commands(&mut self, tasks: &mut Tasks, saves: &mut Tasks) {
+    /// Executes the engine's outputs until it has nothing more to do now;
+    /// returns whether it reported an event, and its next deadline.
+    async fn execute_outputs(&mut self, tasks: &mut Tasks, saves: &mut Tasks) -> (bool, Option<Millis>) {
         self.start_ready_loads(tasks);
-        while let Some(cmd) = self.engine.poll_command() {
+        let mut events = false;
+        loop {
+            let cmd = match self.engine.poll_output() {
+                Output::Command(cmd) => cmd,
+                Output::Event(_) => {
+                    events = true;
+                    continue;
+                }
+                Output::Timeout(deadline) => {
+                    self.start_ready_loads(tasks);
+                    return (events, deadline);
+                }
+            };
             match cmd {
                 Command::Connect { relay, timeout } => {
                     let connect = self.connector.connect(&relay, timeout);
@@ -324,10 +326,11 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                         async move {
                             match future::select(connect, deadline).await {
                                 Either::Left((Ok((sink, stream)), _)) => TaskResult::Connected { relay, sink, stream },
-                                Either::Left((Err(e), _)) => TaskResult::ConnectFailed { relay, error: e.0 },
-                                Either::Right(_) => {
-                                    TaskResult::ConnectFailed { relay, error: format!("connect timed out after {timeout:?}") }
-                                }
+                                Either::Left((Err(e), _)) => TaskResult::Answer(Input::Connect { relay, result: Err(e.0) }),
+                                Either::Right(_) => TaskResult::Answer(Input::Connect {
+                                    relay,
+                                    result: Err(format!("connect timed out after {timeout:?}")),
+                                }),
                             }
                         }
                         .boxed_local(),
@@ -346,7 +349,7 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                                     None
                                 }
                             };
-                            TaskResult::RelayInfo { relay, document }
+                            TaskResult::Answer(Input::FetchRelayInfo { relay, document })
                         }
                         .boxed_local(),
                     );
@@ -357,11 +360,8 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                     }
                 }
                 Command::SaveEvents { token, events } if !self.engine.running => {
-                    let now = self.clock.now();
-                    match self.store.save(events.clone()).await {
-                        Ok(outcomes) => self.engine.handle_saved(token, outcomes, now),
-                        Err(e) => self.engine.handle_save_failed(token, events, &e.0, now),
-                    }
+                    let result = self.store.save(events.clone()).await.map_err(|e| SaveFailure { events, error: e.0 });
+                    self.engine.handle_input(Input::SaveEvents { token, result }, self.clock.now());
                 }
                 Command::SaveEvents { token, events } => {
                     let store = Rc::clone(&self.store);
@@ -369,8 +369,8 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                     self.saves_started += 1;
                     saves.push(
                         async move {
-                            let result = store.save(events.clone()).await.map_err(|e| e.0);
-                            TaskResult::Saved { token, events, result }
+                            let result = store.save(events.clone()).await.map_err(|e| SaveFailure { events, error: e.0 });
+                            TaskResult::Saved(Input::SaveEvents { token, result })
                         }
                         .boxed_local(),
                     );
@@ -384,21 +384,17 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                 }
                 Command::LoadNegentropyItems { token, filter } => {
                     self.finish_saves(saves).await;
-                    let result = self.store.negentropy_items(filter).await;
-                    let now = self.clock.now();
-                    match result {
-                        Ok(items) => self.engine.handle_negentropy_items(token, items, now),
-                        Err(e) => self.engine.handle_negentropy_items_failed(token, &e.0, now),
-                    }
+                    let result = self.store.negentropy_items(filter).await.map_err(|e| e.0);
+                    self.engine.handle_input(Input::LoadNegentropyItems { token, result }, self.clock.now());
                 }
                 Command::LoadState => {
                     let state = self.store.load_state().await.map_err(|e| e.to_string());
-                    self.engine.handle_state_loaded(state, self.clock.now());
+                    self.engine.handle_input(Input::LoadState(state), self.clock.now());
                 }
                 Command::QueryStored { token, filter } => {
                     self.finish_saves(saves).await;
-                    let events = self.store.query(filter).await.map_err(|e| e.to_string());
-                    self.engine.handle_stored_events(token, events, self.clock.now());
+                    let result = self.store.query(filter).await.map_err(|e| e.to_string());
+                    self.engine.handle_input(Input::QueryStored { token, result }, self.clock.now());
                 }
                 Command::PersistState { state } => {
                     self.finish_saves(saves).await;
@@ -408,7 +404,6 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                 }
             }
         }
-        self.start_ready_loads(tasks);
     }
 
     /// Publishes the snapshot: always on `force` (ticks), otherwise at most

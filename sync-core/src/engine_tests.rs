@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use nostr::{Event, EventId, JsonUtil, Keys};
 
-use crate::command::Command;
 use crate::config::SyncConfig;
+use crate::io::{Input, Output};
 use crate::nip34;
 use crate::policy::AcceptancePolicy;
 use crate::relay_url::RelayUrl;
 use crate::status::{ConnectionStatus, HealthStatus};
-use crate::testkit::{Harness, Mode, ScriptRelay};
+use crate::testkit::{Executed, Harness, Mode, ScriptRelay};
 use crate::testutil::*;
 use crate::time::Millis;
 
@@ -128,10 +128,9 @@ fn malformed_and_oversized_frames_are_counted_and_ignored() {
     let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
     h.advance(Duration::from_secs(1));
     let r1 = url(R1);
-    h.engine.handle_frame(&r1, "not json", h.now);
-    h.engine.handle_frame(&r1, "[\"EVENT\",\"x\",{\"id\":1}]", h.now);
-    h.engine.handle_frame(&r1, &"x".repeat(5000), h.now);
-    h.engine.handle_frame(&r1, "[\"NEG-MSG\",\"hist1\",\"zz\"]", h.now);
+    for text in ["not json".to_string(), "[\"EVENT\",\"x\",{\"id\":1}]".into(), "x".repeat(5000), "[\"NEG-MSG\",\"hist1\",\"zz\"]".into()] {
+        h.input(Input::Frame { relay: r1.clone(), text });
+    }
     h.advance(Duration::from_secs(30));
     assert_eq!(stored_ids(&h), sorted(accepted));
     let rejected = &h.engine.status(h.now).totals.events_rejected;
@@ -379,7 +378,7 @@ fn daily_reconciliation_between_23_and_25_hours() {
     h.advance(Duration::from_secs(23 * 3600 - 60));
     assert!(!h.sent_to(R1).iter().any(|f| f.starts_with("[\"NEG-OPEN\"")), "no reconciliation before 23 h");
     h.advance(Duration::from_secs(2 * 3600 + 120));
-    let at = h.engine.take_transitions().into_iter().filter(|t| t.to == ConnectionStatus::Syncing && t.at > start).map(|t| t.at).next();
+    let at = h.take_transitions().into_iter().filter(|t| t.to == ConnectionStatus::Syncing && t.at > start).map(|t| t.at).next();
     let at = at.expect("a reconciliation happened");
     let elapsed = at.since(start - Duration::from_secs(30));
     assert!(elapsed >= Duration::from_secs(23 * 3600) && elapsed <= Duration::from_secs(25 * 3600 + 2), "{elapsed:?}");
@@ -480,7 +479,7 @@ fn status_transitions_follow_the_state_machine() {
     h.advance(Duration::from_secs(30));
     h.drop_connection(R1);
     h.advance(Duration::from_secs(60));
-    let t = h.engine.take_transitions();
+    let t = h.take_transitions();
     use ConnectionStatus::*;
     let seq: Vec<ConnectionStatus> = t.iter().map(|t| t.to).collect();
     assert_eq!(seq, vec![Connecting, Syncing, Connected, Disconnected, Connecting, Syncing, Connected]);
@@ -493,15 +492,14 @@ fn restart_from_persisted_state_is_a_quick_reconnect() {
     let (events, accepted) = dataset(&k);
     let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events.clone()))]);
     h.advance(Duration::from_secs(30));
-    h.engine.shutdown(h.now);
-    h.pump();
+    h.input(Input::Shutdown);
     let state = h.persisted.clone().expect("state persisted on shutdown");
     // new process, same store, 5 minutes later
     let store = std::mem::take(&mut h.store);
     let mut h2 = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
     h2.store = store;
     h2.now = h.now + Duration::from_secs(300);
-    h2.engine.restore(&state).unwrap();
+    h2.state_to_load = Some(state.clone());
     h2.advance(Duration::from_secs(30));
     assert!(h2.sent_to(R1).iter().any(|f| f.contains("\"since\"")), "quick reconnect uses since");
     assert_eq!(h2.status(R1), ConnectionStatus::Connected);
@@ -513,9 +511,13 @@ fn restart_from_persisted_state_is_a_quick_reconnect() {
 
 #[test]
 fn corrupt_state_is_a_clear_error() {
-    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![]);
-    let err = h.engine.restore(b"{not json").unwrap_err();
+    let err = crate::state::SyncState::from_bytes(b"{not json").unwrap_err();
     assert!(err.to_string().contains("sync state is corrupt"));
+    // the engine logs it and starts fresh
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![]);
+    h.state_to_load = Some(b"{not json".to_vec());
+    h.pump();
+    assert!(h.engine.is_started());
 }
 
 #[test]
@@ -525,33 +527,10 @@ fn store_failure_loses_nothing() {
     let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, events))]);
     // Fail the first saves by closing the store, then reopen it.
     h.store.close();
-    let mut failures = 0;
     for _ in 0..50 {
-        while let Some(cmd) = h.engine.poll_command() {
-            match cmd {
-                Command::SaveEvents { token, events } => match h.store.save_sync(events.clone()) {
-                    Ok(out) => h.engine.handle_saved(token, out, h.now),
-                    Err(e) => {
-                        failures += 1;
-                        h.engine.handle_save_failed(token, events, &e.0, h.now);
-                    }
-                },
-                Command::Connect { relay, .. } => h.engine.handle_connected(&relay, h.now),
-                Command::Send { relay, text } => {
-                    for a in h.relays.get_mut(&relay).unwrap().answer(&text) {
-                        h.engine.handle_frame(&relay, &a, h.now);
-                    }
-                }
-                Command::LoadNegentropyItems { token, .. } => h.engine.handle_negentropy_items(token, vec![], h.now),
-                Command::LoadState => h.engine.handle_state_loaded(Ok(None), h.now),
-                Command::QueryStored { token, .. } => h.engine.handle_stored_events(token, Err("store closed".into()), h.now),
-                Command::FetchRelayInfo { relay } => h.engine.handle_relay_info(&relay, None, h.now),
-                _ => {}
-            }
-        }
-        h.now = h.now + Duration::from_millis(500);
-        h.engine.handle_timeout(h.now);
+        h.advance(Duration::from_millis(500));
     }
+    let failures = h.trace.iter().filter(|e| matches!(e, Executed::Save { ok: false, .. })).count();
     assert!(failures > 0);
     h.store.reopen();
     h.advance(Duration::from_secs(30));
@@ -730,7 +709,7 @@ fn negentropy_that_worked_once_is_remembered() {
     // NEG-OPEN sent alone and unanswered makes this session paginate, and
     // the relay stays remembered as NIP-77
     let mut h2 = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::SilentNeg, events))]);
-    h2.engine.restore(&state).unwrap();
+    h2.state_to_load = Some(state.clone());
     h2.now = h.now + Duration::from_secs(3600);
     h2.advance(Duration::from_secs(60));
     let row = h2.engine.status(h2.now).relays[0].clone();
@@ -803,7 +782,7 @@ fn status_changes_and_saves_come_out_as_events() {
     h.advance(Duration::from_secs(30));
     let mut saved = 0;
     let mut statuses = Vec::new();
-    while let Some(e) = h.engine.poll_event() {
+    for e in std::mem::take(&mut h.events) {
         match e {
             crate::EngineEvent::EventsSaved { count } => saved += count,
             crate::EngineEvent::StatusChanged(t) => statuses.push(t.to),
@@ -811,7 +790,7 @@ fn status_changes_and_saves_come_out_as_events() {
     }
     assert_eq!(saved, accepted.len() as u64);
     assert_eq!(statuses, vec![ConnectionStatus::Connecting, ConnectionStatus::Syncing, ConnectionStatus::Connected]);
-    assert!(h.engine.poll_event().is_none());
+    assert!(matches!(h.engine.poll_output(), Output::Timeout(Some(_))), "every event was taken by the harness");
 }
 
 #[test]
@@ -868,8 +847,7 @@ fn parked_repository_state_survives_a_restart() {
     h.advance(Duration::from_secs(30));
     assert_eq!(h.status(R1), ConnectionStatus::Connected);
     assert_eq!(h.store.saved_count(&state.id), 0, "no announcement yet: parked, not stored");
-    h.engine.shutdown(h.now);
-    h.pump();
+    h.input(Input::Shutdown);
     let persisted = h.persisted.clone().expect("state persisted on shutdown");
 
     // a new process five minutes later, same store: a quick reconnect
@@ -877,7 +855,7 @@ fn parked_repository_state_survives_a_restart() {
     let mut h2 = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, with_state))]);
     h2.store = store;
     h2.now = h.now + Duration::from_secs(300);
-    h2.engine.restore(&persisted).unwrap();
+    h2.state_to_load = Some(persisted.clone());
     h2.advance(Duration::from_secs(30));
     assert!(h2.engine.status(h2.now).relays[0].resumed, "a quick reconnect, which does not ask for the old state again");
     h2.publish(R1, ann.clone());

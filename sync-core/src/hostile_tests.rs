@@ -7,11 +7,12 @@ use std::time::Duration;
 use nostr::{EventId, Keys, Timestamp};
 
 use crate::config::SyncConfig;
+use crate::io::Input;
 use crate::nip34;
 use crate::policy::AcceptancePolicy;
 use crate::relay_url::RelayUrl;
 use crate::status::ConnectionStatus;
-use crate::testkit::{Harness, Mode, ScriptRelay};
+use crate::testkit::{Executed, Harness, Mode, ScriptRelay};
 use crate::testutil::*;
 
 const OURS: &str = "wss://grasp.example.com";
@@ -240,8 +241,8 @@ fn close_live(h: &mut Harness, relay: &str, why: &str) {
     let subs: Vec<String> = h.relays.get_mut(&u).unwrap().live.keys().cloned().collect();
     h.relays.get_mut(&u).unwrap().live.clear();
     for sub in subs {
-        let frame = nostr::RelayMessage::closed(nostr::SubscriptionId::new(sub), why).as_json();
-        h.engine.handle_frame(&u, &frame, h.now);
+        let text = nostr::RelayMessage::closed(nostr::SubscriptionId::new(sub), why).as_json();
+        h.engine.handle_input(Input::Frame { relay: u.clone(), text }, h.now);
     }
     h.pump();
 }
@@ -365,8 +366,7 @@ fn state_persisted_while_the_store_fails_is_never_ahead_of_it() {
     assert!(!entry.historic_sync_completed && entry.confirmed_roots.is_empty(), "the relay will sync afresh");
     // shutdown: the final save fails, the state persisted after it says so too
     h.persisted = None;
-    h.engine.shutdown(h.now);
-    h.pump();
+    h.input(Input::Shutdown);
     let state = crate::state::SyncState::from_bytes(h.persisted.as_ref().expect("persisted after the final save")).unwrap();
     assert!(!state.relays[&url(R1)].historic_sync_completed);
 }
@@ -380,27 +380,14 @@ fn shutdown_persists_the_state_only_after_the_final_save_reported() {
     let live = tagged_at(&k, 1111, "E", &events[1].id.to_hex(), Timestamp::from(h.now.as_secs()));
     let u = url(R1);
     let frames = h.relays.get_mut(&u).unwrap().publish(live.clone());
-    for f in frames {
-        h.engine.handle_frame(&u, &f, h.now);
+    for text in frames {
+        h.engine.handle_input(Input::Frame { relay: u.clone(), text }, h.now);
     }
-    h.engine.shutdown(h.now);
-    let mut order = Vec::new();
-    while let Some(cmd) = h.engine.poll_command() {
-        match cmd {
-            crate::command::Command::SaveEvents { token, events } => {
-                order.push("save");
-                let out = h.store.save_sync(events).unwrap();
-                h.engine.handle_saved(token, out, h.now);
-            }
-            crate::command::Command::PersistState { state } => {
-                order.push("persist");
-                let state = crate::state::SyncState::from_bytes(&state).unwrap();
-                assert!(state.relays[&u].historic_sync_completed, "saved, so the state may say complete");
-            }
-            _ => {}
-        }
-    }
-    assert_eq!(order, vec!["save", "persist"]);
+    h.trace.clear();
+    h.input(Input::Shutdown);
+    assert_eq!(h.trace, vec![Executed::Save { events: 1, ok: true }, Executed::Persist]);
+    let state = crate::state::SyncState::from_bytes(h.persisted.as_ref().unwrap()).unwrap();
+    assert!(state.relays[&u].historic_sync_completed, "saved, so the state may say complete");
     assert_eq!(h.store.saved_count(&live.id), 1);
 }
 
@@ -426,18 +413,13 @@ fn start_up_indexes_a_large_store_page_by_page() {
     }
     let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, vec![]))]);
     h.store.save_sync(stored_events).unwrap();
-    let mut queries = 0;
-    while let Some(cmd) = h.engine.poll_command() {
-        match cmd {
-            crate::command::Command::LoadState => h.engine.handle_state_loaded(Ok(None), h.now),
-            crate::command::Command::QueryStored { token, filter } => {
-                queries += 1;
-                let page = h.store.query_sync(&filter).unwrap();
-                assert!(page.len() <= 2_500, "bounded pages: {}", page.len());
-                h.engine.handle_stored_events(token, Ok(page), h.now);
-            }
-            other => panic!("unexpected before start-up ends: {other:?}"),
-        }
+    h.pump();
+    let queries = h.trace.iter().filter(|e| matches!(e, Executed::Query { .. })).count();
+    for page in &h.trace {
+        assert!(
+            matches!(page, Executed::Query { events } if *events <= 2_500),
+            "bounded pages, and nothing else before start-up ends: {page:?}"
+        );
     }
     assert!(h.engine.is_started());
     assert_eq!(h.engine.status(h.now).totals.repositories, 1);

@@ -6,8 +6,9 @@
 //! [`Connector`], [`EventStore`]).
 //!
 //! ```text
-//! relay frames → Engine::handle_* → Engine::poll_command → Driver → sockets / store
-//!                                   Engine::status → metrics / JS
+//! Input (frames, answers, time) → Engine::handle_input
+//!                                  Engine::poll_output → Output::{Command, Event, Timeout} → Driver → sockets / store
+//!                                  Engine::status → metrics / JS
 //! ```
 
 /// `impl ts_rs::TS` for a newtype that serde writes as a plain JS value
@@ -39,6 +40,7 @@ pub mod flow;
 pub mod health;
 pub mod historic;
 pub mod ingest;
+pub mod io;
 pub mod nip11;
 pub mod nip34;
 pub mod plan;
@@ -67,6 +69,7 @@ pub use command::Command;
 pub use config::SyncConfig;
 pub use driver::{Driver, DriverHandle};
 pub use engine::{Engine, EngineError, EngineEvent, Transition};
+pub use io::{Input, Output, SaveFailure};
 pub use policy::{AcceptancePolicy, InterestSet};
 pub use relay_url::{RelayUrl, RelayUrlError};
 pub use runtime::{Clock, Connector, EventStore, FrameSink, FrameStream, NegentropyItem, SaveOutcome, StoreError, TransportError};

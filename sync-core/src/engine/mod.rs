@@ -23,6 +23,7 @@ use crate::historic::fetch::FetchOutcome;
 use crate::historic::negentropy::{NegSession, NegStep};
 use crate::historic::paginate::{PageOutcome, Paginator};
 use crate::ingest::{BoundedSet, RejectionCache};
+use crate::io::{Input, Output};
 use crate::nip34;
 use crate::plan;
 use crate::policy::{AcceptancePolicy, Rejection, Verdict};
@@ -230,7 +231,7 @@ impl Engine {
     /// Restores persisted sync state (repository index, confirmed sets,
     /// connection times, health). Drivers answer `Command::LoadState` with
     /// `handle_state_loaded` instead; this is for tests and tools.
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), StateError> {
+    pub(crate) fn restore(&mut self, bytes: &[u8]) -> Result<(), StateError> {
         let state = SyncState::from_bytes(bytes)?;
         self.repos = state.repos;
         let mut restored = BTreeMap::new();
@@ -275,7 +276,7 @@ impl Engine {
     /// announcement that reached the store some other way (a lost state file,
     /// users publishing straight to the operator's relay in relay-store mode)
     /// would never become a repository to sync.
-    pub fn index_stored(&mut self, events: &[Event], now: Millis) {
+    pub(crate) fn index_stored(&mut self, events: &[Event], now: Millis) {
         let mut grew = false;
         for event in events {
             match self.policy.classify(event, &self.repos) {
@@ -296,7 +297,7 @@ impl Engine {
     }
 
     /// Filters whose stored events `index_stored` should see, in order.
-    pub fn stored_index_filters() -> [Filter; 2] {
+    pub(crate) fn stored_index_filters() -> [Filter; 2] {
         use nostr::Kind;
         [
             Filter::new().kind(Kind::Custom(nip34::REPO_ANNOUNCEMENT)),
@@ -307,19 +308,8 @@ impl Engine {
     /// The next event for the front end (status changes, saved events), in
     /// order: the driver publishes a fresh snapshot when one arrives instead
     /// of diffing snapshots.
-    pub fn poll_event(&mut self) -> Option<EngineEvent> {
+    pub(crate) fn poll_event(&mut self) -> Option<EngineEvent> {
         self.events.pop_front()
-    }
-
-    /// Takes the pending status transitions, dropping other events (tests).
-    pub fn take_transitions(&mut self) -> Vec<Transition> {
-        self.events
-            .drain(..)
-            .filter_map(|e| match e {
-                EngineEvent::StatusChanged(t) => Some(t),
-                _ => None,
-            })
-            .collect()
     }
 
     fn push_event(&mut self, event: EngineEvent) {
@@ -344,8 +334,40 @@ impl Engine {
         &self.repos
     }
 
+    /// Feeds one input: the answer to a command, a frame, a lost
+    /// connection, time passing or the order to stop (see [`Input`]).
+    pub fn handle_input(&mut self, input: Input, now: Millis) {
+        match input {
+            Input::LoadState(result) => self.handle_state_loaded(result, now),
+            Input::QueryStored { token, result } => self.handle_stored_events(token, result, now),
+            Input::Connect { relay, result: Ok(()) } => self.handle_connected(&relay, now),
+            Input::Connect { relay, result: Err(reason) } => self.handle_connect_failed(&relay, now, &reason),
+            Input::FetchRelayInfo { relay, document } => self.handle_relay_info(&relay, document.as_deref(), now),
+            Input::SaveEvents { token, result: Ok(outcomes) } => self.handle_saved(token, outcomes, now),
+            Input::SaveEvents { token, result: Err(failure) } => self.handle_save_failed(token, failure.events, &failure.error, now),
+            Input::LoadNegentropyItems { token, result: Ok(items) } => self.handle_negentropy_items(token, items, now),
+            Input::LoadNegentropyItems { token, result: Err(e) } => self.handle_negentropy_items_failed(token, &e, now),
+            Input::Frame { relay, text } => self.handle_frame(&relay, &text, now),
+            Input::Disconnected { relay, reason } => self.handle_disconnected(&relay, now, &reason),
+            Input::Timeout => self.handle_timeout(now),
+            Input::Shutdown => self.shutdown(now),
+        }
+    }
+
+    /// What to do next: every command, then every event, then
+    /// [`Output::Timeout`] with the next deadline (call until it comes).
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(command) = self.poll_command() {
+            return Output::Command(command);
+        }
+        if let Some(event) = self.poll_event() {
+            return Output::Event(event);
+        }
+        Output::Timeout(self.poll_timeout())
+    }
+
     /// The next command for the driver, if any.
-    pub fn poll_command(&mut self) -> Option<Command> {
+    pub(crate) fn poll_command(&mut self) -> Option<Command> {
         if let Some(c) = self.commands.pop_front() {
             return Some(c);
         }
@@ -355,7 +377,7 @@ impl Engine {
     }
 
     /// When the engine next wants `handle_timeout`.
-    pub fn poll_timeout(&self) -> Option<Millis> {
+    pub(crate) fn poll_timeout(&self) -> Option<Millis> {
         if !self.running || !self.is_started() {
             return None;
         }
@@ -448,7 +470,7 @@ impl Engine {
     // ----- connection lifecycle ---------------------------------------------
 
     /// The driver opened the connection requested by `Command::Connect`.
-    pub fn handle_connected(&mut self, url: &RelayUrl, now: Millis) {
+    pub(crate) fn handle_connected(&mut self, url: &RelayUrl, now: Millis) {
         let Some(relay) = self.relays.get_mut(url).filter(|r| r.status == ConnectionStatus::Connecting) else {
             // Dropped or shut down while connecting: close the socket the driver just opened.
             self.commands.push_back(Command::Disconnect { relay: url.clone() });
@@ -518,7 +540,7 @@ impl Engine {
     /// The driver fetched (or failed to fetch: `None`) the relay's NIP-11
     /// document: its limits cap the window and page size, its NIPs decide
     /// negentropy; then historic work starts.
-    pub fn handle_relay_info(&mut self, url: &RelayUrl, document: Option<&str>, now: Millis) {
+    pub(crate) fn handle_relay_info(&mut self, url: &RelayUrl, document: Option<&str>, now: Millis) {
         let info = document.and_then(crate::nip11::RelayInfo::parse);
         let Some(relay) = self.relays.get_mut(url) else { return };
         let Some(session) = relay.session.as_mut() else { return };
@@ -553,7 +575,7 @@ impl Engine {
     }
 
     /// The driver could not connect.
-    pub fn handle_connect_failed(&mut self, url: &RelayUrl, now: Millis, reason: &str) {
+    pub(crate) fn handle_connect_failed(&mut self, url: &RelayUrl, now: Millis, reason: &str) {
         let Some(relay) = self.relays.get_mut(url) else { return };
         if relay.status != ConnectionStatus::Connecting {
             return;
@@ -567,7 +589,7 @@ impl Engine {
     }
 
     /// The connection was lost (not asked for by `Command::Disconnect`).
-    pub fn handle_disconnected(&mut self, url: &RelayUrl, now: Millis, reason: &str) {
+    pub(crate) fn handle_disconnected(&mut self, url: &RelayUrl, now: Millis, reason: &str) {
         let Some(relay) = self.relays.get_mut(url) else { return };
         match relay.status {
             ConnectionStatus::Disconnected => return,
@@ -587,7 +609,7 @@ impl Engine {
 
     /// Stops: closes every connection and persists state. The driver should
     /// keep executing commands until `poll_command` returns `None`.
-    pub fn shutdown(&mut self, now: Millis) {
+    pub(crate) fn shutdown(&mut self, now: Millis) {
         let urls: Vec<RelayUrl> = self.relays.keys().cloned().collect();
         for url in urls {
             let relay = self.relays.get_mut(&url).expect("listed");
@@ -669,7 +691,7 @@ impl Engine {
     }
 
     /// The store answered `LoadNegentropyItems`.
-    pub fn handle_negentropy_items(&mut self, token: u64, items: Vec<NegentropyItem>, now: Millis) {
+    pub(crate) fn handle_negentropy_items(&mut self, token: u64, items: Vec<NegentropyItem>, now: Millis) {
         let Some((url, sub)) = self.neg_loads.remove(&token) else { return };
         let frame_limit = self.config.negentropy_frame_limit;
         let open_timeout = self.config.negentropy_open_timeout;
@@ -701,7 +723,7 @@ impl Engine {
     }
 
     /// The store could not load negentropy items: fall back to pagination.
-    pub fn handle_negentropy_items_failed(&mut self, token: u64, error: &str, now: Millis) {
+    pub(crate) fn handle_negentropy_items_failed(&mut self, token: u64, error: &str, now: Millis) {
         let Some((url, sub)) = self.neg_loads.remove(&token) else { return };
         tracing::warn!(relay = %url, error, "loading negentropy items failed; using REQ pagination");
         self.begin_pagination(&url, &sub, now);
@@ -792,7 +814,7 @@ impl Engine {
     // ----- incoming frames ---------------------------------------------------
 
     /// One text frame from a relay.
-    pub fn handle_frame(&mut self, url: &RelayUrl, text: &str, now: Millis) {
+    pub(crate) fn handle_frame(&mut self, url: &RelayUrl, text: &str, now: Millis) {
         let max = self.config.max_frame_bytes;
         let Some(relay) = self.relays.get_mut(url) else { return };
         if relay.session.is_none() {
@@ -1317,7 +1339,7 @@ impl Engine {
     // ----- time --------------------------------------------------------------
 
     /// Timers: the 2 s health tick, the batch window, settle windows, retries.
-    pub fn handle_timeout(&mut self, now: Millis) {
+    pub(crate) fn handle_timeout(&mut self, now: Millis) {
         if !self.running || !self.is_started() {
             return;
         }

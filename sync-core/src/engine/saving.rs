@@ -83,7 +83,7 @@ impl Engine {
     }
 
     /// The store answered `SaveEvents`.
-    pub fn handle_saved(&mut self, token: u64, outcomes: Vec<SaveOutcome>, now: Millis) {
+    pub(crate) fn handle_saved(&mut self, token: u64, outcomes: Vec<SaveOutcome>, now: Millis) {
         let Some(ids) = self.saves_in_flight.remove(&token) else { return };
         let before = self.events_synced;
         for ((_, url), outcome) in ids.iter().zip(outcomes.iter()) {
@@ -118,7 +118,7 @@ impl Engine {
     }
 
     /// The store failed a `SaveEvents` (nothing of it was confirmed).
-    pub fn handle_save_failed(&mut self, token: u64, events: Vec<Event>, error: &str, now: Millis) {
+    pub(crate) fn handle_save_failed(&mut self, token: u64, events: Vec<Event>, error: &str, now: Millis) {
         let Some(ids) = self.saves_in_flight.remove(&token) else { return };
         let mut failed: Vec<(Event, RelayUrl)> = events.into_iter().zip(ids.into_iter().map(|(_, u)| u)).collect();
         let s = &mut self.saving;

@@ -46,7 +46,7 @@ impl Engine {
 
     /// The driver loaded the persisted state (`Ok(None)`: there is none).
     /// Unusable state is logged and ignored: the engine starts fresh.
-    pub fn handle_state_loaded(&mut self, state: Result<Option<Vec<u8>>, String>, now: Millis) {
+    pub(crate) fn handle_state_loaded(&mut self, state: Result<Option<Vec<u8>>, String>, now: Millis) {
         if self.startup != Startup::LoadingState {
             return;
         }
@@ -62,7 +62,7 @@ impl Engine {
     }
 
     /// The driver answered `Command::QueryStored`.
-    pub fn handle_stored_events(&mut self, token: u64, events: Result<Vec<Event>, String>, now: Millis) {
+    pub(crate) fn handle_stored_events(&mut self, token: u64, events: Result<Vec<Event>, String>, now: Millis) {
         let Startup::Indexing { step, token: expected, page } = self.startup else { return };
         if token != expected {
             return;

@@ -1,5 +1,7 @@
-//! A scripted relay and an engine harness with a virtual clock, shared by the
-//! engine's unit tests and the benchmarks. The relay answers REQ (newest
+//! Test kit (feature `testkit`, and the crate's own tests): the one
+//! in-process interpreter of the engine's commands ([`Platform`], [`answer`],
+//! [`run_until_idle`]), used by unit tests, fuzzing and benchmarks alike, a
+//! scripted relay, and an engine harness with a virtual clock. The relay answers REQ (newest
 //! first, capped), NEG-OPEN/NEG-MSG (via `NegResponder`) and CLOSE in process,
 //! so a whole sync runs in microseconds and deterministically. The randomised
 //! multi-relay simulation lives in `tests/simulation.rs`.
@@ -7,14 +9,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use nostr::{ClientMessage, Event, JsonUtil, RelayMessage, SubscriptionId};
+use nostr::{ClientMessage, Event, Filter, JsonUtil, RelayMessage, SubscriptionId};
 
 use crate::command::Command;
 use crate::config::SyncConfig;
-use crate::engine::Engine;
+use crate::engine::{Engine, EngineEvent, Transition};
 use crate::historic::negentropy::NegResponder;
+use crate::io::{Input, Output, SaveFailure};
 use crate::policy::AcceptancePolicy;
 use crate::relay_url::RelayUrl;
+use crate::runtime::{NegentropyItem, SaveOutcome};
 use crate::status::{ConnectionStatus, HealthStatus};
 use crate::store::memory::MemoryStore;
 use crate::time::Millis;
@@ -226,6 +230,180 @@ impl ScriptRelay {
     }
 }
 
+/// An in-process world that can carry out commands at once: scripted
+/// relays and a store in tests, fuzzing and tools. (The production
+/// [`crate::Driver`] does the same asynchronously over real sockets.)
+pub trait Platform {
+    /// Opens a connection.
+    fn connect(&mut self, relay: &RelayUrl) -> Result<(), String>;
+    /// Closes one the engine asked to close.
+    fn disconnect(&mut self, relay: &RelayUrl);
+    /// Delivers a frame; returns the relay's immediate answers.
+    fn send(&mut self, relay: &RelayUrl, text: &str) -> Vec<String>;
+    /// The relay's NIP-11 document.
+    fn relay_info(&mut self, relay: &RelayUrl) -> Option<String>;
+    /// Saves events.
+    fn save(&mut self, events: &[Event]) -> Result<Vec<SaveOutcome>, String>;
+    /// Negentropy items for a filter.
+    fn negentropy_items(&mut self, filter: &Filter) -> Result<Vec<NegentropyItem>, String>;
+    /// Stored events for a filter.
+    fn query(&mut self, filter: &Filter) -> Result<Vec<Event>, String>;
+    /// The persisted state.
+    fn load_state(&mut self) -> Result<Option<Vec<u8>>, String>;
+    /// Persists the state.
+    fn persist_state(&mut self, state: Vec<u8>);
+}
+
+/// Carries out `command` on `platform` and returns the inputs that answer it,
+/// in order (a `Send` may be answered by several frames, a `Disconnect` by none).
+pub fn answer(platform: &mut impl Platform, command: Command) -> Vec<Input> {
+    match command {
+        Command::LoadState => vec![Input::LoadState(platform.load_state())],
+        Command::QueryStored { token, filter } => vec![Input::QueryStored { token, result: platform.query(&filter) }],
+        Command::Connect { relay, .. } => {
+            let result = platform.connect(&relay);
+            vec![Input::Connect { relay, result }]
+        }
+        Command::Disconnect { relay } => {
+            platform.disconnect(&relay);
+            vec![]
+        }
+        Command::Send { relay, text } => {
+            platform.send(&relay, &text).into_iter().map(|text| Input::Frame { relay: relay.clone(), text }).collect()
+        }
+        Command::SaveEvents { token, events } => {
+            let result = platform.save(&events).map_err(|error| SaveFailure { events, error });
+            vec![Input::SaveEvents { token, result }]
+        }
+        Command::LoadNegentropyItems { token, filter } => {
+            vec![Input::LoadNegentropyItems { token, result: platform.negentropy_items(&filter) }]
+        }
+        Command::FetchRelayInfo { relay } => {
+            let document = platform.relay_info(&relay);
+            vec![Input::FetchRelayInfo { relay, document }]
+        }
+        Command::PersistState { state } => {
+            platform.persist_state(state);
+            vec![]
+        }
+    }
+}
+
+/// Runs the engine's outputs against `platform` until it has nothing more
+/// to do now, feeding every answer back at `now`; events are appended to
+/// `events`. Returns the engine's next deadline.
+pub fn run_until_idle(engine: &mut Engine, platform: &mut impl Platform, now: Millis, events: &mut Vec<EngineEvent>) -> Option<Millis> {
+    let mut guard = 0u64;
+    loop {
+        match engine.poll_output() {
+            Output::Command(command) => {
+                guard += 1;
+                assert!(guard < 10_000_000, "command storm");
+                for input in answer(platform, command) {
+                    engine.handle_input(input, now);
+                }
+            }
+            Output::Event(event) => events.push(event),
+            Output::Timeout(deadline) => return deadline,
+        }
+    }
+}
+
+/// Scripted relays and a memory store as a [`Platform`]: the world of
+/// [`Harness`], borrowed from it beside its engine.
+struct ScriptWorld<'a> {
+    now: Millis,
+    store: &'a mut MemoryStore,
+    relays: &'a mut BTreeMap<RelayUrl, ScriptRelay>,
+    sent: &'a mut BTreeMap<RelayUrl, Vec<String>>,
+    connects: &'a mut Vec<(Millis, RelayUrl)>,
+    disconnects: &'a mut Vec<RelayUrl>,
+    persisted: &'a mut Option<Vec<u8>>,
+    down: &'a [RelayUrl],
+    save_attempts: &'a mut u64,
+    events_offered: &'a mut u64,
+    trace: &'a mut Vec<Executed>,
+    state_to_load: &'a mut Option<Vec<u8>>,
+}
+
+impl Platform for ScriptWorld<'_> {
+    fn connect(&mut self, relay: &RelayUrl) -> Result<(), String> {
+        self.connects.push((self.now, relay.clone()));
+        match self.relays.get_mut(relay) {
+            Some(r) if !self.down.contains(relay) => {
+                r.connected = true;
+                Ok(())
+            }
+            _ => Err("refused".into()),
+        }
+    }
+
+    fn disconnect(&mut self, relay: &RelayUrl) {
+        self.disconnects.push(relay.clone());
+        if let Some(r) = self.relays.get_mut(relay) {
+            r.connected = false;
+            r.live.clear();
+            r.open.clear();
+            r.neg.clear();
+        }
+    }
+
+    fn send(&mut self, relay: &RelayUrl, text: &str) -> Vec<String> {
+        self.sent.entry(relay.clone()).or_default().push(text.to_string());
+        self.relays.get_mut(relay).map(|r| r.answer(text)).unwrap_or_default()
+    }
+
+    fn relay_info(&mut self, relay: &RelayUrl) -> Option<String> {
+        self.relays.get(relay).and_then(|r| r.info.clone())
+    }
+
+    fn save(&mut self, events: &[Event]) -> Result<Vec<SaveOutcome>, String> {
+        *self.save_attempts += 1;
+        *self.events_offered += events.len() as u64;
+        let result = self.store.save_sync(events.to_vec()).map_err(|e| e.0);
+        self.trace.push(Executed::Save { events: events.len(), ok: result.is_ok() });
+        result
+    }
+
+    fn negentropy_items(&mut self, filter: &Filter) -> Result<Vec<NegentropyItem>, String> {
+        self.store.negentropy_items_sync(filter).map_err(|e| e.0)
+    }
+
+    fn query(&mut self, filter: &Filter) -> Result<Vec<Event>, String> {
+        let result = self.store.query_sync(filter).map_err(|e| e.to_string());
+        self.trace.push(Executed::Query { events: result.as_ref().map_or(0, Vec::len) });
+        result
+    }
+
+    fn load_state(&mut self) -> Result<Option<Vec<u8>>, String> {
+        Ok(self.state_to_load.take())
+    }
+
+    fn persist_state(&mut self, state: Vec<u8>) {
+        self.trace.push(Executed::Persist);
+        *self.persisted = Some(state);
+    }
+}
+
+/// Store commands a [`Harness`] executed, in order (for tests of ordering).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Executed {
+    /// `SaveEvents` with this many events; whether the store took them.
+    Save {
+        /// Events in the command.
+        events: usize,
+        /// The store answered Ok.
+        ok: bool,
+    },
+    /// `QueryStored`, answered with this many events.
+    Query {
+        /// Events returned.
+        events: usize,
+    },
+    /// `PersistState`.
+    Persist,
+}
+
 /// An engine driven by hand over scripted relays and a memory store.
 pub struct Harness {
     /// The engine under test.
@@ -250,6 +428,13 @@ pub struct Harness {
     pub save_attempts: u64,
     /// Events carried by those commands (each accepted event once, unless a save failed).
     pub events_offered: u64,
+    /// Events the engine reported, oldest first (see [`Harness::take_transitions`]).
+    pub events: Vec<EngineEvent>,
+    /// Store commands executed, in order.
+    pub trace: Vec<Executed>,
+    /// The persisted state start-up loads (set it before the first pump:
+    /// a restart of a process that persisted it).
+    pub state_to_load: Option<Vec<u8>>,
 }
 
 impl Harness {
@@ -270,81 +455,78 @@ impl Harness {
             down: Vec::new(),
             save_attempts: 0,
             events_offered: 0,
+            events: Vec::new(),
+            trace: Vec::new(),
+            state_to_load: None,
         }
     }
 
-    /// Executes every pending command; relays answer immediately.
-    pub fn pump(&mut self) {
-        let mut guard = 0;
-        while let Some(cmd) = self.engine.poll_command() {
-            guard += 1;
-            assert!(guard < 1_000_000, "command storm");
-            match cmd {
-                Command::Connect { relay, .. } => {
-                    self.connects.push((self.now, relay.clone()));
-                    if self.down.contains(&relay) || !self.relays.contains_key(&relay) {
-                        self.engine.handle_connect_failed(&relay, self.now, "refused");
-                    } else {
-                        self.relays.get_mut(&relay).unwrap().connected = true;
-                        self.engine.handle_connected(&relay, self.now);
-                    }
-                }
-                Command::Disconnect { relay } => {
-                    self.disconnects.push(relay.clone());
-                    if let Some(r) = self.relays.get_mut(&relay) {
-                        r.connected = false;
-                        r.live.clear();
-                        r.open.clear();
-                        r.neg.clear();
-                    }
-                }
-                Command::Send { relay, text } => {
-                    self.sent.entry(relay.clone()).or_default().push(text.clone());
-                    let answers = self.relays.get_mut(&relay).map(|r| r.answer(&text)).unwrap_or_default();
-                    for a in answers {
-                        self.engine.handle_frame(&relay, &a, self.now);
-                    }
-                }
-                Command::SaveEvents { token, events } => {
-                    self.save_attempts += 1;
-                    self.events_offered += events.len() as u64;
-                    match self.store.save_sync(events.clone()) {
-                        Ok(out) => self.engine.handle_saved(token, out, self.now),
-                        Err(e) => self.engine.handle_save_failed(token, events, &e.0, self.now),
-                    }
-                }
-                Command::LoadNegentropyItems { token, filter } => {
-                    let items = self.store.negentropy_items_sync(&filter).unwrap();
-                    self.engine.handle_negentropy_items(token, items, self.now);
-                }
-                Command::PersistState { state } => self.persisted = Some(state),
-                Command::LoadState => self.engine.handle_state_loaded(Ok(None), self.now),
-                Command::QueryStored { token, filter } => {
-                    let events = self.store.query_sync(&filter).map_err(|e| e.to_string());
-                    self.engine.handle_stored_events(token, events, self.now);
-                }
-                Command::FetchRelayInfo { relay } => {
-                    let doc = self.relays.get(&relay).and_then(|r| r.info.clone());
-                    self.engine.handle_relay_info(&relay, doc.as_deref(), self.now);
-                }
-            }
-        }
+    /// Executes every pending output; relays answer immediately. Returns the
+    /// engine's next deadline.
+    pub fn pump(&mut self) -> Option<Millis> {
+        let Harness {
+            engine,
+            now,
+            store,
+            relays,
+            sent,
+            connects,
+            disconnects,
+            persisted,
+            down,
+            save_attempts,
+            events_offered,
+            events,
+            trace,
+            state_to_load,
+        } = self;
+        let mut world = ScriptWorld {
+            now: *now,
+            store,
+            relays,
+            sent,
+            connects,
+            disconnects,
+            persisted,
+            down,
+            save_attempts,
+            events_offered,
+            trace,
+            state_to_load,
+        };
+        run_until_idle(engine, &mut world, *now, events)
+    }
+
+    /// Feeds one input at the current time, then executes what follows.
+    pub fn input(&mut self, input: Input) -> Option<Millis> {
+        self.engine.handle_input(input, self.now);
+        self.pump()
+    }
+
+    /// Takes the connection-status transitions reported so far, dropping other events.
+    pub fn take_transitions(&mut self) -> Vec<Transition> {
+        self.events
+            .drain(..)
+            .filter_map(|e| match e {
+                EngineEvent::StatusChanged(t) => Some(t),
+                EngineEvent::EventsSaved { .. } => None,
+            })
+            .collect()
     }
 
     /// Advances virtual time by `d`, firing every timeout on the way.
     pub fn advance(&mut self, d: Duration) {
         let end = self.now + d;
-        self.pump();
+        let mut next = self.pump();
         let mut stuck = 0;
-        while let Some(t) = self.engine.poll_timeout() {
+        while let Some(t) = next {
             if t > end {
                 break;
             }
             stuck = if t <= self.now { stuck + 1 } else { 0 };
             assert!(stuck < 1000, "engine keeps asking for a timeout at {t:?} without progress (now {:?})", self.now);
             self.now = self.now.max(t);
-            self.engine.handle_timeout(self.now);
-            self.pump();
+            next = self.input(Input::Timeout);
         }
         self.now = end;
     }
@@ -369,8 +551,7 @@ impl Harness {
         let u = url(relay);
         self.relays.get_mut(&u).unwrap().connected = false;
         self.relays.get_mut(&u).unwrap().live.clear();
-        self.engine.handle_disconnected(&u, self.now, "test drop");
-        self.pump();
+        self.input(Input::Disconnected { relay: u, reason: "test drop".into() });
     }
 
     /// Frames the engine sent to a relay.
@@ -382,8 +563,8 @@ impl Harness {
     pub fn publish(&mut self, relay: &str, e: Event) {
         let u = url(relay);
         let frames = self.relays.get_mut(&u).unwrap().publish(e);
-        for f in frames {
-            self.engine.handle_frame(&u, &f, self.now);
+        for text in frames {
+            self.engine.handle_input(Input::Frame { relay: u.clone(), text }, self.now);
         }
         self.pump();
     }

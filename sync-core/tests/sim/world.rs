@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use nostr::{Event, EventId, Filter};
 use sync_core::rng::SplitMix64;
-use sync_core::{AcceptancePolicy, Command, ConnectionStatus, Engine, MemoryStore, Millis, RelayUrl, SaveOutcome, SyncConfig, Transition};
+use sync_core::{
+    AcceptancePolicy, Command, ConnectionStatus, Engine, EngineEvent, Input, MemoryStore, Millis, Output, RelayUrl, SaveFailure,
+    SaveOutcome, SyncConfig, Transition,
+};
 
 use super::dataset::{World, OUR_RELAY, START};
 use super::relay::{RelayObs, SimRelay};
@@ -299,9 +302,9 @@ impl Sim {
         }
         let mut last_timeout_at: Option<Millis> = None;
         loop {
-            self.pump();
+            let deadline = self.pump();
             let next_ev = self.queue.keys().next().map(|(t, _)| *t);
-            let mut timeout = self.engine.poll_timeout().map(|t| t.max(self.now));
+            let mut timeout = deadline.map(|t| t.max(self.now));
             if timeout.is_some() && timeout == last_timeout_at {
                 // handle_timeout(now) already ran, no input came since, and the engine still wants a
                 // wake-up at or before now: a real driver would spin. Record it
@@ -367,9 +370,8 @@ impl Sim {
                 // acts on it, which is no spin
                 last_timeout_at = None;
             } else {
-                self.engine.handle_timeout(next);
+                self.engine.handle_input(Input::Timeout, next);
                 last_timeout_at = Some(next);
-                self.record_transitions();
             }
             let unsaved = self.engine.unsaved_count();
             self.max_unsaved = self.max_unsaved.max(unsaved);
@@ -379,7 +381,6 @@ impl Sim {
             }
         }
         self.pump();
-        self.transitions.extend(self.engine.take_transitions());
         let relay_obs = self.relays.iter().map(|(u, r)| (u.clone(), r.obs.clone())).collect();
         let closed_live_pending = self.relays.iter().map(|(u, r)| (u.clone(), r.closed_live_pending())).filter(|(_, n)| *n > 0).collect();
         Outcome {
@@ -450,10 +451,27 @@ impl Sim {
         Some((st.totals.events_synced, st.totals.root_events, codes))
     }
 
-    /// Executes every pending engine command.
-    fn pump(&mut self) {
-        while let Some(cmd) = self.engine.poll_command() {
-            self.execute(cmd);
+    /// Executes every pending engine output; returns the engine's next deadline.
+    fn pump(&mut self) -> Option<Millis> {
+        self.drain(false)
+    }
+
+    /// Executes outputs until the engine waits: commands (saves at once when
+    /// `saves_now`, as a stopping driver awaits them), and transitions recorded.
+    fn drain(&mut self, saves_now: bool) -> Option<Millis> {
+        loop {
+            match self.engine.poll_output() {
+                Output::Command(Command::SaveEvents { token, events }) if saves_now => self.save_now(token, events),
+                Output::Command(cmd) => self.execute(cmd),
+                Output::Event(EngineEvent::StatusChanged(t)) => {
+                    if self.trace {
+                        eprintln!("{} status {} {:?} -> {:?}", t.at.0 - START.0, t.relay, t.from, t.to);
+                    }
+                    self.transitions.push(t);
+                }
+                Output::Event(EngineEvent::EventsSaved { .. }) => {}
+                Output::Timeout(deadline) => return deadline,
+            }
         }
     }
 
@@ -531,10 +549,10 @@ impl Sim {
                 self.schedule(now + delay, Ev::NegItems { token, filter });
             }
             Command::PersistState { state } => self.persisted = Some(state),
-            Command::LoadState => self.engine.handle_state_loaded(Ok(self.persisted.clone()), now),
+            Command::LoadState => self.engine.handle_input(Input::LoadState(Ok(self.persisted.clone())), now),
             Command::QueryStored { token, filter } => {
-                let events = self.store.query_sync(&filter).map_err(|e| e.to_string());
-                self.engine.handle_stored_events(token, events, now);
+                let result = self.store.query_sync(&filter).map_err(|e| e.to_string());
+                self.engine.handle_input(Input::QueryStored { token, result }, now);
             }
             Command::FetchRelayInfo { relay } => {
                 // an HTTP round trip; relays without a document (and unknown
@@ -559,14 +577,8 @@ impl Sim {
                 self.save_now(token, events);
             }
         }
-        self.engine.shutdown(now);
-        while let Some(cmd) = self.engine.poll_command() {
-            match cmd {
-                Command::SaveEvents { token, events } => self.save_now(token, events),
-                other => self.execute(other),
-            }
-        }
-        self.record_transitions();
+        self.engine.handle_input(Input::Shutdown, now);
+        self.drain(true);
         let totals = self.engine.status(now).totals;
         self.synced_before += totals.events_synced;
         self.quarantined_before += totals.events_quarantined;
@@ -586,7 +598,7 @@ impl Sim {
         self.saves_pending.remove(&token);
         self.save_failures_in_row = 0;
         self.saved_outcomes += outcomes.iter().filter(|o| **o == SaveOutcome::Saved).count() as u64;
-        self.engine.handle_saved(token, outcomes, self.now);
+        self.engine.handle_input(Input::SaveEvents { token, result: Ok(outcomes) }, self.now);
     }
 
     fn handle(&mut self, ev: Ev) {
@@ -609,9 +621,9 @@ impl Sim {
                     if let Some(at) = drop_at {
                         self.schedule(at, Ev::Drop { url: url.clone(), epoch });
                     }
-                    self.engine.handle_connected(&relay, now);
+                    self.engine.handle_input(Input::Connect { relay, result: Ok(()) }, now);
                 } else {
-                    self.engine.handle_connect_failed(&relay, now, "simulated connect failure");
+                    self.engine.handle_input(Input::Connect { relay, result: Err("simulated connect failure".into()) }, now);
                 }
             }
             Ev::ToRelay { url, epoch, text } => {
@@ -629,7 +641,7 @@ impl Sim {
                 if self.trace {
                     eprintln!("{} <- {relay} {}", now.0 - START.0, short(&text));
                 }
-                self.engine.handle_frame(&relay, &text, now);
+                self.engine.handle_input(Input::Frame { relay, text }, now);
             }
             Ev::Drop { url, epoch } => {
                 let Some(link) = self.links.get_mut(&url) else { return };
@@ -642,7 +654,8 @@ impl Sim {
                     r.close();
                 }
                 self.stats.drops += 1;
-                self.engine.handle_disconnected(&RelayUrl::parse(&url).expect("url"), now, "simulated drop");
+                let relay = RelayUrl::parse(&url).expect("url");
+                self.engine.handle_input(Input::Disconnected { relay, reason: "simulated drop".into() }, now);
             }
             Ev::Publish { index } => {
                 self.stats.live_published += 1;
@@ -669,7 +682,8 @@ impl Sim {
                     if self.trace {
                         eprintln!("{} save #{token} failed: store down ({} events)", now.0 - START.0, events.len());
                     }
-                    self.engine.handle_save_failed(token, events, "simulated outage: no space left on device", now);
+                    let error = "simulated outage: no space left on device".into();
+                    self.engine.handle_input(Input::SaveEvents { token, result: Err(SaveFailure { events, error }) }, now);
                     return;
                 }
                 if random {
@@ -678,7 +692,8 @@ impl Sim {
                         let ids: Vec<String> = events.iter().map(|e| e.id.to_hex()[..8].to_string()).collect();
                         eprintln!("{} save #{token} failed: {}", now.0 - START.0, ids.join(" "));
                     }
-                    self.engine.handle_save_failed(token, events, "simulated store failure", now);
+                    let error = "simulated store failure".into();
+                    self.engine.handle_input(Input::SaveEvents { token, result: Err(SaveFailure { events, error }) }, now);
                     return;
                 }
                 self.save_now(token, events);
@@ -694,11 +709,11 @@ impl Sim {
                 if self.trace {
                     eprintln!("{} nip11 {url} {}", now.0 - START.0, document.as_deref().unwrap_or("(none)"));
                 }
-                self.engine.handle_relay_info(&RelayUrl::parse(&url).expect("url"), document.as_deref(), now);
+                self.engine.handle_input(Input::FetchRelayInfo { relay: RelayUrl::parse(&url).expect("url"), document }, now);
             }
             Ev::NegItems { token, filter } => {
-                let items = self.store.negentropy_items_sync(&filter).expect("memory store");
-                self.engine.handle_negentropy_items(token, items, now);
+                let result = Ok(self.store.negentropy_items_sync(&filter).expect("memory store"));
+                self.engine.handle_input(Input::LoadNegentropyItems { token, result }, now);
             }
             Ev::Hostile { url } => {
                 if self.links.get(&url).is_some_and(|l| l.open) {
@@ -710,18 +725,6 @@ impl Sim {
                 }
             }
         }
-        self.record_transitions();
-    }
-
-    /// Collects the engine's status transitions (and traces them).
-    fn record_transitions(&mut self) {
-        let transitions = self.engine.take_transitions();
-        if self.trace {
-            for t in &transitions {
-                eprintln!("{} status {} {:?} -> {:?}", t.at.0 - START.0, t.relay, t.from, t.to);
-            }
-        }
-        self.transitions.extend(transitions);
     }
 
     /// Sends `frames` from the relay to the engine; returns when they arrive.
