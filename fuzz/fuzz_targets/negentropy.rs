@@ -18,8 +18,9 @@ use std::time::Duration;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-use sync_core::historic::negentropy::{NegResponder, NegSession, NegStep};
+use sync_core::historic::negentropy::{NegSession, NegStep};
 use sync_core::nostr::{EventId, Timestamp};
+use sync_core::testkit::NegResponder;
 use sync_core::{NegentropyItem, SyncConfig};
 use sync_core_fuzz::{frame_json, hex, small_config, url, Rig, R1};
 

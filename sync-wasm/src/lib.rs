@@ -11,6 +11,8 @@
 //! - `runtime` (wasm32): the `Clock` and `Connector` on browser APIs.
 //! - `api` (wasm32): the `GraspSync` class.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod record;
 

@@ -4,6 +4,8 @@
 //! client, the real daemon binary run as a child process, and a real
 //! Prometheus server scraping it.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod daemon;
 pub mod dataset;

@@ -11,6 +11,11 @@ mod pump;
 pub(crate) mod saving;
 mod startup;
 
+#[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use nostr::{ClientMessage, Event, EventId, Filter, JsonUtil, RelayMessage, SubscriptionId};
@@ -173,7 +178,6 @@ pub struct Engine {
     last_persist: Millis,
     pub(crate) events_synced: u64,
     pub(crate) running: bool,
-    generation: u64,
     events: VecDeque<EngineEvent>,
     startup: startup::Startup,
 }
@@ -216,7 +220,6 @@ impl Engine {
             last_persist: now,
             events_synced: 0,
             running: true,
-            generation: 0,
             events: VecDeque::new(),
             startup: startup::Startup::LoadingState,
         };
@@ -319,19 +322,9 @@ impl Engine {
         self.events.push_back(event);
     }
 
-    /// The acceptance generation: grows whenever a repository or root is accepted.
-    pub fn generation(&self) -> u64 {
-        self.generation
-    }
-
     /// The configuration in use.
     pub fn config(&self) -> &SyncConfig {
         &self.config
-    }
-
-    /// The repository index (what is wanted).
-    pub fn repo_index(&self) -> &RepoSyncIndex {
-        &self.repos
     }
 
     /// Feeds one input: the answer to a command, a frame, a lost
@@ -1091,7 +1084,6 @@ impl Engine {
     }
 
     fn accepted_set_grew(&mut self, now: Millis) {
-        self.generation += 1;
         self.rejections.accepted_set_grew();
         self.window_started.get_or_insert(now);
         self.state_dirty = true;

@@ -284,9 +284,4 @@ impl Engine {
         out.reverse();
         out
     }
-
-    /// True when the store is failing now (for `/health`).
-    pub fn store_error(&self) -> Option<&str> {
-        self.saving.error.as_deref()
-    }
 }

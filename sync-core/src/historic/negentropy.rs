@@ -69,11 +69,11 @@ impl NegSession {
     }
 }
 
-fn err(e: impl core::fmt::Display) -> NegError {
+pub(crate) fn err(e: impl core::fmt::Display) -> NegError {
     NegError(e.to_string())
 }
 
-fn hex_encode(bytes: &[u8]) -> String {
+pub(crate) fn hex_encode(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -83,7 +83,7 @@ fn hex_encode(bytes: &[u8]) -> String {
     s
 }
 
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
@@ -96,33 +96,10 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
     s.as_bytes().chunks(2).map(|p| Some(val(p[0])? << 4 | val(p[1])?)).collect()
 }
 
-/// Server side of a negentropy session, used by simulated relays and by the
-/// daemon's read-only relay: answers each client message.
-pub struct NegResponder {
-    neg: Negentropy<'static, NegentropyStorageVector>,
-}
-
-impl NegResponder {
-    /// A responder over the relay's items for the filter.
-    pub fn new(items: &[NegentropyItem], frame_limit: u64) -> Result<Self, NegError> {
-        let mut storage = NegentropyStorageVector::with_capacity(items.len());
-        for (id, created_at) in items {
-            storage.insert(created_at.as_secs(), Id::from_byte_array(id.to_bytes())).map_err(err)?;
-        }
-        storage.seal().map_err(err)?;
-        Ok(Self { neg: Negentropy::owned(storage, frame_limit).map_err(err)? })
-    }
-
-    /// Answers one client message (hex in, hex out).
-    pub fn reconcile(&mut self, hex: &str) -> Result<String, NegError> {
-        let bytes = hex_decode(hex).ok_or_else(|| NegError("NEG-MSG is not valid hex".into()))?;
-        Ok(hex_encode(&self.neg.reconcile(&bytes).map_err(err)?))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::NegResponder;
     use nostr::Timestamp;
 
     fn item(b: u8, t: u64) -> NegentropyItem {

@@ -14,7 +14,6 @@ use nostr::{ClientMessage, Event, Filter, JsonUtil, RelayMessage, SubscriptionId
 use crate::command::Command;
 use crate::config::SyncConfig;
 use crate::engine::{Engine, EngineEvent, Transition};
-use crate::historic::negentropy::NegResponder;
 use crate::io::{Input, Output, SaveFailure};
 use crate::policy::AcceptancePolicy;
 use crate::relay_url::RelayUrl;
@@ -24,6 +23,9 @@ use crate::store::memory::MemoryStore;
 use crate::time::Millis;
 
 pub mod hostile;
+mod neg_responder;
+
+pub use neg_responder::NegResponder;
 
 fn url(s: &str) -> RelayUrl {
     RelayUrl::parse(s).expect("valid test relay URL")

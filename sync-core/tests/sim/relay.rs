@@ -19,9 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use nostr::filter::MatchEventOptions;
 use nostr::{ClientMessage, Event, EventId, Filter, JsonUtil, RelayMessage, SubscriptionId, Timestamp};
-use sync_core::historic::negentropy::NegResponder;
 use sync_core::rng::SplitMix64;
 use sync_core::testkit::hostile;
+use sync_core::testkit::NegResponder;
 use sync_core::Millis;
 
 use super::dataset::{RelayKind, RelaySpec};
