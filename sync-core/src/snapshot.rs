@@ -28,7 +28,7 @@ impl Engine {
                 relay: url.to_string(),
                 bootstrap: r.sync.bootstrap,
                 connection: r.status,
-                degraded_reason: r.degraded_reason.clone(),
+                degraded_reason: r.degraded_reason.as_ref().map(ToString::to_string),
                 last_error: r.last_error.clone(),
                 connection_code: r.status.code(),
                 health,

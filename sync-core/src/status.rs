@@ -195,6 +195,37 @@ pub struct RelayStatus {
     pub counters: RelayCounters,
 }
 
+/// Why a connected relay is (or will end its sync) ConnectedDegraded. The
+/// status shows it as text (`RelayStatus::degraded_reason`, `/status`,
+/// the JS status), in the words below.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DegradedReason {
+    /// A historic batch failed (withheld ids, a request that never
+    /// finished, a bound hit) or was cut short.
+    HistoricIncomplete,
+    /// The relay closed live subscriptions this many times in a row; its
+    /// last reason. Cleared after a quiet stability period.
+    LiveClosed {
+        /// Closes in a row.
+        closes: u32,
+        /// The relay's last CLOSED message.
+        message: String,
+    },
+}
+
+impl core::fmt::Display for DegradedReason {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DegradedReason::HistoricIncomplete => {
+                f.write_str("historic sync incomplete: some batches failed or were cut short (see the log)")
+            }
+            DegradedReason::LiveClosed { closes, message } => {
+                write!(f, "relay keeps closing live subscriptions ({closes} in a row): {message}")
+            }
+        }
+    }
+}
+
 /// A problem seen with a relay, and when (`RelayStatus::last_error`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
@@ -304,4 +335,20 @@ pub struct SyncStatus {
     pub totals: Totals,
     /// Repositories, sorted by address.
     pub repositories: Vec<RepoStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `/status`, dashboards and the TypeScript types see these exact words.
+    #[test]
+    fn degraded_reasons_keep_their_words() {
+        assert_eq!(
+            DegradedReason::HistoricIncomplete.to_string(),
+            "historic sync incomplete: some batches failed or were cut short (see the log)"
+        );
+        let live = DegradedReason::LiveClosed { closes: 5, message: "error: shutting down".into() };
+        assert_eq!(live.to_string(), "relay keeps closing live subscriptions (5 in a row): error: shutting down");
+    }
 }

@@ -14,6 +14,7 @@ use nostr::{ClientMessage, Filter, SubscriptionId};
 use super::Engine;
 use crate::filters::{self, BatchItems};
 use crate::relay_url::RelayUrl;
+use crate::status::DegradedReason;
 use crate::time::Millis;
 
 impl Engine {
@@ -170,8 +171,7 @@ impl Engine {
         let due = session.live_reopen.get(sub).map_or(since, |(_, s)| (*s).min(since));
         session.live_reopen.insert(sub.to_string(), (now + delay, due));
         if closes >= limit {
-            let reason = format!("relay keeps closing live subscriptions ({closes} in a row): {message}");
-            self.degrade(url, reason, now);
+            self.degrade(url, DegradedReason::LiveClosed { closes, message: message.to_string() }, now);
         }
     }
 
@@ -201,7 +201,7 @@ impl Engine {
         }
         relay.live_closes = 0;
         let failed = relay.session.as_ref().is_some_and(|s| s.any_failed());
-        if relay.degraded_reason.as_deref().is_some_and(|r| r.starts_with("relay keeps closing live")) {
+        if matches!(relay.degraded_reason, Some(DegradedReason::LiveClosed { .. })) {
             relay.degraded_reason = None;
             if relay.status == crate::status::ConnectionStatus::ConnectedDegraded && !failed {
                 tracing::info!(relay = %url, "live subscriptions stable again");

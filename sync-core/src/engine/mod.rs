@@ -18,6 +18,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
+use nostr::message::MachineReadablePrefix;
 use nostr::{ClientMessage, Event, EventId, Filter, JsonUtil, RelayMessage, SubscriptionId};
 
 use crate::command::Command;
@@ -38,7 +39,7 @@ use crate::rng::SplitMix64;
 use crate::runtime::NegentropyItem;
 use crate::session::{Job, JobKind, PendingBatch, Session};
 use crate::state::{RelaySyncEntry, StateError, SyncState};
-use crate::status::{ConnectionStatus, RelayCounters, RelayError};
+use crate::status::{ConnectionStatus, DegradedReason, RelayCounters, RelayError};
 use crate::time::Millis;
 
 /// What ingesting an event learned about it.
@@ -80,7 +81,7 @@ pub(crate) struct Relay {
     pub(crate) live_closes: u32,
     pub(crate) last_live_close: Option<Millis>,
     /// Why the relay is (or will end) ConnectedDegraded, for the status.
-    pub(crate) degraded_reason: Option<String>,
+    pub(crate) degraded_reason: Option<DegradedReason>,
     /// The most recent problem, for the status.
     pub(crate) last_error: Option<RelayError>,
 }
@@ -435,12 +436,12 @@ impl Engine {
 
     /// Marks a connected relay degraded, saying why (a Syncing relay ends
     /// its historic sync ConnectedDegraded instead of Connected).
-    fn degrade(&mut self, url: &RelayUrl, reason: String, now: Millis) {
+    fn degrade(&mut self, url: &RelayUrl, reason: DegradedReason, now: Millis) {
         let Some(relay) = self.relays.get_mut(url) else { return };
         if relay.degraded_reason.as_ref() != Some(&reason) {
-            tracing::warn!(relay = %url, reason, "relay degraded");
+            tracing::warn!(relay = %url, %reason, "relay degraded");
         }
-        relay.last_error = Some(RelayError { at: now, message: reason.clone() });
+        relay.last_error = Some(RelayError { at: now, message: reason.to_string() });
         relay.degraded_reason = Some(reason);
         if relay.status == ConnectionStatus::Connected {
             self.set_status(url, ConnectionStatus::ConnectedDegraded, now);
@@ -843,7 +844,7 @@ impl Engine {
     }
 
     fn check_rate_limited(&mut self, url: &RelayUrl, message: &str, now: Millis) -> bool {
-        if !message.starts_with("rate-limited:") {
+        if MachineReadablePrefix::parse(message) != Some(MachineReadablePrefix::RateLimited) {
             return false;
         }
         let cooldown = self.config.rate_limit_cooldown;
@@ -1168,7 +1169,8 @@ impl Engine {
             // Re-sent from the outbox once the cooldown is over.
             return self.restart_job(url, sub, now, false);
         }
-        if message.starts_with("auth-required:") || message.starts_with("restricted:") || message.starts_with("blocked:") {
+        use MachineReadablePrefix::{AuthRequired, Blocked, Restricted};
+        if matches!(MachineReadablePrefix::parse(message), Some(AuthRequired | Restricted | Blocked)) {
             return self.finish_job(url, sub, false, now);
         }
         self.restart_job(url, sub, now, true);
@@ -1432,7 +1434,7 @@ impl Engine {
             if failed || live_trouble {
                 if failed {
                     let relay = self.relays.get_mut(&url).expect("listed");
-                    relay.degraded_reason = Some("historic sync incomplete: some batches failed or were cut short (see the log)".into());
+                    relay.degraded_reason = Some(DegradedReason::HistoricIncomplete);
                 }
                 self.set_status(&url, ConnectionStatus::ConnectedDegraded, now);
                 tracing::warn!(relay = %url, "historic sync finished with failed batches");

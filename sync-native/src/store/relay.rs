@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_wsocket::{ConnectionMode, Message, Url, WebSocket};
 use futures::future::LocalBoxFuture;
 use futures::{FutureExt, SinkExt, StreamExt};
+use nostr::message::MachineReadablePrefix;
 use nostr::{ClientMessage, Event, EventId, Filter, JsonUtil, RelayMessage, SubscriptionId};
 use sync_core::{EventStore, NegentropyItem, SaveOutcome, StoreError};
 use tokio::sync::Mutex;
@@ -165,13 +166,14 @@ async fn next_text(ws: &mut WebSocket) -> Result<String, StoreError> {
 /// Maps one `OK` answer. `Err` means "try the batch again later".
 pub fn ok_outcome(status: bool, message: &str) -> Result<SaveOutcome, StoreError> {
     let m = message.trim();
-    if m.starts_with("duplicate:") {
+    let prefix = MachineReadablePrefix::parse(m);
+    if prefix == Some(MachineReadablePrefix::Duplicate) {
         return Ok(SaveOutcome::Duplicate);
     }
     if status {
         return Ok(SaveOutcome::Saved);
     }
-    if m.starts_with("rate-limited:") {
+    if prefix == Some(MachineReadablePrefix::RateLimited) {
         return Err(StoreError(format!("store relay answered {m}")));
     }
     Ok(SaveOutcome::Rejected(if m.is_empty() { "rejected".to_string() } else { m.to_string() }))
@@ -179,7 +181,7 @@ pub fn ok_outcome(status: bool, message: &str) -> Result<SaveOutcome, StoreError
 
 /// NIP-01 `error:`: the relay failed, not the event; asked again.
 fn is_transient(outcome: &SaveOutcome) -> bool {
-    matches!(outcome, SaveOutcome::Rejected(m) if m.starts_with("error:"))
+    matches!(outcome, SaveOutcome::Rejected(m) if MachineReadablePrefix::parse(m) == Some(MachineReadablePrefix::Error))
 }
 
 /// Pauses before asking again the events a store relay answered `error:`.
