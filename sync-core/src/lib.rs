@@ -61,6 +61,7 @@ pub mod store;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
 pub mod time;
+mod timers;
 
 #[cfg(test)]
 mod testutil;

@@ -103,10 +103,9 @@ impl Engine {
         true
     }
 
-    /// On each tick: reset the connect budget; when a capacity bound refused
-    /// URLs earlier and relays have been dropped since, admit listed relays again.
-    pub(super) fn admission_tick(&mut self) {
-        self.connects_this_tick = 0;
+    /// When a capacity bound refused URLs earlier and relays have been
+    /// dropped since, admits listed relays again.
+    pub(super) fn admit_again(&mut self) {
         if self.capacity_refused && core::mem::take(&mut self.relays_dropped) {
             self.track_all_listed();
         }

@@ -6,6 +6,7 @@
 //! code runs in the daemon, the browser and the deterministic simulation.
 
 mod admission;
+mod deadlines;
 mod live;
 mod pump;
 pub(crate) mod saving;
@@ -41,6 +42,7 @@ use crate::session::{Job, JobKind, PendingBatch, Session};
 use crate::state::{RelaySyncEntry, StateError, SyncState};
 use crate::status::{ConnectionStatus, DegradedReason, RelayCounters, RelayError};
 use crate::time::Millis;
+use crate::timers::{EngineTimers, RelayTimers};
 
 /// What ingesting an event learned about it.
 enum Validity {
@@ -84,6 +86,8 @@ pub(crate) struct Relay {
     pub(crate) degraded_reason: Option<DegradedReason>,
     /// The most recent problem, for the status.
     pub(crate) last_error: Option<RelayError>,
+    /// When each of its rules is next due (see `engine/deadlines.rs`).
+    pub(crate) timers: RelayTimers,
 }
 
 impl Relay {
@@ -98,6 +102,7 @@ impl Relay {
             last_live_close: None,
             degraded_reason: None,
             last_error: None,
+            timers: RelayTimers::default(),
         }
     }
 }
@@ -181,6 +186,8 @@ pub struct Engine {
     pub(crate) running: bool,
     events: VecDeque<EngineEvent>,
     startup: startup::Startup,
+    /// When each engine-wide rule is next due (see `engine/deadlines.rs`).
+    timers: EngineTimers,
 }
 
 impl Engine {
@@ -223,6 +230,7 @@ impl Engine {
             running: true,
             events: VecDeque::new(),
             startup: startup::Startup::LoadingState,
+            timers: EngineTimers::default(),
         };
         engine.commands.push_back(Command::LoadState);
         for raw in bootstrap {
@@ -357,6 +365,7 @@ impl Engine {
         if let Some(event) = self.poll_event() {
             return Output::Event(event);
         }
+        self.refresh_timers();
         Output::Timeout(self.poll_timeout())
     }
 
@@ -370,45 +379,13 @@ impl Engine {
         self.next_save()
     }
 
-    /// When the engine next wants `handle_timeout`.
+    /// When the engine next wants `handle_timeout`: the earliest slot of
+    /// every timer table, as last refreshed (`poll_output` refreshes them).
     pub(crate) fn poll_timeout(&self) -> Option<Millis> {
         if !self.running || !self.is_started() {
             return None;
         }
-        let mut t = self.next_tick;
-        if let Some(w) = self.window_started {
-            t = t.min(w + self.config.batch_window);
-        }
-        if let Some(r) = self.saving.retry_at {
-            t = t.min(r);
-        }
-        // While the batch window is open `check_settled` waits for it (its end
-        // is already a deadline above); a settle deadline in the past would
-        // make the driver spin until then.
-        for s in self.relays.values().filter_map(|r| r.session.as_ref()) {
-            if let Some(w) = s.info_wait_until {
-                t = t.min(w);
-            }
-            if let Some(p) = s.pause_until {
-                t = t.min(p);
-            }
-        }
-        if let Some(d) = self.next_connection_deadline() {
-            t = t.min(d);
-        }
-        if let Some(d) = self.next_suspect_deadline() {
-            t = t.min(d);
-        }
-        for relay in self.relays.values().filter(|_| self.window_started.is_none()) {
-            if let Some(s) = &relay.session {
-                if relay.status == ConnectionStatus::Syncing {
-                    if let Some(idle) = s.idle_since {
-                        t = t.min(idle + self.config.settle_window());
-                    }
-                }
-            }
-        }
-        Some(t)
+        self.relays.values().filter_map(|r| r.timers.next()).chain(self.timers.next()).min()
     }
 
     /// Events accepted but not yet confirmed saved by the store.
@@ -1337,27 +1314,7 @@ impl Engine {
         if !self.running || !self.is_started() {
             return;
         }
-        if self.saving.retry_at.is_some_and(|t| now >= t) {
-            self.saving.retry_at = None;
-        }
-        if self.window_started.is_some_and(|w| now >= w + self.config.batch_window) {
-            self.close_batch_window(now);
-        }
-        self.expire_info_waits(now);
-        self.expire_suspects(now);
-        let due: Vec<RelayUrl> = self.relays.iter().filter(|(_, r)| r.session.is_some()).map(|(u, _)| u.clone()).collect();
-        for url in due {
-            if self.connection_deadline(&url).is_some_and(|d| now >= d) {
-                self.service_connection(&url, now);
-            }
-        }
-        self.check_settled(now);
-        if now >= self.next_tick {
-            self.next_tick = now + self.config.tick_interval;
-            self.tick(now);
-            // the tick may have closed the batch window early (a layer ended)
-            self.check_settled(now);
-        }
+        self.run_expired_timers(now);
     }
 
     /// The batch window closes: parked states are re-examined and every
@@ -1365,52 +1322,16 @@ impl Engine {
     fn close_batch_window(&mut self, now: Millis) {
         self.window_started = None;
         self.retry_parked_states(now);
+        // what the window changed may leave relays unlisted, or free room
+        // for relays refused earlier: not left for the next tick
+        let urls: Vec<RelayUrl> = self.relays.keys().cloned().collect();
+        for url in urls {
+            self.drop_if_unwanted(&url);
+        }
+        self.admit_again();
         let urls: Vec<RelayUrl> = self.relays.iter().filter(|(_, r)| r.session.is_some()).map(|(u, _)| u.clone()).collect();
         for url in urls {
             self.run_diff(&url, now);
-        }
-    }
-
-    /// The earliest deadline of one connection (see `service_connection`).
-    fn connection_deadline(&self, url: &RelayUrl) -> Option<Millis> {
-        let relay = self.relays.get(url)?;
-        let session = relay.session.as_ref()?;
-        if let Some(until) = relay.sync.health.rate_limited_until {
-            // nothing else is due while the relay cools down
-            return Some(until);
-        }
-        session
-            .jobs
-            .values()
-            .filter(|j| j.in_flight() && j.held.is_none() && !matches!(j.kind, JobKind::LoadingItems(_)))
-            .map(|j| j.deadline)
-            .chain(session.live_reopen.values().map(|(at, _)| *at))
-            .chain([session.reconcile_at])
-            .min()
-    }
-
-    fn next_connection_deadline(&self) -> Option<Millis> {
-        self.relays.keys().filter_map(|u| self.connection_deadline(u)).min()
-    }
-
-    /// Connections whose NIP-11 document did not come in time go on without
-    /// it; pauses after a refusal end.
-    fn expire_info_waits(&mut self, now: Millis) {
-        let mut late = Vec::new();
-        for (url, r) in self.relays.iter_mut() {
-            let Some(s) = r.session.as_mut() else { continue };
-            if s.info_wait_until.is_some_and(|t| now >= t) {
-                tracing::debug!(relay = %url, "no NIP-11 document in time; going on without");
-                s.info_wait_until = None;
-                late.push(url.clone());
-            }
-            if s.pause_until.is_some_and(|t| now >= t) {
-                s.pause_until = None;
-                late.push(url.clone());
-            }
-        }
-        for url in late {
-            self.pump(&url, now);
         }
     }
 
@@ -1452,66 +1373,82 @@ impl Engine {
     }
 
     fn tick(&mut self, now: Millis) {
-        self.admission_tick();
+        self.admit_again();
         let urls: Vec<RelayUrl> = self.relays.keys().cloned().collect();
         for url in urls {
             self.tick_relay(&url, now);
         }
-        let heartbeat = core::time::Duration::from_secs(60);
-        let min_gap = core::time::Duration::from_secs(5);
-        let due = (self.state_dirty && (self.persist_soon || now.since(self.last_persist) >= min_gap))
-            || now.since(self.last_persist) >= heartbeat;
-        // Written between saves; while the store keeps failing, written
-        // anyway: `state_bytes` never puts it ahead of the store.
-        let quiet = self.saves_in_flight.is_empty() && self.unsaved.is_empty();
-        if due && (quiet || self.saving.error.is_some()) {
-            self.last_persist = now;
-            self.state_dirty = false;
-            self.persist_soon = false;
-            self.commands.push_back(Command::PersistState { state: self.state_bytes() });
-        }
+    }
+
+    /// The sync state, now (the `Persist` timer decides when).
+    fn persist(&mut self, now: Millis) {
+        self.last_persist = now;
+        self.state_dirty = false;
+        self.persist_soon = false;
+        self.commands.push_back(Command::PersistState { state: self.state_bytes() });
     }
 
     fn tick_relay(&mut self, url: &RelayUrl, now: Millis) {
-        let wanted = self.relays.get(url).is_some_and(|r| r.sync.bootstrap) || self.repos.lists_relay(url);
-        let Some(relay) = self.relays.get_mut(url) else { return };
-        if !wanted && self.window_started.is_none() {
-            // Idle relay: nothing it carries is wanted any more.
-            if relay.status != ConnectionStatus::Disconnected {
-                self.commands.push_back(Command::Disconnect { relay: url.clone() });
-            }
-            tracing::info!(relay = %url, "dropping relay no repository lists");
-            self.relays.remove(url);
-            self.relays_dropped = true;
-            self.neg_loads.retain(|_, (r, _)| r != url);
-            self.state_dirty = true;
+        if self.drop_if_unwanted(url) {
             return;
         }
+        let Some(relay) = self.relays.get(url) else { return };
         match relay.status {
-            ConnectionStatus::Disconnected => {
-                if relay.sync.health.may_attempt(now) && self.running {
-                    let timeout = relay.sync.health.connect_timeout(&self.config);
-                    if !self.take_connect_budget() {
-                        return; // the next tick goes on
-                    }
-                    self.set_status(url, ConnectionStatus::Connecting, now);
-                    self.commands.push_back(Command::Connect { relay: url.clone(), timeout });
-                }
-            }
+            ConnectionStatus::Disconnected => self.dial(url, now),
             ConnectionStatus::Connecting => {}
             _ => self.tick_connected(url, now),
         }
     }
 
+    /// Stops tracking a relay nothing it carries is wanted from (not a
+    /// bootstrap relay, listed by no repository), unless the batch window
+    /// is open; true when it was dropped.
+    fn drop_if_unwanted(&mut self, url: &RelayUrl) -> bool {
+        let wanted = self.relays.get(url).is_some_and(|r| r.sync.bootstrap) || self.repos.lists_relay(url);
+        if wanted || self.window_started.is_some() {
+            return false;
+        }
+        let Some(relay) = self.relays.remove(url) else { return false };
+        if relay.status != ConnectionStatus::Disconnected {
+            self.commands.push_back(Command::Disconnect { relay: url.clone() });
+        }
+        tracing::info!(relay = %url, "dropping relay no repository lists");
+        self.relays_dropped = true;
+        self.neg_loads.retain(|_, (r, _)| r != url);
+        self.state_dirty = true;
+        true
+    }
+
+    /// A disconnected relay whose backoff is over is dialled, within the
+    /// per-tick connect budget.
+    fn dial(&mut self, url: &RelayUrl, now: Millis) {
+        let Some(relay) = self.relays.get(url) else { return };
+        if relay.status != ConnectionStatus::Disconnected || !relay.sync.health.may_attempt(now) || !self.running {
+            return;
+        }
+        let timeout = relay.sync.health.connect_timeout(&self.config);
+        if !self.take_connect_budget() {
+            return; // its Dial timer waits for the next tick's budget
+        }
+        self.set_status(url, ConnectionStatus::Connecting, now);
+        self.commands.push_back(Command::Connect { relay: url.clone(), timeout });
+    }
+
     fn tick_connected(&mut self, url: &RelayUrl, now: Millis) {
         let Some(relay) = self.relays.get_mut(url) else { return };
         relay.sync.last_connected = Some(now);
+        self.check_stable(url, now);
+        self.forgive_live_closes(url, now);
+        self.service_connection(url, now);
+    }
+
+    /// After the stability period the relay's failures are forgiven (Healthy).
+    fn check_stable(&mut self, url: &RelayUrl, now: Millis) {
+        let Some(relay) = self.relays.get_mut(url) else { return };
         if relay.sync.health.check_stable(&self.config, now) {
             tracing::info!(relay = %url, "relay stable again");
             self.state_dirty = true;
         }
-        self.forgive_live_closes(url, now);
-        self.service_connection(url, now);
     }
 
     /// Every deadline of one connection that has passed: the end of a

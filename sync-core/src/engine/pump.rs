@@ -294,35 +294,22 @@ impl Engine {
         }
     }
 
-    /// Suspects of a "too many" NOTICE that stayed silent were refused.
-    pub(super) fn expire_suspects(&mut self, now: Millis) {
+    /// Suspects of a "too many" NOTICE on `url` that stayed silent were refused.
+    pub(super) fn expire_suspects(&mut self, url: &RelayUrl, now: Millis) {
+        let Some(s) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
         let mut refused = Vec::new();
-        for (url, r) in self.relays.iter_mut() {
-            let Some(s) = r.session.as_mut() else { continue };
-            for (sub, j) in s.jobs.iter_mut() {
-                if j.suspect_until.is_some_and(|t| now >= t) {
-                    // cleared whatever happens next: a past deadline left
-                    // behind would make `poll_timeout` spin
-                    j.suspect_until = None;
-                    if j.in_flight() && !j.answered {
-                        refused.push((url.clone(), sub.clone()));
-                    }
+        for (sub, j) in s.jobs.iter_mut() {
+            if j.suspect_until.is_some_and(|t| now >= t) {
+                // cleared whatever happens next: a past deadline left
+                // behind would make the timer fire again at once
+                j.suspect_until = None;
+                if j.in_flight() && !j.answered {
+                    refused.push(sub.clone());
                 }
             }
         }
-        for (url, sub) in refused {
-            self.requeue_refused(&url, &sub, now);
+        for sub in refused {
+            self.requeue_refused(url, &sub, now);
         }
-    }
-
-    /// The earliest suspect deadline (for `poll_timeout`).
-    pub(super) fn next_suspect_deadline(&self) -> Option<Millis> {
-        self.relays
-            .values()
-            .filter_map(|r| r.session.as_ref())
-            .flat_map(|s| s.jobs.values())
-            .filter(|j| j.in_flight() && !j.answered)
-            .filter_map(|j| j.suspect_until)
-            .min()
     }
 }

@@ -926,3 +926,18 @@ fn completed_historic_sync_is_persisted_at_the_next_tick() {
     let state = crate::state::SyncState::from_bytes(&last_write.expect("written").1).unwrap();
     assert!(state.relays[&url(R1)].historic_sync_completed, "the completion is on disk");
 }
+
+/// Deadlines are timers of their own: a relay whose backoff ends at `t` is
+/// dialled at `t`, not at the next 2 s health tick.
+#[test]
+fn a_relay_is_dialled_when_its_backoff_ends_not_at_the_next_tick() {
+    let config = SyncConfig { backoff_base: Duration::from_millis(1300), backoff_jitter: 0.0, ..cfg() };
+    assert_eq!(config.tick_interval, Duration::from_secs(2));
+    let mut h = Harness::new(config, server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::Nip77, vec![]))]);
+    h.down.push(url(R1));
+    let start = h.now;
+    h.advance(Duration::from_secs(5));
+    let after: Vec<u64> = h.connects.iter().map(|(at, _)| at.since(start).as_millis() as u64).collect();
+    // first attempt at start-up, then 1.3 s, then 2.6 s of backoff later
+    assert_eq!(after, vec![0, 1300, 3900]);
+}
