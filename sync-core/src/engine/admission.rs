@@ -9,7 +9,7 @@
 
 use nostr::Event;
 
-use super::{Engine, Relay};
+use super::{Engine, RelayMachine};
 use crate::nip34;
 use crate::relay_url::RelayUrl;
 use crate::repo_index::UrlRefusal;
@@ -57,7 +57,7 @@ impl Engine {
             return self.note_refused_url(url.as_str(), &why, repo);
         }
         tracing::info!(relay = %url, "tracking relay");
-        self.relays.insert(url.clone(), Relay::new(false));
+        self.relays.insert(url.clone(), RelayMachine::new(url.clone(), false));
         self.state_dirty = true;
     }
 

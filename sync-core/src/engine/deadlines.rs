@@ -1,5 +1,5 @@
 //! When each rule is due. Every relay's timer table and the engine's are
-//! filled from the state they time ([`Relay::refresh_timers`],
+//! filled from the state they time (`RelayMachine::refresh_timers`,
 //! [`Engine::refresh_timers`], after every round of outputs), and
 //! [`Engine::run_expired_timers`] runs exactly the rules whose slot
 //! expired. So no rule waits for the 2 s health tick: a relay whose backoff
@@ -9,11 +9,9 @@
 
 use core::time::Duration;
 
-use super::{Engine, Relay};
-use crate::config::SyncConfig;
+use super::relay::TimerContext;
+use super::Engine;
 use crate::relay_url::RelayUrl;
-use crate::session::JobKind;
-use crate::status::ConnectionStatus;
 use crate::time::Millis;
 use crate::timers::{EngineTimer, RelayTimer};
 
@@ -22,60 +20,6 @@ const PERSIST_HEARTBEAT: Duration = Duration::from_secs(60);
 /// ... and at most this often when it only changed (unless a relay's
 /// historic sync just completed: then at once).
 const PERSIST_MIN_GAP: Duration = Duration::from_secs(5);
-
-/// Engine-wide facts a relay's timers depend on.
-#[derive(Clone, Copy)]
-pub(super) struct TimerContext {
-    running: bool,
-    /// The batch window is open (settling waits for it).
-    window_open: bool,
-    /// The connect budget of this tick is spent: dialling waits for the next tick.
-    dial_not_before: Option<Millis>,
-}
-
-impl Relay {
-    /// Fills this relay's timer table from its state.
-    pub(super) fn refresh_timers(&mut self, config: &SyncConfig, ctx: TimerContext) {
-        use RelayTimer::*;
-        let health = &self.sync.health;
-        let t = &mut self.timers;
-        let dial = (self.status == ConnectionStatus::Disconnected && ctx.running).then(|| {
-            let at = health.next_attempt_at.max(health.rate_limited_until.unwrap_or(Millis::ZERO));
-            ctx.dial_not_before.map_or(at, |n| at.max(n))
-        });
-        t.set(Dial, dial);
-        let connected = self.status.is_connected();
-        let unstable = health.failures > 0 || health.dead;
-        t.set(Stable, health.connected_since.filter(|_| connected && unstable).map(|since| since + config.stability_period));
-        t.set(Forgive, self.last_live_close.filter(|_| connected && self.live_closes > 0).map(|at| at + config.stability_period));
-        let Some(s) = &self.session else {
-            for kind in [RelayInfo, Pause, Cooldown, Requests, Suspect, LiveReopen, Reconcile, Settle] {
-                t.set(kind, None);
-            }
-            return;
-        };
-        t.set(RelayInfo, s.info_wait_until);
-        t.set(Pause, s.pause_until);
-        let in_flight = || s.jobs.values().filter(|j| j.in_flight());
-        t.set(Suspect, in_flight().filter(|j| !j.answered).filter_map(|j| j.suspect_until).min());
-        // while the batch window is open, settling waits for it (its end is a deadline of its own)
-        let settling = self.status == ConnectionStatus::Syncing && !ctx.window_open;
-        t.set(Settle, s.idle_since.filter(|_| settling).map(|idle| idle + config.settle_window()));
-        if let Some(until) = health.rate_limited_until {
-            // nothing else of the connection is due while the relay cools down
-            t.set(Cooldown, Some(until));
-            for kind in [Requests, LiveReopen, Reconcile] {
-                t.set(kind, None);
-            }
-        } else {
-            t.set(Cooldown, None);
-            let requests = in_flight().filter(|j| j.held.is_none() && !matches!(j.kind, JobKind::LoadingItems(_)));
-            t.set(Requests, requests.map(|j| j.deadline).min());
-            t.set(LiveReopen, s.live_reopen.values().map(|(at, _)| *at).min());
-            t.set(Reconcile, Some(s.reconcile_at));
-        }
-    }
-}
 
 impl Engine {
     /// Fills every timer table from the current state.
@@ -169,14 +113,8 @@ impl Engine {
     /// A connection whose NIP-11 document did not come in time goes on
     /// without it; a pause after a refusal ends.
     fn end_waits(&mut self, url: &RelayUrl, now: Millis) {
-        let Some(s) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
-        if s.info_wait_until.is_some_and(|t| now >= t) {
-            tracing::debug!(relay = %url, "no NIP-11 document in time; going on without");
-            s.info_wait_until = None;
+        if self.relays.get_mut(url).is_some_and(|r| r.end_waits(now)) {
+            self.pump(url, now);
         }
-        if s.pause_until.is_some_and(|t| now >= t) {
-            s.pause_until = None;
-        }
-        self.pump(url, now);
     }
 }

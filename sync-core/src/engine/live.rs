@@ -194,20 +194,10 @@ impl Engine {
 
     /// A relay whose closes stopped a stability period ago is trusted again.
     pub(super) fn forgive_live_closes(&mut self, url: &RelayUrl, now: Millis) {
-        let stability = self.config.stability_period;
-        let Some(relay) = self.relays.get_mut(url) else { return };
-        if relay.live_closes == 0 || relay.last_live_close.is_some_and(|t| now < t + stability) {
-            return;
+        if let Some(relay) = self.relays.get_mut(url) {
+            relay.forgive_live_closes(&self.config, now);
         }
-        relay.live_closes = 0;
-        let failed = relay.session.as_ref().is_some_and(|s| s.any_failed());
-        if matches!(relay.degraded_reason, Some(DegradedReason::LiveClosed { .. })) {
-            relay.degraded_reason = None;
-            if relay.status == crate::status::ConnectionStatus::ConnectedDegraded && !failed {
-                tracing::info!(relay = %url, "live subscriptions stable again");
-                self.set_status(url, crate::status::ConnectionStatus::Connected, now);
-            }
-        }
+        self.flush_relay(url);
     }
 }
 

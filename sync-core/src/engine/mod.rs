@@ -9,6 +9,7 @@ mod admission;
 mod deadlines;
 mod live;
 mod pump;
+mod relay;
 pub(crate) mod saving;
 mod startup;
 
@@ -40,9 +41,11 @@ use crate::rng::SplitMix64;
 use crate::runtime::NegentropyItem;
 use crate::session::{Job, JobKind, PendingBatch, Session};
 use crate::state::{RelaySyncEntry, StateError, SyncState};
-use crate::status::{ConnectionStatus, DegradedReason, RelayCounters, RelayError};
+use crate::status::{ConnectionStatus, DegradedReason, RelayError};
 use crate::time::Millis;
-use crate::timers::{EngineTimers, RelayTimers};
+use crate::timers::EngineTimers;
+
+pub(crate) use relay::{RelayMachine, RelayOutput};
 
 /// What ingesting an event learned about it.
 enum Validity {
@@ -68,43 +71,6 @@ pub enum EngineError {
     /// A bootstrap relay URL is unusable.
     #[error("invalid bootstrap relay `{0}`: {1}")]
     Bootstrap(String, String),
-}
-
-/// One relay as the engine tracks it.
-#[derive(Debug)]
-pub(crate) struct Relay {
-    pub(crate) sync: RelaySyncEntry,
-    pub(crate) status: ConnectionStatus,
-    pub(crate) session: Option<Session>,
-    pub(crate) counters: RelayCounters,
-    pub(crate) historic_duration_ms: Option<u64>,
-    /// Live subscriptions closed by the relay in a row (reset after a quiet
-    /// stability period).
-    pub(crate) live_closes: u32,
-    pub(crate) last_live_close: Option<Millis>,
-    /// Why the relay is (or will end) ConnectedDegraded, for the status.
-    pub(crate) degraded_reason: Option<DegradedReason>,
-    /// The most recent problem, for the status.
-    pub(crate) last_error: Option<RelayError>,
-    /// When each of its rules is next due (see `engine/deadlines.rs`).
-    pub(crate) timers: RelayTimers,
-}
-
-impl Relay {
-    fn new(bootstrap: bool) -> Self {
-        Self {
-            sync: RelaySyncEntry { bootstrap, ..Default::default() },
-            status: ConnectionStatus::Disconnected,
-            session: None,
-            counters: RelayCounters::default(),
-            historic_duration_ms: None,
-            live_closes: 0,
-            last_live_close: None,
-            degraded_reason: None,
-            last_error: None,
-            timers: RelayTimers::default(),
-        }
-    }
 }
 
 /// SPEC §5: a reconnect within the window after a disconnect (with L1 already
@@ -147,7 +113,7 @@ pub struct Engine {
     pub(crate) config: SyncConfig,
     pub(crate) policy: AcceptancePolicy,
     pub(crate) repos: RepoSyncIndex,
-    pub(crate) relays: BTreeMap<RelayUrl, Relay>,
+    pub(crate) relays: BTreeMap<RelayUrl, RelayMachine>,
     excluded: BTreeSet<RelayUrl>,
     rng: SplitMix64,
     commands: VecDeque<Command>,
@@ -235,7 +201,7 @@ impl Engine {
         engine.commands.push_back(Command::LoadState);
         for raw in bootstrap {
             let url = RelayUrl::parse(raw).map_err(|e| EngineError::Bootstrap(raw.clone(), e.to_string()))?;
-            engine.relays.insert(url, Relay::new(true));
+            engine.relays.insert(url.clone(), RelayMachine::new(url, true));
         }
         Ok(engine)
     }
@@ -401,41 +367,38 @@ impl Engine {
     // ----- relay bookkeeping -------------------------------------------------
 
     fn set_status(&mut self, url: &RelayUrl, to: ConnectionStatus, now: Millis) {
-        let Some(relay) = self.relays.get_mut(url) else { return };
-        let from = relay.status;
-        if from == to {
-            return;
+        if let Some(relay) = self.relays.get_mut(url) {
+            relay.set_status(to, now);
         }
-        debug_assert!(from.can_become(to), "illegal transition {from:?} -> {to:?}");
-        relay.status = to;
-        self.push_event(EngineEvent::StatusChanged(Transition { relay: url.clone(), from, to, at: now }));
+        self.flush_relay(url);
+    }
+
+    /// Turns what a relay machine asked for into commands and events, in order.
+    fn flush_relay(&mut self, url: &RelayUrl) {
+        while let Some(output) = self.relays.get_mut(url).and_then(RelayMachine::poll_output) {
+            match output {
+                RelayOutput::Transmit(text) => self.commands.push_back(Command::Send { relay: url.clone(), text }),
+                RelayOutput::StatusChanged { from, to, at } => {
+                    self.push_event(EngineEvent::StatusChanged(Transition { relay: url.clone(), from, to, at }))
+                }
+            }
+        }
     }
 
     /// Marks a connected relay degraded, saying why (a Syncing relay ends
     /// its historic sync ConnectedDegraded instead of Connected).
     fn degrade(&mut self, url: &RelayUrl, reason: DegradedReason, now: Millis) {
-        let Some(relay) = self.relays.get_mut(url) else { return };
-        if relay.degraded_reason.as_ref() != Some(&reason) {
-            tracing::warn!(relay = %url, %reason, "relay degraded");
+        if let Some(relay) = self.relays.get_mut(url) {
+            relay.degrade(reason, now);
         }
-        relay.last_error = Some(RelayError { at: now, message: reason.to_string() });
-        relay.degraded_reason = Some(reason);
-        if relay.status == ConnectionStatus::Connected {
-            self.set_status(url, ConnectionStatus::ConnectedDegraded, now);
-        }
+        self.flush_relay(url);
     }
 
     fn send(&mut self, url: &RelayUrl, msg: ClientMessage<'_>, now: Millis) {
-        let text = msg.as_json();
-        let Some(relay) = self.relays.get_mut(url) else { return };
-        let Some(session) = relay.session.as_mut() else { return };
-        if relay.sync.health.is_rate_limited(now) || !session.outbox.is_empty() {
-            session.outbox.push_back(text);
-            return;
+        if let Some(relay) = self.relays.get_mut(url) {
+            relay.transmit(&msg, now);
         }
-        relay.counters.frames_sent += 1;
-        relay.counters.bytes_sent += text.len() as u64;
-        self.commands.push_back(Command::Send { relay: url.clone(), text });
+        self.flush_relay(url);
     }
 
     // ----- connection lifecycle ---------------------------------------------
@@ -548,34 +511,20 @@ impl Engine {
     /// The driver could not connect.
     pub(crate) fn handle_connect_failed(&mut self, url: &RelayUrl, now: Millis, reason: &str) {
         let Some(relay) = self.relays.get_mut(url) else { return };
-        if relay.status != ConnectionStatus::Connecting {
-            return;
+        if relay.connect_failed(&self.config, &mut self.rng, reason, now) {
+            self.state_dirty = true;
         }
-        relay.counters.connect_failure += 1;
-        relay.last_error = Some(RelayError { at: now, message: format!("connection failed: {reason}") });
-        relay.sync.health.record_failure(&self.config, now, &mut self.rng);
-        tracing::warn!(relay = %url, reason, failures = relay.sync.health.failures, "connection failed");
-        self.set_status(url, ConnectionStatus::Disconnected, now);
-        self.state_dirty = true;
+        self.flush_relay(url);
     }
 
     /// The connection was lost (not asked for by `Command::Disconnect`).
     pub(crate) fn handle_disconnected(&mut self, url: &RelayUrl, now: Millis, reason: &str) {
         let Some(relay) = self.relays.get_mut(url) else { return };
-        match relay.status {
-            ConnectionStatus::Disconnected => return,
-            ConnectionStatus::Connecting => return self.handle_connect_failed(url, now, reason),
-            _ => {}
+        if relay.disconnected(&self.config, &mut self.rng, reason, now) {
+            self.neg_loads.retain(|_, (r, _)| r != url);
+            self.state_dirty = true;
         }
-        relay.session = None;
-        relay.last_error = Some(RelayError { at: now, message: format!("disconnected: {reason}") });
-        relay.sync.disconnected_at = Some(now);
-        relay.sync.last_connected = Some(now);
-        relay.sync.health.record_disconnected(&self.config, now, &mut self.rng);
-        tracing::warn!(relay = %url, reason, "disconnected");
-        self.set_status(url, ConnectionStatus::Disconnected, now);
-        self.neg_loads.retain(|_, (r, _)| r != url);
-        self.state_dirty = true;
+        self.flush_relay(url);
     }
 
     /// Stops: closes every connection and persists state. The driver should
@@ -1444,9 +1393,7 @@ impl Engine {
 
     /// After the stability period the relay's failures are forgiven (Healthy).
     fn check_stable(&mut self, url: &RelayUrl, now: Millis) {
-        let Some(relay) = self.relays.get_mut(url) else { return };
-        if relay.sync.health.check_stable(&self.config, now) {
-            tracing::info!(relay = %url, "relay stable again");
+        if self.relays.get_mut(url).is_some_and(|r| r.check_stable(&self.config, now)) {
             self.state_dirty = true;
         }
     }
@@ -1457,28 +1404,13 @@ impl Engine {
     /// every timeout (`poll_timeout` includes these deadlines), so none waits
     /// for the next tick.
     fn service_connection(&mut self, url: &RelayUrl, now: Millis) {
-        let Some(relay) = self.relays.get_mut(url) else { return };
+        let Some(relay) = self.relays.get_mut(url).filter(|r| r.session.is_some()) else { return };
         let rate_limited = relay.sync.health.is_rate_limited(now);
-        let Some(session) = relay.session.as_mut() else { return };
         if !rate_limited {
-            relay.sync.health.rate_limited_until = None;
-            if !session.outbox.is_empty() {
-                // Requests held back during the cooldown reach the relay only
-                // now: their timeouts start now, not when they were queued.
-                let (historic, open) = (self.config.historic_timeout, self.config.negentropy_open_timeout);
-                for job in session.jobs.values_mut() {
-                    let timeout = if matches!(job.kind, JobKind::NegOpen(_)) { open } else { historic };
-                    job.deadline = job.deadline.max(now + timeout);
-                    // nothing said during the cooldown was about them
-                    job.suspect_until = None;
-                }
-            }
-            while let Some(text) = session.outbox.pop_front() {
-                relay.counters.frames_sent += 1;
-                relay.counters.bytes_sent += text.len() as u64;
-                self.commands.push_back(Command::Send { relay: url.clone(), text });
-            }
+            relay.end_cooldown(&self.config, now);
+            self.flush_relay(url);
         }
+        let Some(session) = self.relays.get(url).and_then(|r| r.session.as_ref()) else { return };
         let expired: Vec<String> = if rate_limited {
             Vec::new()
         } else {
