@@ -386,6 +386,149 @@ mod tests {
         }
     }
 
+    /// A relay row with every field at rest; tests change what they need.
+    fn relay(url: &str) -> RelayStatus {
+        RelayStatus {
+            relay: url.into(),
+            bootstrap: false,
+            connection: ConnectionStatus::Disconnected,
+            degraded_reason: None,
+            last_error: None,
+            connection_code: 0,
+            health: HealthStatus::Disconnected,
+            health_code: 2,
+            failures: 0,
+            last_connected: None,
+            disconnected_at: None,
+            announcements_synced: false,
+            historic_sync_completed: false,
+            historic_sync_completed_at: None,
+            historic_sync_duration_ms: None,
+            next_attempt_at: None,
+            rate_limited_until: None,
+            req_only: false,
+            negentropy: None,
+            resumed: false,
+            progress: Default::default(),
+            pending_batches: 0,
+            live_filters: 0,
+            confirmed_repos: 0,
+            confirmed_roots: 0,
+            counters: RelayCounters::default(),
+        }
+    }
+
+    /// Several relays (listed out of order) in every state, rejections by
+    /// reason (one needing escapes), refused URLs by reason, a failing
+    /// store, fractional seconds and a counter beyond 2^53.
+    fn rich_snapshot() -> SyncStatus {
+        let mut done = relay("wss://relay.example.com");
+        done.bootstrap = true;
+        (done.connection, done.connection_code, done.health, done.health_code) = (ConnectionStatus::Connected, 3, HealthStatus::Healthy, 1);
+        done.historic_sync_completed_at = Some(Millis(1_700_000_000_123));
+        done.historic_sync_duration_ms = Some(1234);
+        done.live_filters = 7;
+        done.progress =
+            sync_core::status::HistoricProgress { ids_needed: 9050, ids_fetched: 9050, percent: 100, window: 8, ..Default::default() };
+        done.counters = RelayCounters {
+            connect_success: 4,
+            connect_failure: 1,
+            events_received: 12_345,
+            events_saved: 12_000,
+            events_rejected: BTreeMap::from([
+                ("invalid_signature".to_string(), 2),
+                ("not_accepted".to_string(), 340),
+                ("store:disk \"full\" \\ at\nnight".to_string(), 3),
+            ]),
+            bytes_received: 9_876_543_210,
+            bytes_sent: 123_456,
+            negentropy_rounds: 42,
+            ..Default::default()
+        };
+        let mut syncing = relay("wss://a.example.org");
+        (syncing.connection, syncing.connection_code, syncing.health, syncing.health_code, syncing.failures) =
+            (ConnectionStatus::Syncing, 2, HealthStatus::Degraded, 3, 2);
+        syncing.pending_batches = 3;
+        syncing.live_filters = 2;
+        syncing.progress = sync_core::status::HistoricProgress {
+            ids_needed: 4000,
+            ids_fetched: 1800,
+            requests_in_flight: 4,
+            window: 4,
+            refusals: 2,
+            percent: 45,
+            ..Default::default()
+        };
+        syncing.counters = RelayCounters {
+            connect_success: 1,
+            events_received: 1800,
+            events_saved: 1700,
+            events_rejected: BTreeMap::from([("invalid_signature".to_string(), 1)]),
+            bytes_received: 2_000_000,
+            bytes_sent: 5_000,
+            negentropy_rounds: 3,
+            ..Default::default()
+        };
+        let mut degraded = relay("wss://nos.lol/path?x=1");
+        (degraded.connection, degraded.connection_code, degraded.health, degraded.health_code) =
+            (ConnectionStatus::ConnectedDegraded, 4, HealthStatus::RateLimited, 5);
+        degraded.historic_sync_completed_at = Some(Millis(1_700_000_100_000));
+        degraded.historic_sync_duration_ms = Some(60_000);
+        let mut dead = relay("ws://127.0.0.1:7777");
+        (dead.health, dead.health_code, dead.failures) = (HealthStatus::Dead, 4, 31);
+        dead.counters.connect_failure = 31;
+        SyncStatus {
+            now: Millis(1_700_000_200_000),
+            running: true,
+            relays: vec![done, syncing, degraded, dead],
+            totals: Totals {
+                events_synced: (1 << 53) + 1,
+                relays_tracked: 4,
+                relays_connected: 3,
+                relays_dead: 1,
+                repositories: 41,
+                root_events: 950,
+                unsaved_events: 12,
+                relays_refused: 6,
+                relay_urls_refused: BTreeMap::from([("private".to_string(), 3), ("per_host".to_string(), 1), ("too_long".to_string(), 2)]),
+                store_error: Some("disk full".into()),
+                store_errors: 3,
+                events_quarantined: 1,
+                events_forgotten: 7,
+                ..Default::default()
+            },
+            repositories: vec![],
+        }
+    }
+
+    /// The scrape of `snapshot`, compared with `testdata/<name>`: the exact
+    /// bytes operators' dashboards, alerts and scrapers have been reading.
+    /// `UPDATE_GOLDEN=1` rewrites the file (only for an intended change).
+    fn assert_golden(snapshot: SyncStatus, name: &str) {
+        let snap = Arc::new(snapshot);
+        let text = Metrics::new(Arc::new(move || Arc::clone(&snap))).render();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        let golden = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if let Some((i, (got, want))) = text.lines().zip(golden.lines()).enumerate().find(|(_, (a, b))| a != b) {
+            panic!("{name} line {}: got\n  {got}\nwant\n  {want}", i + 1);
+        }
+        assert_eq!(text, golden, "{name}: same lines, different length or line ends");
+    }
+
+    #[test]
+    fn a_rich_snapshot_renders_byte_for_byte_as_before() {
+        assert_golden(rich_snapshot(), "metrics-rich.prom");
+    }
+
+    #[test]
+    fn a_snapshot_without_relays_renders_only_the_totals() {
+        let s = SyncStatus { now: Millis(0), running: true, relays: vec![], totals: Totals::default(), repositories: vec![] };
+        assert_golden(s, "metrics-empty.prom");
+    }
+
     #[test]
     fn every_scrape_renders_the_latest_snapshot() {
         let n = Arc::new(std::sync::atomic::AtomicU64::new(1));
