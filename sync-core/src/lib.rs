@@ -39,6 +39,7 @@ pub mod flow;
 pub mod health;
 pub mod historic;
 pub mod ingest;
+pub mod nip01;
 pub mod nip11;
 pub mod nip34;
 pub mod plan;
