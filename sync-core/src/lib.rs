@@ -43,6 +43,7 @@ pub mod health;
 pub mod historic;
 pub mod ingest;
 pub mod io;
+pub mod nip01;
 pub mod nip11;
 pub mod nip34;
 pub mod plan;

@@ -4,6 +4,12 @@
 //! client policy accepts an interest set. Either way, everything tagging an
 //! accepted repository or root event is accepted too. The policy only
 //! classifies; the repository index holds what has been accepted so far.
+//!
+//! Front ends build the policy with [`AcceptancePolicy::server`] or
+//! [`AcceptancePolicy::client`], so the daemon's flags and the browser's
+//! config normalise relay URLs, domains, addresses and pubkeys the same way;
+//! a [`PolicyError`] names the bad value and each front end adds the option
+//! or field it came from.
 
 use std::collections::BTreeSet;
 
@@ -11,7 +17,7 @@ use nostr::{Event, EventId, PublicKey};
 use serde::{Deserialize, Serialize};
 
 use crate::nip34::{self, REPO_ANNOUNCEMENT, REPO_STATE};
-use crate::relay_url::RelayUrl;
+use crate::relay_url::{RelayUrl, RelayUrlError};
 use crate::repo_index::RepoSyncIndex;
 
 /// Which repositories are wanted.
@@ -67,7 +73,72 @@ pub enum Verdict {
     Reject(Rejection),
 }
 
+/// Why a policy could not be built. Each names the value given, so the
+/// front end can say which option or field held it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// A server relay URL that is not a usable `ws://`/`wss://` URL.
+    #[error("`{url}`: {error}")]
+    RelayUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        error: RelayUrlError,
+    },
+    /// A server domain that is not a bare host name.
+    #[error("`{0}` is not a bare domain name (e.g. git.example.com)")]
+    Domain(String),
+    /// A server policy with neither relay URLs nor domains.
+    #[error("the server policy needs at least one relay URL or domain")]
+    EmptyServer,
+    /// Not a `30617:<pubkey-hex>:<d>` repository address.
+    #[error("invalid repository address `{0}` (expected 30617:<pubkey-hex>:<d>)")]
+    RepoAddress(String),
+    /// Not a hex public key.
+    #[error("invalid maintainer pubkey `{hex}`: {reason}")]
+    Maintainer {
+        /// The pubkey as given.
+        hex: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
 impl AcceptancePolicy {
+    /// The server (GRASP) policy: repositories whose announcement lists one
+    /// of `relay_urls` or has a `clone` URL on one of `domains`. URLs are
+    /// normalised like every relay URL ([`RelayUrl::parse`]: lowercase host,
+    /// no trailing dot, default port or trailing slash), domains by
+    /// [`normalise_domain`]. At least one of the two must be given.
+    pub fn server<U: AsRef<str>, D: AsRef<str>>(
+        relay_urls: impl IntoIterator<Item = U>,
+        domains: impl IntoIterator<Item = D>,
+    ) -> Result<Self, PolicyError> {
+        let relay_urls = relay_urls
+            .into_iter()
+            .map(|u| RelayUrl::parse(u.as_ref()).map_err(|error| PolicyError::RelayUrl { url: u.as_ref().to_string(), error }))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        let domains = domains.into_iter().map(|d| normalise_domain(d.as_ref())).collect::<Result<BTreeSet<_>, _>>()?;
+        if relay_urls.is_empty() && domains.is_empty() {
+            return Err(PolicyError::EmptyServer);
+        }
+        Ok(AcceptancePolicy::Server { relay_urls, domains })
+    }
+
+    /// The client policy of an interest set: `repositories` (`30617:<pubkey-hex>:<d>`,
+    /// see [`parse_repo_address`]), every repository of `maintainers` (hex
+    /// pubkeys, see [`parse_maintainer`]), or `all` of them. An empty set is
+    /// allowed (it accepts nothing).
+    pub fn client<R: AsRef<str>, M: AsRef<str>>(
+        repositories: impl IntoIterator<Item = R>,
+        maintainers: impl IntoIterator<Item = M>,
+        all: bool,
+    ) -> Result<Self, PolicyError> {
+        let repositories = repositories.into_iter().map(|a| parse_repo_address(a.as_ref())).collect::<Result<_, _>>()?;
+        let maintainers = maintainers.into_iter().map(|m| parse_maintainer(m.as_ref())).collect::<Result<_, _>>()?;
+        Ok(AcceptancePolicy::Client(InterestSet { repositories, maintainers, all }))
+    }
+
     /// Classifies `event` against the policy and what is accepted so far.
     pub fn classify(&self, event: &Event, index: &RepoSyncIndex) -> Verdict {
         match event.kind.as_u16() {
@@ -148,18 +219,29 @@ pub fn referenced_ids(event: &Event) -> BTreeSet<EventId> {
     ["e", "E", "q"].iter().flat_map(|n| nip34::tag_refs(event, n).filter_map(nip34::parse_event_id)).collect()
 }
 
-/// Parses a hex pubkey for the interest set, with a clear error.
-pub fn parse_maintainer(hex: &str) -> Result<String, String> {
-    PublicKey::from_hex(hex).map(|p| p.to_hex()).map_err(|e| format!("invalid maintainer pubkey `{hex}`: {e}"))
+/// A server domain as `clone` URLs are matched against it: surrounding
+/// whitespace and trailing dots removed (`git.example.com.` is the same
+/// host), lowercase. Anything with a `/` or `:` (a URL, a port) is refused.
+pub fn normalise_domain(input: &str) -> Result<String, PolicyError> {
+    let domain = input.trim().trim_end_matches('.').to_ascii_lowercase();
+    if domain.is_empty() || domain.contains(['/', ':']) {
+        return Err(PolicyError::Domain(input.to_string()));
+    }
+    Ok(domain)
 }
 
-/// Parses a `30617:<pubkey>:<d>` address with a clear error.
-pub fn parse_repo_address(addr: &str) -> Result<String, String> {
+/// Parses a hex pubkey for the interest set (lowercase hex).
+pub fn parse_maintainer(hex: &str) -> Result<String, PolicyError> {
+    PublicKey::from_hex(hex).map(|p| p.to_hex()).map_err(|e| PolicyError::Maintainer { hex: hex.to_string(), reason: e.to_string() })
+}
+
+/// Parses a `30617:<pubkey>:<d>` address (pubkey in lowercase hex).
+pub fn parse_repo_address(addr: &str) -> Result<String, PolicyError> {
     let mut parts = addr.splitn(3, ':');
     let (kind, pk, d) = (parts.next(), parts.next(), parts.next());
     match (kind, pk, d) {
         (Some("30617"), Some(pk), Some(d)) if PublicKey::from_hex(pk).is_ok() => Ok(format!("30617:{}:{d}", pk.to_ascii_lowercase())),
-        _ => Err(format!("invalid repository address `{addr}` (expected 30617:<pubkey-hex>:<d>)")),
+        _ => Err(PolicyError::RepoAddress(addr.to_string())),
     }
 }
 
@@ -170,10 +252,7 @@ mod tests {
     use nostr::Keys;
 
     fn server() -> AcceptancePolicy {
-        AcceptancePolicy::Server {
-            relay_urls: [RelayUrl::parse("wss://grasp.example.com").unwrap()].into(),
-            domains: ["grasp.example.com".to_string()].into(),
-        }
+        AcceptancePolicy::server(["wss://grasp.example.com"], ["grasp.example.com"]).unwrap()
     }
 
     #[test]
@@ -248,9 +327,64 @@ mod tests {
         assert_eq!(none.classify(&ann, &idx), Verdict::Reject(Rejection::Permanent));
     }
 
+    /// Both front ends build the policy here, so `git.example.com.` (a
+    /// trailing dot), `GIT.Example.com` and ` git.example.com ` mean the same
+    /// service whether they come from a daemon flag or the browser config.
+    #[test]
+    fn server_policy_normalises_urls_and_domains() {
+        let want = AcceptancePolicy::Server {
+            relay_urls: [RelayUrl::parse("wss://git.example.com").unwrap()].into(),
+            domains: ["git.example.com".to_string()].into(),
+        };
+        for (url, domain) in [
+            ("wss://git.example.com", "git.example.com"),
+            ("wss://git.example.com.", "git.example.com."),
+            ("WSS://GIT.Example.com:443/", "GIT.Example.com"),
+            (" wss://git.example.com ", " git.example.com.. "),
+        ] {
+            assert_eq!(AcceptancePolicy::server([url], [domain]), Ok(want.clone()), "{url} {domain}");
+        }
+        let only_domain = AcceptancePolicy::server::<&str, _>([], ["Git.Example.COM."]).unwrap();
+        assert_eq!(only_domain, AcceptancePolicy::Server { relay_urls: BTreeSet::new(), domains: ["git.example.com".to_string()].into() });
+        let k = Keys::generate();
+        let ev = announcement_with_clone(&k, "repo", &[], "https://git.example.com/npub/repo.git");
+        assert!(only_domain.wants_announcement(&ev), "a trailing dot in the configured domain still matches clone URLs");
+    }
+
+    #[test]
+    fn server_policy_errors_name_the_bad_value() {
+        let e = AcceptancePolicy::server(["http://git.example.com"], ["git.example.com"]).unwrap_err();
+        assert!(matches!(&e, PolicyError::RelayUrl { url, error: RelayUrlError::Scheme(_) } if url == "http://git.example.com"), "{e:?}");
+        assert!(e.to_string().contains("`http://git.example.com`"), "{e}");
+        assert!(matches!(AcceptancePolicy::server(["not a url"], ["x.org"]), Err(PolicyError::RelayUrl { .. })));
+        for bad in ["", ".", "  ", "git.example.com/", "https://git.example.com", "git.example.com:8080"] {
+            let e = AcceptancePolicy::server(["wss://git.example.com"], [bad]).unwrap_err();
+            assert_eq!(e, PolicyError::Domain(bad.to_string()));
+            assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
+        }
+        assert_eq!(AcceptancePolicy::server::<&str, &str>([], []), Err(PolicyError::EmptyServer));
+    }
+
+    #[test]
+    fn client_policy_normalises_pubkeys_and_names_the_bad_value() {
+        let k = Keys::generate();
+        let hex = k.public_key().to_hex();
+        let upper = hex.to_ascii_uppercase();
+        let p = AcceptancePolicy::client([format!("30617:{upper}:my-repo")], [upper.as_str()], false).unwrap();
+        let want = InterestSet { repositories: [format!("30617:{hex}:my-repo")].into(), maintainers: [hex.clone()].into(), all: false };
+        assert_eq!(p, AcceptancePolicy::Client(want));
+        assert_eq!(
+            AcceptancePolicy::client::<&str, &str>([], [], true),
+            Ok(AcceptancePolicy::Client(InterestSet { all: true, ..Default::default() }))
+        );
+        assert_eq!(AcceptancePolicy::client(["30617:zz:x"], [hex.as_str()], false), Err(PolicyError::RepoAddress("30617:zz:x".into())));
+        let e = AcceptancePolicy::client::<&str, _>([], ["zz"], false).unwrap_err();
+        assert!(matches!(&e, PolicyError::Maintainer { hex, .. } if hex == "zz") && e.to_string().contains("`zz`"), "{e}");
+    }
+
     #[test]
     fn address_and_maintainer_parsing_give_clear_errors() {
-        assert!(parse_repo_address("30617:abc:d").unwrap_err().contains("invalid repository address"));
+        assert!(parse_repo_address("30617:abc:d").unwrap_err().to_string().contains("invalid repository address"));
         let k = Keys::generate();
         let a = format!("30617:{}:my-repo", k.public_key().to_hex());
         assert_eq!(parse_repo_address(&a).unwrap(), a);

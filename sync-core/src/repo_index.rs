@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use nostr::{Event, EventId, PublicKey};
 use serde::{Deserialize, Serialize};
 
-use crate::nip34;
 use crate::relay_url::{RelayUrl, RelayUrlError};
+use crate::{nip01, nip34};
 
 /// One accepted repository.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,17 +107,18 @@ impl Default for UrlRules {
     }
 }
 
-/// Does version `(created_at, id)` replace the indexed one? Newer wins; equal
-/// `created_at` goes to the lowest id (NIP-01).
+/// Does version `(created_at, id)` replace the indexed one? The NIP-01 rule
+/// ([`nip01::replaces`]).
 fn replaces(existing: &RepoEntry, created_at: u64, id: EventId) -> bool {
     newer(existing.created_at, existing.announcement_id, created_at, id)
 }
 
+/// [`nip01::replaces`], where the old version's id may be unknown (state
+/// written before ids were kept): then any version at least as new replaces it.
 fn newer(old_at: u64, old_id: Option<EventId>, at: u64, id: EventId) -> bool {
-    match old_at.cmp(&at) {
-        core::cmp::Ordering::Less => true,
-        core::cmp::Ordering::Greater => false,
-        core::cmp::Ordering::Equal => old_id.is_none_or(|old| id < old),
+    match old_id {
+        Some(old_id) => nip01::replaces(at, &id, old_at, &old_id),
+        None => at >= old_at,
     }
 }
 

@@ -1,5 +1,5 @@
 //! The platform traits the driver runs on: a clock, a WebSocket connector and
-//! an event store. `sync-native` implements them with tokio/async-wsocket/LMDB,
+//! an event store. `sync-native` implements them with tokio/tokio-tungstenite/LMDB,
 //! `sync-wasm` with browser timers/WebSocket/IndexedDB, tests with memory.
 //!
 //! Futures are `LocalBoxFuture` (no `Send` bound) because browser futures are

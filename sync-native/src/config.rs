@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 use serde::Deserialize;
-use sync_core::policy::{parse_maintainer, parse_repo_address};
-use sync_core::{AcceptancePolicy, InterestSet, RelayUrl, SyncConfig};
+use sync_core::policy::PolicyError;
+use sync_core::{AcceptancePolicy, RelayUrl, SyncConfig};
 
 use crate::duration::Dur;
 use crate::http::HttpLimits;
@@ -26,6 +26,17 @@ pub struct ConfigError(pub String);
 
 fn err(option: &str, msg: impl std::fmt::Display) -> ConfigError {
     ConfigError(format!("invalid value for --{option}: {msg}"))
+}
+
+/// A policy error, naming the option its value came from.
+fn policy_err(e: PolicyError) -> ConfigError {
+    let option = match &e {
+        PolicyError::RelayUrl { .. } | PolicyError::EmptyServer => "service-url",
+        PolicyError::Domain(_) => "service-domain",
+        PolicyError::RepoAddress(_) => "repo",
+        PolicyError::Maintainer { .. } => "maintainer",
+    };
+    err(option, e)
 }
 
 /// Declares every engine tuning knob once: its flag, env var, documented
@@ -393,30 +404,13 @@ fn build(o: Options) -> Result<DaemonConfig, ConfigError> {
         ConfigError(format!("invalid value for --{field}: {m}"))
     })?;
 
-    let mut relay_urls = std::collections::BTreeSet::new();
-    for u in &o.service_url {
-        relay_urls.insert(RelayUrl::parse(u).map_err(|e| err("service-url", format!("`{u}`: {e}")))?);
-    }
-    let mut domains = std::collections::BTreeSet::new();
-    for d in &o.service_domain {
-        let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
-        if d.is_empty() || d.contains('/') || d.contains(':') {
-            return Err(err("service-domain", format!("`{d}` is not a bare domain name (e.g. git.example.com)")));
-        }
-        domains.insert(d);
-    }
-    let mut interest = InterestSet { all: o.all_repos.unwrap_or(false), ..Default::default() };
-    for r in &o.repo {
-        interest.repositories.insert(parse_repo_address(r).map_err(|e| err("repo", e))?);
-    }
-    for m in &o.maintainer {
-        interest.maintainers.insert(parse_maintainer(m).map_err(|e| err("maintainer", e))?);
-    }
-    let server = !relay_urls.is_empty() || !domains.is_empty();
-    let client = interest.all || !interest.repositories.is_empty() || !interest.maintainers.is_empty();
+    // The policy is built by sync-core (the browser's config goes through
+    // the same constructors); its error names the value, this the option.
+    let server = !o.service_url.is_empty() || !o.service_domain.is_empty();
+    let client = o.all_repos.unwrap_or(false) || !o.repo.is_empty() || !o.maintainer.is_empty();
     let policy = match (server, client) {
-        (true, false) => AcceptancePolicy::Server { relay_urls, domains },
-        (false, true) => AcceptancePolicy::Client(interest),
+        (true, false) => AcceptancePolicy::server(&o.service_url, &o.service_domain).map_err(policy_err)?,
+        (false, true) => AcceptancePolicy::client(&o.repo, &o.maintainer, o.all_repos.unwrap_or(false)).map_err(policy_err)?,
         (true, true) => {
             return Err(ConfigError(
                 "invalid value for --service-url: choose either the server policy (--service-url/--service-domain) or the client policy (--repo/--maintainer/--all-repos), not both".into(),
@@ -541,6 +535,25 @@ mod tests {
         let mut a = BASE.to_vec();
         a.extend(["--repo", "30617:zz:x"]);
         assert!(parse(&a).unwrap_err().contains("--repo"));
+    }
+
+    #[test]
+    fn policy_values_are_normalised_by_sync_core_and_errors_name_option_and_value() {
+        let policy = |extra: &[&str]| {
+            let mut a = vec!["--bootstrap-relay", "wss://relay.example.com"];
+            a.extend_from_slice(extra);
+            parse(&a).map(|c| c.policy)
+        };
+        let want = AcceptancePolicy::server(["wss://git.example.com"], ["git.example.com"]).unwrap();
+        assert_eq!(policy(&["--service-url", "wss://GIT.example.com./", "--service-domain", "Git.Example.com."]).unwrap(), want);
+        let e = policy(&["--service-url", "http://a.example.com"]).unwrap_err();
+        assert!(e.starts_with("invalid value for --service-url: `http://a.example.com`"), "{e}");
+        let e = policy(&["--service-url", "wss://a.example.com", "--service-domain", "https://a.example.com"]).unwrap_err();
+        assert!(e.starts_with("invalid value for --service-domain: `https://a.example.com`"), "{e}");
+        let e = policy(&["--maintainer", "zz"]).unwrap_err();
+        assert!(e.starts_with("invalid value for --maintainer: invalid maintainer pubkey `zz`"), "{e}");
+        let e = policy(&["--repo", "30617:zz:x"]).unwrap_err();
+        assert!(e.starts_with("invalid value for --repo: invalid repository address `30617:zz:x`"), "{e}");
     }
 
     #[test]

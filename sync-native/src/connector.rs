@@ -1,30 +1,25 @@
-//! [`Connector`] on tokio-tungstenite over a socket opened here (rustls for
-//! `wss://`).
+//! [`Connector`] on tokio-tungstenite over a socket opened by [`crate::dial`]
+//! (rustls for `wss://`).
 //!
-//! Besides opening the socket it enforces the relay-URL safety rule a second
-//! time, on resolved addresses: an announcement can name a public-looking
-//! hostname that resolves to 127.0.0.1 or 10.x, which the URL check alone
-//! cannot see. The host is resolved once and the TCP connection goes to an
-//! address that was checked (no second lookup a rebinding DNS server could
-//! answer differently); TLS SNI and the `Host` header still carry the name.
+//! The socket goes to an address checked against the relay-URL safety rule
+//! (see [`crate::dial`]); TLS SNI and the `Host` header still carry the name.
 //! Incoming WebSocket messages and frames are capped at the frame limit, so
-//! a relay cannot make us buffer more than that.
+//! a relay cannot make us buffer more than that. NIP-11 documents are fetched
+//! by [`crate::relay_info`] over the same kind of socket.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::{self, LocalBoxFuture};
 use futures::{FutureExt, SinkExt, StreamExt};
-use sync_core::relay_url::is_public_ip;
 use sync_core::{Connector, FrameSink, FrameStream, RelayUrl, TransportError};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
+
+use crate::dial::{connect_checked, tls_connector, Target};
 
 /// Opens WebSocket connections to relays.
 #[derive(Debug, Clone)]
@@ -76,8 +71,7 @@ async fn open(
     max_frame_bytes: usize,
 ) -> Result<(FrameSink, FrameStream), TransportError> {
     let target = Target::of(relay)?;
-    let addrs = resolve_checked(&target.host, target.port, allow_private).await?;
-    let tcp = dial(&addrs, deadline).await?;
+    let tcp = connect_checked(&target, allow_private, deadline).await?;
     let config = Some(ws_config(max_frame_bytes));
     let handshake_err = |e: tokio_tungstenite::tungstenite::Error| TransportError(format!("websocket handshake with {relay}: {e}"));
     if target.tls {
@@ -90,83 +84,6 @@ async fn open(
         let (ws, _) = Box::pin(tokio_tungstenite::client_async_with_config(relay.as_str(), tcp, config)).await.map_err(handshake_err)?;
         Ok(split(ws))
     }
-}
-
-/// Where a relay URL points: bare host (no IPv6 brackets), port, TLS or not.
-pub(crate) struct Target {
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
-}
-
-impl Target {
-    pub fn of(relay: &RelayUrl) -> Result<Self, TransportError> {
-        let url = url::Url::parse(relay.as_str()).map_err(|e| TransportError(format!("invalid url: {e}")))?;
-        let tls = url.scheme() == "wss";
-        let host = url.host_str().ok_or_else(|| TransportError("url has no host".into()))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-        let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
-        Ok(Self { host, port, tls })
-    }
-
-    /// SNI / certificate name: the host name (or IP literal) from the URL.
-    pub fn server_name(&self) -> Result<rustls_pki_types::ServerName<'static>, TransportError> {
-        rustls_pki_types::ServerName::try_from(self.host.clone()).map_err(|e| TransportError(format!("bad TLS name {}: {e}", self.host)))
-    }
-}
-
-/// Resolves `host` once and returns the addresses that may be dialled, in
-/// resolver order. Unless `allow_private`, a host with any non-public address
-/// is refused outright (a name mixing public and private answers is hostile).
-pub async fn resolve_checked(host: &str, port: u16, allow_private: bool) -> Result<Vec<SocketAddr>, TransportError> {
-    let addrs: Vec<SocketAddr> =
-        tokio::net::lookup_host((host, port)).await.map_err(|e| TransportError(format!("cannot resolve {host}: {e}")))?.collect();
-    if !allow_private {
-        if let Some(bad) = addrs.iter().find(|a| !is_public_ip(a.ip())) {
-            return Err(TransportError(format!("refusing {host}: resolves to non-public address {}", bad.ip())));
-        }
-    }
-    if addrs.is_empty() {
-        return Err(TransportError(format!("{host} has no address")));
-    }
-    Ok(addrs)
-}
-
-/// Opens TCP to the first of `addrs` that accepts, trying them in order and
-/// sharing the time left before `deadline` among the remaining ones (so one
-/// black-holed address does not use it all). Never dials anything else.
-pub async fn dial(addrs: &[SocketAddr], deadline: Instant) -> Result<TcpStream, TransportError> {
-    let mut last = TransportError("no address to connect to".into());
-    for (i, addr) in addrs.iter().enumerate() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let budget = left / u32::try_from(addrs.len() - i).unwrap_or(u32::MAX);
-        match tokio::time::timeout(budget, TcpStream::connect(addr)).await {
-            Ok(Ok(tcp)) => {
-                // small request frames should leave at once
-                let _ = tcp.set_nodelay(true);
-                return Ok(tcp);
-            }
-            Ok(Err(e)) => last = TransportError(format!("connect {addr}: {e}")),
-            Err(_) => last = TransportError(format!("connect {addr}: timed out")),
-        }
-    }
-    Err(last)
-}
-
-/// rustls with the webpki roots, shared by the WebSocket and NIP-11 paths.
-pub(crate) fn tls_connector() -> tokio_rustls::TlsConnector {
-    static CONFIG: OnceLock<Arc<tokio_rustls::rustls::ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let roots = tokio_rustls::rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
-    });
-    tokio_rustls::TlsConnector::from(Arc::clone(config))
 }
 
 /// Splits a socket into the driver's text-frame sink and stream. Binary,
@@ -194,30 +111,6 @@ mod tests {
 
     async fn in_local<F: std::future::Future>(f: F) -> F::Output {
         tokio::task::LocalSet::new().run_until(f).await
-    }
-
-    #[tokio::test]
-    async fn hostname_resolving_to_loopback_is_refused() {
-        let err = resolve_checked("localhost", 9, false).await.unwrap_err();
-        assert!(err.0.contains("non-public"), "{err}");
-        assert!(resolve_checked("10.1.2.3", 9, false).await.is_err());
-        assert!(resolve_checked("::ffff:127.0.0.1", 9, false).await.is_err());
-        // allowed: the loopback addresses it resolved to, with the port, are what will be dialled
-        let addrs = resolve_checked("localhost", 9, true).await.unwrap();
-        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback() && a.port() == 9), "{addrs:?}");
-        assert_eq!(resolve_checked("8.8.8.8", 443, false).await.unwrap(), vec!["8.8.8.8:443".parse::<SocketAddr>().unwrap()]);
-    }
-
-    #[tokio::test]
-    async fn dial_connects_to_a_given_address_only() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let good = listener.local_addr().unwrap();
-        // a closed port first: dial moves on to the next checked address, never elsewhere
-        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
-        let tcp = dial(&[closed, good], Instant::now() + Duration::from_secs(2)).await.unwrap();
-        assert_eq!(tcp.peer_addr().unwrap(), good);
-        assert!(dial(&[closed], Instant::now() + Duration::from_secs(2)).await.is_err());
-        assert!(dial(&[], Instant::now() + Duration::from_secs(2)).await.is_err());
     }
 
     #[tokio::test]

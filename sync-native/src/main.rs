@@ -10,6 +10,7 @@ mod clock;
 mod config;
 mod connector;
 mod daemon;
+mod dial;
 mod duration;
 mod http;
 mod http_response;

@@ -2,9 +2,9 @@
 //! URL's http(s) form, over a plain tokio socket (rustls for `wss://`).
 //!
 //! Why by hand: one small GET per connection does not justify an HTTP client
-//! stack; the TLS pieces are the ones the WebSocket connector already uses.
-//! The address connected to is the one checked by the private-address rule
-//! (one DNS lookup, shared with the connector), and the answer is capped at
+//! stack; the socket is opened by [`crate::dial`], like the WebSocket
+//! connector's: one DNS lookup, only addresses that pass the private-address
+//! rule are dialled, the same TLS configuration. The answer is capped at
 //! [`MAX_DOCUMENT`]. The response is read by [`crate::http_response`], which
 //! stops at the end of the body: keep-alive servers never close the socket.
 
@@ -14,7 +14,7 @@ use sync_core::{RelayUrl, TransportError};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::connector::{dial, resolve_checked, tls_connector, Target};
+use crate::dial::{connect_checked, tls_connector, Target};
 use crate::http_response::{read_response, HttpResponse};
 
 /// NIP-11 documents are small; anything larger is not one.
@@ -34,8 +34,7 @@ async fn fetch_inner(relay: &RelayUrl, allow_private: bool, deadline: Instant) -
     let url = url::Url::parse(relay.as_str()).map_err(err)?;
     let target = Target::of(relay)?;
     // same rule and same dialling as the WebSocket connection
-    let addrs = resolve_checked(&target.host, target.port, allow_private).await.map_err(|e| err(e.0))?;
-    let tcp = dial(&addrs, deadline).await.map_err(|e| err(e.0))?;
+    let tcp = connect_checked(&target, allow_private, deadline).await.map_err(|e| err(e.0))?;
     let host = url.host_str().ok_or_else(|| err("no host"))?;
     let host_header = match url.port() {
         Some(p) => format!("{host}:{p}"),

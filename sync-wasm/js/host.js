@@ -10,8 +10,14 @@
 // follower, whose engine restores the saved sync state and resumes with a
 // quick reconnect. Without Web Locks or BroadcastChannel every tab leads.
 
-/** Status snapshots go out at most this often (the engine's own change rate
- * can be hundreds per second during a sync; listeners render them). */
+/** Status snapshots go out at most this often; listeners render them. The
+ * engine's driver (sync-core/src/driver.rs) already holds change-driven
+ * snapshots to one per 200 ms, but it also publishes, unthrottled, on every
+ * timer wake-up (the engine tick, batch windows and each relay's deadlines:
+ * NIP-11 waits, refusal pauses, settle windows, request timeouts), and those
+ * come in bursts when several relays' deadlines fall close together. This
+ * coalesces them before they are posted to the page and to the other tabs.
+ * It can go once the driver throttles its timer publishes too. */
 export const STATUS_INTERVAL_MS = 100;
 
 export class SyncHost {

@@ -3,11 +3,10 @@
 //! that name the offending field.
 
 use core::time::Duration;
-use std::collections::BTreeSet;
 
 use serde::Deserialize;
-use sync_core::policy::{parse_maintainer, parse_repo_address};
-use sync_core::{AcceptancePolicy, InterestSet, RelayUrl, SyncConfig};
+use sync_core::policy::PolicyError;
+use sync_core::{AcceptancePolicy, RelayUrl, SyncConfig};
 
 /// Database name when the config does not give one.
 pub const DEFAULT_DATABASE: &str = "grasp-sync";
@@ -136,33 +135,9 @@ impl JsConfig {
         let policy = match (self.interest, self.server) {
             (Some(_), Some(_)) => return Err("give either `interest` (client policy) or `server` (GRASP policy), not both".into()),
             (None, None) => return Err("config needs `interest` (client policy) or `server` (GRASP policy)".into()),
-            (Some(i), None) => {
-                let repositories = i
-                    .repositories
-                    .iter()
-                    .map(|a| parse_repo_address(a))
-                    .collect::<Result<BTreeSet<_>, _>>()
-                    .map_err(|e| format!("interest.repositories: {e}"))?;
-                let maintainers = i
-                    .maintainers
-                    .iter()
-                    .map(|m| parse_maintainer(m))
-                    .collect::<Result<BTreeSet<_>, _>>()
-                    .map_err(|e| format!("interest.maintainers: {e}"))?;
-                AcceptancePolicy::Client(InterestSet { repositories, maintainers, all: i.all })
-            }
-            (None, Some(s)) => {
-                let relay_urls = s
-                    .relay_urls
-                    .iter()
-                    .map(|u| RelayUrl::parse(u).map_err(|e| format!("server.relayUrls: `{u}`: {e}")))
-                    .collect::<Result<BTreeSet<_>, _>>()?;
-                let domains: BTreeSet<String> = s.domains.iter().map(|d| d.trim().to_ascii_lowercase()).collect();
-                if relay_urls.is_empty() && domains.is_empty() {
-                    return Err("server needs at least one of relayUrls or domains".into());
-                }
-                AcceptancePolicy::Server { relay_urls, domains }
-            }
+            // built by sync-core, as in the daemon: the error names the value, this the field
+            (Some(i), None) => AcceptancePolicy::client(&i.repositories, &i.maintainers, i.all).map_err(policy_err)?,
+            (None, Some(s)) => AcceptancePolicy::server(&s.relay_urls, &s.domains).map_err(policy_err)?,
         };
         let database_name = self.database_name.unwrap_or_else(|| DEFAULT_DATABASE.to_string());
         if database_name.trim().is_empty() {
@@ -172,6 +147,17 @@ impl JsConfig {
         self.timings.apply(&mut sync);
         sync.validate().map_err(|e| format!("timings: {e}"))?;
         Ok(Settings { sync, policy, bootstrap: self.bootstrap_relays, database_name, seed: self.seed })
+    }
+}
+
+/// A policy error, naming the config field its value came from.
+fn policy_err(e: PolicyError) -> String {
+    match &e {
+        PolicyError::RelayUrl { .. } => format!("server.relayUrls: {e}"),
+        PolicyError::Domain(_) => format!("server.domains: {e}"),
+        PolicyError::EmptyServer => "server needs at least one of relayUrls or domains".into(),
+        PolicyError::RepoAddress(_) => format!("interest.repositories: {e}"),
+        PolicyError::Maintainer { .. } => format!("interest.maintainers: {e}"),
     }
 }
 
@@ -229,5 +215,23 @@ mod tests {
             .unwrap_err()
             .contains("backoff_base"));
         assert!(parse(r#"{"bootstrapRelay":["wss://x.org"]}"#).unwrap_err().contains("unknown field"));
+        assert!(parse(r#"{"bootstrapRelays":["wss://x.org"],"server":{"relayUrls":["http://g.org"]}}"#)
+            .unwrap_err()
+            .starts_with("server.relayUrls: `http://g.org`"));
+        assert!(parse(r#"{"bootstrapRelays":["wss://x.org"],"server":{"domains":["g.org/x"]}}"#)
+            .unwrap_err()
+            .starts_with("server.domains: `g.org/x`"));
+        assert!(parse(r#"{"bootstrapRelays":["wss://x.org"],"server":{}}"#).unwrap_err().contains("relayUrls or domains"));
+    }
+
+    /// The same policy as the daemon's for the same values: sync-core
+    /// normalises both (a trailing dot on a domain used to match only there).
+    #[test]
+    fn server_policy_is_normalised_like_the_daemons() {
+        let s = parse(
+            r#"{"bootstrapRelays":["wss://x.org"],"server":{"relayUrls":["wss://GIT.example.com./"],"domains":["Git.Example.com."]}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.policy, AcceptancePolicy::server(["wss://git.example.com"], ["git.example.com"]).unwrap());
     }
 }

@@ -20,7 +20,7 @@ use indexed_db_futures::transaction::{TransactionDurability, TransactionMode, Tr
 use indexed_db_futures::KeyPath;
 use js_sys::Uint8Array;
 use nostr::{Event, EventId, Filter, Timestamp};
-use sync_core::{EventStore, NegentropyItem, SaveOutcome, StoreError};
+use sync_core::{nip01, EventStore, NegentropyItem, SaveOutcome, StoreError};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -170,7 +170,7 @@ impl IdbStore {
                     let rec: Record = from_js(value.map_err(|e| lib_failure("save: lookup", e))?)?;
                     present.insert(rec.id.clone());
                     match &best {
-                        Some((at, id)) if !record::replaces(rec.created_at, &rec.id, *at, id) => to_delete.push(rec.id),
+                        Some((at, id)) if !nip01::replaces(rec.created_at, rec.id.as_str(), *at, id.as_str()) => to_delete.push(rec.id),
                         _ => {
                             if let Some((_, old)) = best.replace((rec.created_at, rec.id)) {
                                 to_delete.push(old);
@@ -213,7 +213,7 @@ impl IdbStore {
                 continue;
             }
             if let Some((at, id)) = winners.get(addr) {
-                if !record::replaces(rec.created_at, &rec.id, *at, id) {
+                if !nip01::replaces(rec.created_at, rec.id.as_str(), *at, id.as_str()) {
                     outcomes[i] = Some(SaveOutcome::Stale);
                     continue;
                 }

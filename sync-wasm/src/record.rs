@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use nostr::{Event, Filter, JsonUtil, SingleLetterTag};
 use serde::{Deserialize, Serialize};
-use sync_core::nip34;
+use sync_core::{nip01, nip34};
 
 /// Tag names whose first value is indexed: the ones the sync layers query
 /// (`#a`, `#A`, `#q` for repositories, `#e`, `#E`, `#q` for root events) and `d`.
@@ -144,12 +144,6 @@ pub fn store_failure_message(context: &str, dom_name: Option<&str>, detail: &str
     }
 }
 
-/// NIP-01 replacement: does `(new_at, new_id)` beat the stored `(old_at, old_id)`?
-/// Newer wins; on a tie the lowest id wins.
-pub fn replaces(new_at: u64, new_id: &str, old_at: u64, old_id: &str) -> bool {
-    new_at > old_at || (new_at == old_at && new_id < old_id)
-}
-
 /// Which index narrows a filter down before exact matching.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -207,7 +201,7 @@ pub fn finish(filter: &Filter, candidates: Vec<Event>) -> Vec<Event> {
     let opts = nostr::filter::MatchEventOptions::new();
     let mut seen = BTreeSet::new();
     let mut out: Vec<Event> = candidates.into_iter().filter(|e| seen.insert(e.id) && filter.match_event(e, opts)).collect();
-    out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    out.sort_by(|a, b| nip01::newest_first(a.created_at.as_secs(), &a.id, b.created_at.as_secs(), &b.id));
     if let Some(limit) = filter.limit {
         out.truncate(limit);
     }
@@ -291,13 +285,5 @@ mod tests {
         assert!(m.starts_with("IndexedDB quota exceeded"), "{m}");
         assert_eq!(store_failure_message("save", Some("AbortError"), "x"), "save: AbortError: x");
         assert_eq!(store_failure_message("save", None, "x"), "save: x");
-    }
-
-    #[test]
-    fn replacement_rule_newer_then_lowest_id() {
-        assert!(replaces(2, "b", 1, "a"));
-        assert!(!replaces(1, "a", 2, "b"));
-        assert!(replaces(1, "a", 1, "b"));
-        assert!(!replaces(1, "b", 1, "a"));
     }
 }

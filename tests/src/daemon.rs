@@ -187,7 +187,7 @@ impl Drop for Daemon {
     }
 }
 
-// Process figures for the soak and kill-loop tests (issue 7).
+// Process figures the soak and kill-loop tests assert on (pid, memory).
 impl Daemon {
     /// The child's process id.
     pub fn pid(&self) -> u32 {

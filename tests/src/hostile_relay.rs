@@ -1,6 +1,8 @@
-//! A relay that misbehaves on purpose (issue 7, hostile-relay soak): a real
-//! WebSocket server on 127.0.0.1 (tokio-tungstenite) that speaks just enough
-//! NIP-01/NIP-77 to be synced from, and abuses every answer. Behaviours, each
+//! A relay that misbehaves on purpose, for the hostile-relay soak (a GRASP
+//! server syncs from relays anyone can run, so every bound of the engine
+//! must hold against one that attacks it): a real WebSocket server on
+//! 127.0.0.1 (tokio-tungstenite) that speaks just enough NIP-01/NIP-77 to be
+//! synced from, and abuses every answer. Behaviours, each
 //! switchable in [`Modes`] (all on by default in [`Modes::all`]):
 //!
 //! - **junk**: malformed frames — truncated JSON, non-arrays, wrong arity,

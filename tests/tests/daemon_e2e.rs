@@ -1,5 +1,6 @@
 //! End-to-end tests of the `grasp-sync` binary against real relays on
-//! 127.0.0.1 (issue 3, "Tests"). They need `promtool` and build the daemon,
+//! 127.0.0.1: the real binary, WebSockets and store, which the unit and
+//! simulation tests cannot show. They need `promtool` and build the daemon,
 //! so they are `#[ignore]`d in the plain unit-test run and executed by
 //! `scripts/test-all` with `cargo test -p grasp-sync-tests -- --ignored`.
 
@@ -378,10 +379,12 @@ fn bad_configuration_exits_2_with_a_one_line_error_naming_the_option() {
     }
 }
 
-/// Issue 8: a relay with a public relay's limits (6 subscriptions, stated in
-/// NIP-11; 4 negentropy sessions) and enough repositories and roots that
-/// dozens of historic jobs and live filter sets compete for them. The daemon
-/// must store exactly the set, never be refused, and stay on negentropy.
+/// A relay with a public relay's limits (6 subscriptions, stated in NIP-11;
+/// 4 negentropy sessions) and enough repositories and roots that dozens of
+/// historic jobs and live filter sets compete for them. The daemon must store
+/// exactly the set, never be refused, and stay on negentropy (before flow
+/// control, such a relay answered hundreds of "too many" and was taken for
+/// REQ-only after minutes).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the daemon binary; run by scripts/test-all"]
 async fn limited_relay_is_synced_exactly_without_a_single_refusal() {

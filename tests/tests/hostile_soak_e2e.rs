@@ -1,6 +1,7 @@
-//! Hostile-relay soak (issue 7, "prove it holds"): one relay that misbehaves
-//! in every way `grasp_sync_tests::hostile_relay` knows ([`Modes::all`]:
-//! junk and malformed-JSON floods, forged copies of the real events and of
+//! Hostile-relay soak, proving the engine's bounds hold against a relay that
+//! attacks them: one relay that misbehaves in every way
+//! `grasp_sync_tests::hostile_relay` knows ([`Modes::all`]: junk and
+//! malformed-JSON floods, forged copies of the real events and of
 //! every id asked for, a 4 MiB frame every 8 s, never-ending negentropy
 //! claiming 100 or 5,000 fresh ids a round, NOTICE/CLOSED/AUTH storms, no
 //! EOSE except for fetches by id) next to two good `nostr-relay-builder` relays (A with NIP-77,

@@ -1,7 +1,8 @@
-//! Kill loop (issue 7, "prove it holds"): SIGKILL the daemon at random
-//! points of a historic sync, restart it on the same data directory each
-//! time, and check that nothing counted as saved is ever lost and that the
-//! last run ends with exactly the accepted set.
+//! Kill loop, proving a crash at any moment loses nothing the daemon counted
+//! as saved: SIGKILL the daemon at random points of a historic sync, restart
+//! it on the same data directory each time, and check that nothing counted
+//! as saved is ever lost and that the last run ends with exactly the
+//! accepted set.
 //!
 //! Setup: relay A (NIP-77) and relay B (REQ-only, `ReqOnlyProxy`), both
 //! `nostr-relay-builder` behind a pass-through proxy that delays each answer

@@ -1,7 +1,8 @@
-//! End-to-end tests of the limits on what the daemon serves (issue 7, items 7
-//! and 10): the read-only relay (`--served-*`), the HTTP endpoint
-//! (`--http-max-connections`, `--http-timeout`) and configuration values that
-//! used to overflow. Each runs the real binary with small limits; `#[ignore]`d
+//! End-to-end tests of the limits on what the daemon serves (anyone can
+//! connect to it, so one client must get a clear answer at a limit, not
+//! exhaust the daemon or hang): the read-only relay (`--served-*`), the HTTP
+//! endpoint (`--http-max-connections`, `--http-timeout`) and configuration
+//! values that used to overflow. Each runs the real binary with small limits; `#[ignore]`d
 //! like the other e2e tests (`cargo test -p grasp-sync-tests --test
 //! served_limits_e2e -- --ignored --test-threads 1`).
 

@@ -9,8 +9,8 @@ use futures::future::{self, LocalBoxFuture};
 use nostr::filter::MatchEventOptions;
 use nostr::{Event, EventId, Filter, Kind, PublicKey};
 
-use crate::nip34;
 use crate::runtime::{EventStore, NegentropyItem, SaveOutcome, StoreError};
+use crate::{nip01, nip34};
 
 #[derive(Default)]
 struct Inner {
@@ -54,7 +54,7 @@ impl MemoryStore {
         let inner = self.lock()?;
         let opts = MatchEventOptions::new();
         let mut out: Vec<Event> = inner.events.values().filter(|e| filter.match_event(e, opts)).cloned().collect();
-        out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+        out.sort_by(|a, b| nip01::newest_first(a.created_at.as_secs(), &a.id, b.created_at.as_secs(), &b.id));
         if let Some(limit) = filter.limit {
             out.truncate(limit);
         }
@@ -134,9 +134,7 @@ impl Inner {
             let key = (event.kind, event.pubkey, nip34::d_tag(&event).to_string());
             if let Some(old_id) = self.addressable.get(&key).copied() {
                 let old = &self.events[&old_id];
-                // NIP-01: newer wins; on a tie the lowest id wins.
-                let newer = event.created_at > old.created_at || (event.created_at == old.created_at && event.id < old.id);
-                if !newer {
+                if !nip01::replaces(event.created_at.as_secs(), &event.id, old.created_at.as_secs(), &old.id) {
                     return SaveOutcome::Stale;
                 }
                 self.events.remove(&old_id);

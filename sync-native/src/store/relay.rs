@@ -22,7 +22,7 @@ use futures::future::LocalBoxFuture;
 use futures::{FutureExt, SinkExt, StreamExt};
 use nostr::message::MachineReadablePrefix;
 use nostr::{ClientMessage, Event, EventId, Filter, JsonUtil, RelayMessage, SubscriptionId};
-use sync_core::{EventStore, NegentropyItem, SaveOutcome, StoreError};
+use sync_core::{nip01, EventStore, NegentropyItem, SaveOutcome, StoreError};
 use tokio::sync::Mutex;
 
 use super::state_file::StateFile;
@@ -113,8 +113,7 @@ impl RelayStore {
                 f = f.identifier(d);
             }
             let newest = self.req(f).await?.into_iter().next();
-            // NIP-01: the newest wins, equal created_at goes to the lowest id
-            let supersedes = |n: &Event| n.created_at > event.created_at || (n.created_at == event.created_at && n.id < event.id);
+            let supersedes = |n: &Event| nip01::replaces(n.created_at.as_secs(), &n.id, event.created_at.as_secs(), &event.id);
             if newest.as_ref().is_some_and(supersedes) {
                 out.push((event.id, SaveOutcome::Stale));
             }
