@@ -163,7 +163,7 @@ impl ScriptRelay {
                         continue;
                     }
                     let mut m: Vec<&Event> = self.events.iter().filter(|e| f.match_event(e, opts)).collect();
-                    m.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+                    m.sort_by(|a, b| crate::nip01::newest_first(a.created_at.as_secs(), &a.id, b.created_at.as_secs(), &b.id));
                     m.truncate(self.cap.min(f.limit.unwrap_or(usize::MAX)));
                     let until = m.last().map(|e| e.created_at).or(f.until).unwrap_or(nostr::Timestamp::from(1_700_000_000));
                     out.extend(m.into_iter().map(|e| RelayMessage::event(sub.clone(), e.clone()).as_json()));
