@@ -190,7 +190,7 @@ impl Platform for StartWorld<'_> {
 
 fn engine_start(events: &[Event], allow_private: bool) {
     let config = SyncConfig { allow_private_relays: allow_private, ..SyncConfig::default() };
-    let mut engine = Engine::new(config, server_policy(), &[R1.to_string()], 1, T0).expect("valid config");
+    let mut engine = Engine::new(config, server_policy(), &[url(R1)], 1, T0).expect("valid config");
     let mut world = StartWorld { events };
     let mut reported = Vec::new();
     run_until_idle(&mut engine, &mut world, T0, &mut reported);

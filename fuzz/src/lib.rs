@@ -268,7 +268,7 @@ impl Rig {
     /// this, live REQs, NEG-OPENs (R1) and REQs (R2) are in flight, unanswered.
     pub fn new(config: SyncConfig, info: Option<String>) -> Self {
         let f = fixtures();
-        let engine = Engine::new(config.clone(), server_policy(), &[R1.to_string()], 42, T0).expect("valid config");
+        let engine = Engine::new(config.clone(), server_policy(), &[url(R1)], 42, T0).expect("valid config");
         let store = MemoryStore::new();
         store.save_sync(vec![f.announcement.clone()]).expect("memory store");
         let relays =
@@ -402,7 +402,7 @@ impl Rig {
             if let Err(e) = SyncState::from_bytes(&state) {
                 panic!("state written by the engine does not restore: {e}");
             }
-            let mut fresh = Engine::new(self.config.clone(), server_policy(), &[R1.to_string()], 7, self.now).expect("valid config");
+            let mut fresh = Engine::new(self.config.clone(), server_policy(), &[url(R1)], 7, self.now).expect("valid config");
             fresh.handle_input(Input::LoadState(Ok(Some(state))), self.now);
         }
     }

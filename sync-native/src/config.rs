@@ -296,7 +296,7 @@ pub struct DaemonConfig {
     /// Acceptance policy.
     pub policy: AcceptancePolicy,
     /// Bootstrap relays (normalised).
-    pub bootstrap: Vec<String>,
+    pub bootstrap: Vec<RelayUrl>,
     /// RNG seed.
     pub seed: u64,
     /// Data directory.
@@ -428,7 +428,7 @@ fn build(o: Options) -> Result<DaemonConfig, ConfigError> {
     }
     let mut bootstrap = Vec::new();
     for b in &o.bootstrap_relay {
-        bootstrap.push(RelayUrl::parse(b).map_err(|e| err("bootstrap-relay", format!("`{b}`: {e}")))?.to_string());
+        bootstrap.push(RelayUrl::parse(b).map_err(|e| err("bootstrap-relay", format!("`{b}`: {e}")))?);
     }
 
     let store = match &o.store_relay {

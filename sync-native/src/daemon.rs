@@ -63,7 +63,7 @@ pub fn run(config: DaemonConfig) -> Result<(), DaemonError> {
 
 async fn run_async(config: DaemonConfig) -> Result<(), DaemonError> {
     let engine = Engine::new(config.sync.clone(), config.policy.clone(), &config.bootstrap, config.seed, now_millis())?;
-    let bootstrap = config.bootstrap.iter().filter_map(|b| sync_core::RelayUrl::parse(b).ok());
+    let bootstrap = config.bootstrap.iter().cloned();
     let connector = WsConnector::new(config.sync.allow_private_relays, bootstrap, config.sync.max_frame_bytes);
     tracing::info!(
         bootstrap = ?config.bootstrap,

@@ -115,8 +115,8 @@ pub struct Settings {
     pub sync: SyncConfig,
     /// Acceptance policy.
     pub policy: AcceptancePolicy,
-    /// Bootstrap relay URLs (validated).
-    pub bootstrap: Vec<String>,
+    /// Bootstrap relay URLs (parsed once, here).
+    pub bootstrap: Vec<RelayUrl>,
     /// IndexedDB database name.
     pub database_name: String,
     /// Fixed seed, if given.
@@ -129,9 +129,11 @@ impl JsConfig {
         if self.bootstrap_relays.is_empty() {
             return Err("bootstrapRelays must list at least one ws:// or wss:// relay".into());
         }
-        for url in &self.bootstrap_relays {
-            RelayUrl::parse(url).map_err(|e| format!("bootstrapRelays: `{url}`: {e}"))?;
-        }
+        let bootstrap = self
+            .bootstrap_relays
+            .iter()
+            .map(|url| RelayUrl::parse(url).map_err(|e| format!("bootstrapRelays: `{url}`: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
         let policy = match (self.interest, self.server) {
             (Some(_), Some(_)) => return Err("give either `interest` (client policy) or `server` (GRASP policy), not both".into()),
             (None, None) => return Err("config needs `interest` (client policy) or `server` (GRASP policy)".into()),
@@ -146,7 +148,7 @@ impl JsConfig {
         let mut sync = SyncConfig { allow_private_relays: self.allow_private_relays, ..SyncConfig::default() };
         self.timings.apply(&mut sync);
         sync.validate().map_err(|e| format!("timings: {e}"))?;
-        Ok(Settings { sync, policy, bootstrap: self.bootstrap_relays, database_name, seed: self.seed })
+        Ok(Settings { sync, policy, bootstrap, database_name, seed: self.seed })
     }
 }
 

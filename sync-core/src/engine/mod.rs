@@ -68,9 +68,6 @@ pub enum EngineError {
     /// A configuration value is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A bootstrap relay URL is unusable.
-    #[error("invalid bootstrap relay `{0}`: {1}")]
-    Bootstrap(String, String),
 }
 
 /// SPEC §5: a reconnect within the window after a disconnect (with L1 already
@@ -158,8 +155,9 @@ pub struct Engine {
 
 impl Engine {
     /// A new engine. `seed` drives jitter and reconciliation intervals;
-    /// bootstrap relays are operator-chosen and not subject to the safety rule.
-    pub fn new(config: SyncConfig, policy: AcceptancePolicy, bootstrap: &[String], seed: u64, now: Millis) -> Result<Self, EngineError> {
+    /// bootstrap relays are operator-chosen and not subject to the safety
+    /// rule (the front end parsed them once, at the edge).
+    pub fn new(config: SyncConfig, policy: AcceptancePolicy, bootstrap: &[RelayUrl], seed: u64, now: Millis) -> Result<Self, EngineError> {
         config.validate().map_err(EngineError::Config)?;
         let excluded = match &policy {
             AcceptancePolicy::Server { relay_urls, .. } => relay_urls.clone(),
@@ -199,9 +197,8 @@ impl Engine {
             timers: EngineTimers::default(),
         };
         engine.commands.push_back(Command::LoadState);
-        for raw in bootstrap {
-            let url = RelayUrl::parse(raw).map_err(|e| EngineError::Bootstrap(raw.clone(), e.to_string()))?;
-            engine.relays.insert(url.clone(), RelayMachine::new(url, true));
+        for url in bootstrap {
+            engine.relays.insert(url.clone(), RelayMachine::new(url.clone(), true));
         }
         Ok(engine)
     }

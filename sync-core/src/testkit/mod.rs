@@ -443,7 +443,7 @@ impl Harness {
     /// An engine (seed 42) with scripted relays.
     pub fn new(config: SyncConfig, policy: AcceptancePolicy, bootstrap: &[&str], relays: Vec<(&str, ScriptRelay)>) -> Self {
         let now = Millis(1_800_000_000_000);
-        let boot: Vec<String> = bootstrap.iter().map(|s| s.to_string()).collect();
+        let boot: Vec<RelayUrl> = bootstrap.iter().map(|s| url(s)).collect();
         let engine = Engine::new(config, policy, &boot, 42, now).unwrap();
         Self {
             engine,

@@ -167,7 +167,8 @@ fn new_engine(world: &World, seed: u64, now: Millis) -> Engine {
         relay_urls: [RelayUrl::parse(OUR_RELAY).expect("our url")].into(),
         domains: ["grasp.example.com".to_string()].into(),
     };
-    let bootstrap: Vec<String> = world.relays.iter().filter(|r| r.bootstrap).map(|r| r.url.clone()).collect();
+    let bootstrap: Vec<RelayUrl> =
+        world.relays.iter().filter(|r| r.bootstrap).map(|r| RelayUrl::parse(&r.url).expect("simulated relay URL")).collect();
     Engine::new(sim_config(world), policy, &bootstrap, seed, now).expect("engine")
 }
 
