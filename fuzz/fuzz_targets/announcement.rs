@@ -22,7 +22,7 @@ use serde_json::json;
 use sync_core::nostr::filter::MatchEventOptions;
 use sync_core::nostr::{Event, Filter, JsonUtil, Tag};
 use sync_core::policy::{parse_maintainer, parse_repo_address, referenced_ids, InterestSet, Verdict};
-use sync_core::repo_index::{RepoSyncIndex, UrlRules};
+use sync_core::repo_index::{ListedRelays, RepoSyncIndex, UrlRules};
 use sync_core::state::SyncState;
 use sync_core::testkit::{run_until_idle, Platform};
 use sync_core::{nip34, AcceptancePolicy, Engine, Input as EngineInput, NegentropyItem, RelayUrl, SaveOutcome, SyncConfig};
@@ -137,13 +137,13 @@ fn check_event(ev: &Event, author: &Signer, allow_private: bool, index: &mut Rep
     for p in policies(author) {
         let wants = p.wants_announcement(ev);
         let verdict = p.classify(ev, index);
-        assert_eq!(wants, verdict == Verdict::Announcement, "classify disagrees with wants_announcement");
+        assert_eq!(wants, matches!(verdict, Verdict::Announcement(_)), "classify disagrees with wants_announcement");
         if matches!(&p, AcceptancePolicy::Client(i) if i.all) {
             assert!(wants, "an all-repositories client must want every announcement");
         }
     }
     let before: BTreeSet<RelayUrl> = index.repos().find(|(a, _)| **a == address).map(|(_, r)| r.relays.clone()).unwrap_or_default();
-    let change = index.add_announcement(ev, UrlRules { allow_private, ..UrlRules::default() });
+    let change = index.add_announcement(ev, &ListedRelays::of(ev), UrlRules { allow_private, ..UrlRules::default() });
     let entry = index.repos().find(|(a, _)| **a == address).map(|(_, r)| r.clone()).expect("indexed");
     if change.updated {
         for r in &entry.relays {

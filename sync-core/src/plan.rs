@@ -44,7 +44,7 @@ mod tests {
         let mut addrs = Vec::new();
         for d in ["a", "b", "c"] {
             let ann = announcement(&k, d, &["wss://r.example.com"], &[]);
-            idx.add_announcement(&ann, crate::repo_index::UrlRules::default());
+            idx.add_announcement(&ann, &crate::repo_index::ListedRelays::of(&ann), crate::repo_index::UrlRules::default());
             addrs.push(nip34::repo_address(&ann));
         }
         let root1 = EventId::from_byte_array([1; 32]);

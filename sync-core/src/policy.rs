@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::nip34::{self, REPO_ANNOUNCEMENT, REPO_STATE};
 use crate::relay_url::{RelayUrl, RelayUrlError};
-use crate::repo_index::RepoSyncIndex;
+use crate::repo_index::{ListedRelays, RepoSyncIndex};
 
 /// Which repositories are wanted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,8 +58,8 @@ pub enum Rejection {
 /// What accepting an event means for the repository index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// A wanted repository announcement.
-    Announcement,
+    /// A wanted repository announcement, with its relays parsed once.
+    Announcement(ListedRelays),
     /// A repository state event of an accepted repository.
     State,
     /// A patch, PR or issue of these accepted repositories: a new L3 root.
@@ -143,8 +143,9 @@ impl AcceptancePolicy {
     pub fn classify(&self, event: &Event, index: &RepoSyncIndex) -> Verdict {
         match event.kind.as_u16() {
             REPO_ANNOUNCEMENT => {
-                if self.wants_announcement(event) {
-                    Verdict::Announcement
+                let listed = ListedRelays::of(event);
+                if self.wants_listed(event, &listed) {
+                    Verdict::Announcement(listed)
                 } else if index.contains_repo(&nip34::repo_address(event)) {
                     Verdict::Delisting
                 } else {
@@ -165,10 +166,14 @@ impl AcceptancePolicy {
 
     /// True when this announcement names a repository we serve / are interested in.
     pub fn wants_announcement(&self, event: &Event) -> bool {
+        self.wants_listed(event, &ListedRelays::of(event))
+    }
+
+    /// [`Self::wants_announcement`] over its relays, already parsed.
+    fn wants_listed(&self, event: &Event, listed: &ListedRelays) -> bool {
         match self {
             AcceptancePolicy::Server { relay_urls, domains } => {
-                let lists_relay =
-                    nip34::tag_values(event, "relays").filter_map(|u| RelayUrl::parse(u).ok()).any(|u| relay_urls.contains(&u));
+                let lists_relay = listed.parsed().any(|u| relay_urls.contains(u));
                 lists_relay || nip34::tag_values(event, "clone").any(|u| clone_on_domain(u, domains))
             }
             AcceptancePolicy::Client(interest) => {
@@ -259,14 +264,14 @@ mod tests {
     fn server_accepts_announcement_listing_our_relay_after_normalisation() {
         let k = Keys::generate();
         let ev = announcement(&k, "repo", &["WSS://GRASP.example.com/"], &[]);
-        assert_eq!(server().classify(&ev, &RepoSyncIndex::default()), Verdict::Announcement);
+        assert_eq!(server().classify(&ev, &RepoSyncIndex::default()), Verdict::Announcement(ListedRelays::of(&ev)));
     }
 
     #[test]
     fn server_accepts_announcement_with_clone_on_our_domain() {
         let k = Keys::generate();
         let ev = announcement_with_clone(&k, "repo", &["wss://other.example.org"], "https://grasp.example.com/npub/repo.git");
-        assert_eq!(server().classify(&ev, &RepoSyncIndex::default()), Verdict::Announcement);
+        assert_eq!(server().classify(&ev, &RepoSyncIndex::default()), Verdict::Announcement(ListedRelays::of(&ev)));
     }
 
     #[test]
@@ -283,7 +288,7 @@ mod tests {
         let stranger = Keys::generate();
         let ann = announcement(&owner, "repo", &["wss://grasp.example.com"], &[&maint.public_key().to_hex()]);
         let mut index = RepoSyncIndex::default();
-        index.add_announcement(&ann, crate::repo_index::UrlRules::default());
+        index.add_announcement(&ann, &ListedRelays::of(&ann), crate::repo_index::UrlRules::default());
         let p = server();
         assert_eq!(p.classify(&repo_state(&owner, "repo"), &index), Verdict::State);
         assert_eq!(p.classify(&repo_state(&maint, "repo"), &index), Verdict::State);
@@ -295,7 +300,7 @@ mod tests {
         let owner = Keys::generate();
         let ann = announcement(&owner, "repo", &["wss://grasp.example.com"], &[]);
         let mut index = RepoSyncIndex::default();
-        index.add_announcement(&ann, crate::repo_index::UrlRules::default());
+        index.add_announcement(&ann, &ListedRelays::of(&ann), crate::repo_index::UrlRules::default());
         let addr = nip34::repo_address(&ann);
         let p = server();
         let patch = tagged(&owner, 1617, "a", &addr);
@@ -321,9 +326,9 @@ mod tests {
         let all = AcceptancePolicy::Client(InterestSet { all: true, ..Default::default() });
         let none = AcceptancePolicy::Client(InterestSet::default());
         let idx = RepoSyncIndex::default();
-        assert_eq!(by_addr.classify(&ann, &idx), Verdict::Announcement);
-        assert_eq!(by_maint.classify(&ann, &idx), Verdict::Announcement);
-        assert_eq!(all.classify(&ann, &idx), Verdict::Announcement);
+        assert_eq!(by_addr.classify(&ann, &idx), Verdict::Announcement(ListedRelays::of(&ann)));
+        assert_eq!(by_maint.classify(&ann, &idx), Verdict::Announcement(ListedRelays::of(&ann)));
+        assert_eq!(all.classify(&ann, &idx), Verdict::Announcement(ListedRelays::of(&ann)));
         assert_eq!(none.classify(&ann, &idx), Verdict::Reject(Rejection::Permanent));
     }
 

@@ -8,7 +8,7 @@ use core::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
-use url::{Host, Url};
+use url::Url;
 
 /// A normalised `ws://` or `wss://` relay URL: lowercase host, no default
 /// port, no trailing slash, no fragment or credentials.
@@ -85,19 +85,27 @@ impl RelayUrl {
     /// unless `allow_private`.
     pub fn parse_safe(input: &str, allow_private: bool) -> Result<Self, RelayUrlError> {
         let relay = Self::parse(input)?;
-        if !allow_private {
-            let url = Url::parse(&relay.0).map_err(|e| RelayUrlError::Invalid(e.to_string()))?;
-            let private = match url.host() {
-                Some(Host::Ipv4(ip)) => !is_public_ip(IpAddr::V4(ip)),
-                Some(Host::Ipv6(ip)) => !is_public_ip(IpAddr::V6(ip)),
-                Some(Host::Domain(d)) => is_local_name(d),
-                None => true,
-            };
-            if private {
-                return Err(RelayUrlError::Private(url.host_str().unwrap_or_default().to_string()));
-            }
-        }
+        relay.check_safe(allow_private)?;
         Ok(relay)
+    }
+
+    /// The safety rule on a URL already parsed: refuses non-public hosts
+    /// unless `allow_private` (only the host is looked at again).
+    pub fn check_safe(&self, allow_private: bool) -> Result<(), RelayUrlError> {
+        if allow_private {
+            return Ok(());
+        }
+        // the host of a normalised URL: an IP literal in canonical form
+        // (brackets stripped), or a lowercase ASCII domain
+        let host = self.host();
+        let private = match host.parse::<IpAddr>() {
+            Ok(ip) => !is_public_ip(ip),
+            Err(_) => host.is_empty() || is_local_name(host),
+        };
+        if private {
+            return Err(RelayUrlError::Private(host.to_string()));
+        }
+        Ok(())
     }
 
     /// The normalised URL text.

@@ -122,6 +122,24 @@ fn newer(old_at: u64, old_id: Option<EventId>, at: u64, id: EventId) -> bool {
     }
 }
 
+/// The `relays` tag values of an announcement, each parsed and normalised
+/// once ([`RelayUrl::parse`]) where the event comes in: the policy asks
+/// whether they name us, the index applies the safety rule and bounds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListedRelays(Vec<(String, Result<RelayUrl, RelayUrlError>)>);
+
+impl ListedRelays {
+    /// Parses the announcement's `relays` tag values, in order.
+    pub fn of(event: &Event) -> Self {
+        Self(nip34::tag_values(event, "relays").map(|raw| (raw.to_string(), RelayUrl::parse(raw))).collect())
+    }
+
+    /// The values that parsed.
+    pub fn parsed(&self) -> impl Iterator<Item = &RelayUrl> {
+        self.0.iter().filter_map(|(_, r)| r.as_ref().ok())
+    }
+}
+
 /// Accepted repositories and their root events.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepoSyncIndex {
@@ -140,7 +158,7 @@ struct Version(u64, EventId);
 impl RepoSyncIndex {
     /// Indexes an accepted announcement; versions that do not replace the
     /// indexed one change nothing (addressable replacement).
-    pub fn add_announcement(&mut self, event: &Event, rules: UrlRules) -> AnnouncementChange {
+    pub fn add_announcement(&mut self, event: &Event, listed: &ListedRelays, rules: UrlRules) -> AnnouncementChange {
         let address = nip34::repo_address(event);
         let mut change = AnnouncementChange::default();
         let created_at = event.created_at.as_secs();
@@ -159,11 +177,11 @@ impl RepoSyncIndex {
         }
         change.updated = true;
         let mut relays = BTreeSet::new();
-        for raw in nip34::tag_values(event, "relays") {
+        for (raw, parsed) in &listed.0 {
             let parsed = if raw.len() > rules.max_len {
                 Err(UrlRefusal::TooLong(rules.max_len))
             } else {
-                RelayUrl::parse_safe(raw, rules.allow_private).map_err(UrlRefusal::from)
+                parsed.clone().and_then(|u| u.check_safe(rules.allow_private).map(|()| u)).map_err(UrlRefusal::from)
             };
             match parsed {
                 Ok(u) if relays.contains(&u) => {}
@@ -290,7 +308,7 @@ mod tests {
         let k = Keys::generate();
         let ann = announcement(&k, "r", &["wss://a.example.com", "wss://b.example.com"], &[]);
         let mut idx = RepoSyncIndex::default();
-        assert!(idx.add_announcement(&ann, UrlRules::default()).new_repo);
+        assert!(idx.add_announcement(&ann, &ListedRelays::of(&ann), UrlRules::default()).new_repo);
         let addr = nip34::repo_address(&ann);
         assert!(idx.add_root(&addr, EventId::all_zeros()));
         let a = RelayUrl::parse("wss://a.example.com").unwrap();
@@ -306,11 +324,14 @@ mod tests {
         let k = Keys::generate();
         let ann = announcement(&k, "r", &["ws://127.0.0.1:7000", "ws://10.0.0.1", "http://relay.example.com", "wss://ok.example.com"], &[]);
         let mut idx = RepoSyncIndex::default();
-        let change = idx.add_announcement(&ann, UrlRules::default());
+        let change = idx.add_announcement(&ann, &ListedRelays::of(&ann), UrlRules::default());
         assert_eq!(change.refused.len(), 3);
         assert_eq!(idx.all_relays().into_iter().map(|r| r.to_string()).collect::<Vec<_>>(), vec!["wss://ok.example.com"]);
         let mut allowed = RepoSyncIndex::default();
-        assert_eq!(allowed.add_announcement(&ann, UrlRules { allow_private: true, ..UrlRules::default() }).refused.len(), 1);
+        assert_eq!(
+            allowed.add_announcement(&ann, &ListedRelays::of(&ann), UrlRules { allow_private: true, ..UrlRules::default() }).refused.len(),
+            1
+        );
         // http:// is never a relay
     }
 
@@ -320,8 +341,8 @@ mod tests {
         let newer = announcement_at(&k, "r", &["wss://new.example.com"], Timestamp::from(2000));
         let older = announcement_at(&k, "r", &["wss://old.example.com"], Timestamp::from(1000));
         let mut idx = RepoSyncIndex::default();
-        idx.add_announcement(&newer, UrlRules::default());
-        assert!(!idx.add_announcement(&older, UrlRules::default()).updated);
+        idx.add_announcement(&newer, &ListedRelays::of(&newer), UrlRules::default());
+        assert!(!idx.add_announcement(&older, &ListedRelays::of(&older), UrlRules::default()).updated);
         assert!(idx.lists_relay(&RelayUrl::parse("wss://new.example.com").unwrap()));
         assert!(!idx.lists_relay(&RelayUrl::parse("wss://old.example.com").unwrap()));
     }
@@ -336,7 +357,7 @@ mod tests {
         listed.insert(1, "wss://r0.example.com"); // a repeat is not a second relay
         let ann = announcement(&k, "r", &listed, &[]);
         let mut idx = RepoSyncIndex::default();
-        let change = idx.add_announcement(&ann, UrlRules::default());
+        let change = idx.add_announcement(&ann, &ListedRelays::of(&ann), UrlRules::default());
         assert_eq!(idx.all_relays().len(), 20);
         assert_eq!(change.refused.iter().filter(|(_, why)| why.label() == "too_long").count(), 1);
         assert_eq!(change.refused.iter().filter(|(_, why)| why.label() == "per_announcement").count(), 5000 - 20);
@@ -348,7 +369,7 @@ mod tests {
         let k = Keys::generate();
         let listed = announcement_at(&k, "r", &["wss://a.example.com"], Timestamp::from(1000));
         let mut idx = RepoSyncIndex::default();
-        idx.add_announcement(&listed, UrlRules::default());
+        idx.add_announcement(&listed, &ListedRelays::of(&listed), UrlRules::default());
         let addr = nip34::repo_address(&listed);
         idx.add_root(&addr, EventId::all_zeros());
         let older = announcement_at(&k, "r", &[], Timestamp::from(999));
@@ -371,7 +392,7 @@ mod tests {
         for order in [[&low, &high], [&high, &low]] {
             let mut idx = RepoSyncIndex::default();
             for ann in order {
-                idx.add_announcement(ann, UrlRules::default());
+                idx.add_announcement(ann, &ListedRelays::of(ann), UrlRules::default());
             }
             let kept = nip34::tag_values(&low, "relays").next().unwrap();
             assert!(idx.lists_relay(&RelayUrl::parse(kept).unwrap()));
@@ -379,10 +400,10 @@ mod tests {
         }
         // a de-listing version with the same created_at wins only with a lower id
         let mut idx = RepoSyncIndex::default();
-        idx.add_announcement(&low, UrlRules::default());
+        idx.add_announcement(&low, &ListedRelays::of(&low), UrlRules::default());
         assert!(!idx.delist(&high));
         let mut idx = RepoSyncIndex::default();
-        idx.add_announcement(&high, UrlRules::default());
+        idx.add_announcement(&high, &ListedRelays::of(&high), UrlRules::default());
         assert!(idx.delist(&low));
     }
 }

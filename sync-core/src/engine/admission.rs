@@ -12,7 +12,7 @@ use nostr::Event;
 use super::{Engine, RelayMachine};
 use crate::nip34;
 use crate::relay_url::RelayUrl;
-use crate::repo_index::UrlRefusal;
+use crate::repo_index::{ListedRelays, UrlRefusal};
 
 /// Distinct refused URLs remembered (to log each once).
 pub(crate) const REFUSED_URLS_REMEMBERED: usize = 10_000;
@@ -74,16 +74,18 @@ impl Engine {
 
     /// Indexes an announcement (accepted, or de-listing an indexed
     /// repository) and tracks its relays; true when the accepted set changed.
-    pub(super) fn apply_announcement(&mut self, event: &Event, delisting: bool) -> bool {
+    /// `listed`: its relays, parsed once where it came in; `None` for a
+    /// de-listing version.
+    pub(super) fn apply_announcement(&mut self, event: &Event, listed: Option<&ListedRelays>) -> bool {
         let address = nip34::repo_address(event);
-        if delisting {
+        let Some(listed) = listed else {
             if !self.repos.delist(event) {
                 return false;
             }
             tracing::info!(repo = %address, "newer announcement no longer lists this service; repository no longer synced");
             return true;
-        }
-        let change = self.repos.add_announcement(event, crate::repo_index::UrlRules::from_config(&self.config));
+        };
+        let change = self.repos.add_announcement(event, listed, crate::repo_index::UrlRules::from_config(&self.config));
         for (raw, why) in &change.refused {
             self.note_refused_url(raw, why, &address);
         }

@@ -255,8 +255,8 @@ impl Engine {
         let mut grew = false;
         for event in events {
             match self.policy.classify(event, &self.repos) {
-                Verdict::Announcement => grew |= self.apply_announcement(event, false),
-                Verdict::Delisting => grew |= self.apply_announcement(event, true),
+                Verdict::Announcement(listed) => grew |= self.apply_announcement(event, Some(&listed)),
+                Verdict::Delisting => grew |= self.apply_announcement(event, None),
                 Verdict::Root(repos) => {
                     for repo in repos {
                         grew |= self.repos.add_root(&repo, event.id);
@@ -988,9 +988,8 @@ impl Engine {
         }
         self.seen.insert(event.id);
         match verdict {
-            Verdict::Announcement | Verdict::Delisting if self.apply_announcement(&event, verdict == Verdict::Delisting) => {
-                self.accepted_set_grew(now);
-            }
+            Verdict::Announcement(listed) if self.apply_announcement(&event, Some(&listed)) => self.accepted_set_grew(now),
+            Verdict::Delisting if self.apply_announcement(&event, None) => self.accepted_set_grew(now),
             Verdict::Root(repos) => {
                 let mut new = false;
                 for repo in repos {
