@@ -190,7 +190,9 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                 Wake::Frame(item) => self.on_incoming(item),
                 Wake::Timer => {
                     self.engine.handle_input(Input::Timeout, self.clock.now());
-                    self.publish(true);
+                    // throttled like every other publish: with a timer per
+                    // relay rule, wake-ups come in bursts
+                    self.publish(false);
                 }
             }
         }
@@ -406,8 +408,10 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
         }
     }
 
-    /// Publishes the snapshot: always on `force` (ticks), otherwise at most
-    /// every 200 ms (a publish held back is owed and happens when due).
+    /// Publishes the snapshot: at most every 200 ms (a publish held back is
+    /// owed and happens when due, so the last change is always shown), or
+    /// at once on `force` (the final one, after shutdown). The only status
+    /// throttle: front ends pass snapshots on as they come.
     fn publish(&mut self, force: bool) {
         let now = self.clock.now();
         if !force && now.since(self.last_publish_at) < PUBLISH_INTERVAL {

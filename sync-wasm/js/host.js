@@ -10,22 +10,16 @@
 // follower, whose engine restores the saved sync state and resumes with a
 // quick reconnect. Without Web Locks or BroadcastChannel every tab leads.
 
-/** Status snapshots go out at most this often; listeners render them. The
- * engine's driver (sync-core/src/driver.rs) already holds change-driven
- * snapshots to one per 200 ms, but it also publishes, unthrottled, on every
- * timer wake-up (the engine tick, batch windows and each relay's deadlines:
- * NIP-11 waits, refusal pauses, settle windows, request timeouts), and those
- * come in bursts when several relays' deadlines fall close together. This
- * coalesces them before they are posted to the page and to the other tabs.
- * It can go once the driver throttles its timer publishes too. */
-export const STATUS_INTERVAL_MS = 100;
+// Status snapshots are throttled once, by the engine's driver
+// (sync-core/src/driver.rs: at most one per 200 ms, the last change always
+// published), so the host passes each one on as it comes.
 
 export class SyncHost {
   /**
    * @param Engine the wasm-bindgen `GraspSync` class (engine.js)
    * @param config a GraspSyncConfig; an invalid one throws an Error naming the field
    * @param options.multiTab share one engine between tabs (default true)
-   * @param options.onStatus (status, role) => void, throttled
+   * @param options.onStatus (status, role) => void, at most every 200 ms (the driver's throttle)
    */
   constructor(Engine, config, { multiTab = true, onStatus = () => {} } = {}) {
     this.engine = new Engine(config);
@@ -39,9 +33,7 @@ export class SyncHost {
     this.channel = null;
     this.abort = null;
     this.releaseLock = null;
-    this.emitTimer = null;
-    this.lastEmit = 0;
-    this.engine.onStatus(() => this.scheduleEmit());
+    this.engine.onStatus(() => this.emitNow());
   }
 
   /** Leads (runs the engine) or follows; resolves once either is settled. */
@@ -98,7 +90,7 @@ export class SyncHost {
       this.channel.postMessage({ type: 'status', status: this.engine.status() });
     } else if (this.role === 'follower' && msg?.type === 'status') {
       this.leaderStatus = msg.status;
-      this.scheduleEmit();
+      this.emitNow();
     }
   }
 
@@ -113,16 +105,7 @@ export class SyncHost {
     return (this.role === 'follower' && this.leaderStatus) || this.engine.status();
   }
 
-  scheduleEmit() {
-    if (this.emitTimer !== null) return;
-    const wait = Math.max(0, this.lastEmit + STATUS_INTERVAL_MS - Date.now());
-    this.emitTimer = setTimeout(() => this.emitNow(), wait);
-  }
-
   emitNow() {
-    if (this.emitTimer !== null) clearTimeout(this.emitTimer);
-    this.emitTimer = null;
-    this.lastEmit = Date.now();
     const status = this.status();
     if (this.role === 'leader' && this.channel) this.channel.postMessage({ type: 'status', status });
     this.onStatusOut(status, this.role);

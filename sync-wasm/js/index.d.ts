@@ -40,7 +40,7 @@ export class GraspSync {
   close(): Promise<void>;
   /** The latest status snapshot (a follower shows the leader's); null until `ready` resolves. */
   status(): SyncStatus | null;
-  /** Calls `callback(status)` on every new snapshot (at most every 100 ms). */
+  /** Calls `callback(status)` on every new snapshot (at most every 200 ms). */
   onStatus(callback: (status: SyncStatus) => void): void;
   /** Removes a callback added with `onStatus`. */
   offStatus(callback: (status: SyncStatus) => void): void;

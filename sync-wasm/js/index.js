@@ -168,7 +168,7 @@ export class GraspSync {
     return this.#status;
   }
 
-  /** Calls `callback(status)` on every snapshot (at most every 100 ms). */
+  /** Calls `callback(status)` on every snapshot (at most every 200 ms). */
   onStatus(callback) {
     this.#listeners.add(callback);
   }
