@@ -226,6 +226,41 @@ impl core::fmt::Display for DegradedReason {
     }
 }
 
+impl RelayStatus {
+    /// The row of a relay just tracked: disconnected, nothing happened yet
+    /// (front ends and tests build rows from it).
+    pub fn at_rest(relay: impl Into<String>) -> Self {
+        RelayStatus {
+            relay: relay.into(),
+            bootstrap: false,
+            connection: ConnectionStatus::Disconnected,
+            degraded_reason: None,
+            last_error: None,
+            connection_code: ConnectionStatus::Disconnected.code(),
+            health: HealthStatus::Disconnected,
+            health_code: HealthStatus::Disconnected.code(),
+            failures: 0,
+            last_connected: None,
+            disconnected_at: None,
+            announcements_synced: false,
+            historic_sync_completed: false,
+            historic_sync_completed_at: None,
+            historic_sync_duration_ms: None,
+            next_attempt_at: None,
+            rate_limited_until: None,
+            req_only: false,
+            negentropy: None,
+            resumed: false,
+            progress: HistoricProgress::default(),
+            pending_batches: 0,
+            live_filters: 0,
+            confirmed_repos: 0,
+            confirmed_roots: 0,
+            counters: RelayCounters::default(),
+        }
+    }
+}
+
 /// A problem seen with a relay, and when (`RelayStatus::last_error`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "typescript", derive(ts_rs::TS))]

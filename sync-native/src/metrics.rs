@@ -506,34 +506,7 @@ mod tests {
 
     /// A relay row with every field at rest; tests change what they need.
     fn relay(url: &str) -> RelayStatus {
-        RelayStatus {
-            relay: url.into(),
-            bootstrap: false,
-            connection: ConnectionStatus::Disconnected,
-            degraded_reason: None,
-            last_error: None,
-            connection_code: 0,
-            health: HealthStatus::Disconnected,
-            health_code: 2,
-            failures: 0,
-            last_connected: None,
-            disconnected_at: None,
-            announcements_synced: false,
-            historic_sync_completed: false,
-            historic_sync_completed_at: None,
-            historic_sync_duration_ms: None,
-            next_attempt_at: None,
-            rate_limited_until: None,
-            req_only: false,
-            negentropy: None,
-            resumed: false,
-            progress: Default::default(),
-            pending_batches: 0,
-            live_filters: 0,
-            confirmed_repos: 0,
-            confirmed_roots: 0,
-            counters: RelayCounters::default(),
-        }
+        RelayStatus::at_rest(url)
     }
 
     /// Several relays (listed out of order) in every state, rejections by

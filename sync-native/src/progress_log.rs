@@ -195,32 +195,16 @@ mod tests {
 
     fn relay(url: &str, connection: ConnectionStatus, received: u64, percent: u8) -> RelayStatus {
         RelayStatus {
-            relay: url.into(),
-            bootstrap: false,
             connection,
-            degraded_reason: None,
-            last_error: None,
             connection_code: connection.code(),
             health: HealthStatus::Healthy,
             health_code: 1,
-            failures: 0,
             last_connected: Some(sync_core::Millis(1)),
-            disconnected_at: None,
-            announcements_synced: false,
-            historic_sync_completed: false,
-            historic_sync_completed_at: None,
-            historic_sync_duration_ms: None,
-            next_attempt_at: None,
-            rate_limited_until: None,
-            req_only: false,
             negentropy: Some(true),
-            resumed: false,
             progress: HistoricProgress { ids_needed: 1000, ids_fetched: received, percent, ..Default::default() },
             pending_batches: 1,
-            live_filters: 0,
-            confirmed_repos: 0,
-            confirmed_roots: 0,
             counters: RelayCounters { events_received: received, ..Default::default() },
+            ..RelayStatus::at_rest(url)
         }
     }
 

@@ -302,32 +302,14 @@ mod tests {
 
     fn relay(url: &str, connection: ConnectionStatus, health: HealthStatus, percent: u8, saved: u64) -> RelayStatus {
         RelayStatus {
-            relay: url.into(),
-            bootstrap: false,
             connection,
-            degraded_reason: None,
-            last_error: None,
             connection_code: connection.code(),
             health,
             health_code: health.code(),
-            failures: 0,
-            last_connected: None,
-            disconnected_at: None,
             announcements_synced: true,
-            historic_sync_completed: false,
-            historic_sync_completed_at: None,
-            historic_sync_duration_ms: None,
-            next_attempt_at: None,
-            rate_limited_until: None,
-            req_only: false,
-            negentropy: None,
-            resumed: false,
             progress: HistoricProgress { percent, ..Default::default() },
-            pending_batches: 0,
-            live_filters: 0,
-            confirmed_repos: 0,
-            confirmed_roots: 0,
             counters: RelayCounters { events_saved: saved, ..Default::default() },
+            ..RelayStatus::at_rest(url)
         }
     }
 
