@@ -1,40 +1,43 @@
-//! Live subscriptions of one relay (SPEC §3 "live", §5 "Consolidation").
+//! Live subscriptions of one relay (SPEC §3 "live", §5 "Consolidation"),
+//! kept by its [`RelayMachine`].
 //!
-//! New batches queue their items in `live_pending`; [`Engine::flush_live`]
-//! opens them packed several to a REQ (within `live_req_max_bytes`) before
-//! any historic request of those batches goes out, so nothing published
-//! meanwhile falls between historic and live. Live REQs count against the
-//! relay's subscription limit (NIP-11 `max_subscriptions`, or learned from
-//! its refusals): they may use at most half of it, and when one filter per
-//! 100 roots cannot fit, layer 3 goes live through one kind filter
-//! ([`BatchItems::AllThreads`]) and the acceptance policy keeps our threads.
+//! New batches queue their items in `live_pending`;
+//! [`RelayMachine::flush_live`] opens them packed several to a REQ (within
+//! `live_req_max_bytes`) before any historic request of those batches goes
+//! out, so nothing published meanwhile falls between historic and live. Live
+//! REQs count against the relay's subscription limit (NIP-11
+//! `max_subscriptions`, or learned from its refusals): they may use at most
+//! half of it, and when one filter per 100 roots cannot fit, layer 3 goes
+//! live through one kind filter ([`BatchItems::AllThreads`]) and the
+//! acceptance policy keeps our threads.
 
 use nostr::{ClientMessage, Filter, SubscriptionId};
 
+use super::relay::RelayMachine;
 use super::Engine;
+use crate::config::SyncConfig;
 use crate::filters::{self, BatchItems};
 use crate::relay_url::RelayUrl;
 use crate::status::DegradedReason;
 use crate::time::Millis;
 
-impl Engine {
+impl RelayMachine {
     /// Opens live REQs for the items of new batches (before their historic
     /// requests: `next_work` starts nothing while items wait here).
-    pub(super) fn flush_live(&mut self, url: &RelayUrl, now: Millis) {
-        let max_bytes = self.config.live_req_max_bytes;
-        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+    pub(crate) fn flush_live(&mut self, config: &SyncConfig, now: Millis) {
+        let Some(session) = self.session.as_mut() else { return };
         if session.live_pending.is_empty() || session.pause_until.is_some_and(|t| now < t) {
             return;
         }
         if session.l3_broad {
             session.live_pending.retain(|i| !matches!(i, BatchItems::Roots(_)));
         }
-        let groups = filters::pack(session.live_pending.clone(), max_bytes);
+        let groups = filters::pack(session.live_pending.clone(), config.live_req_max_bytes);
         let projected = session.live.len() + groups.len();
-        if self.consolidate(url, projected, now) {
+        if self.consolidate(config, projected, now) {
             return;
         }
-        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+        let Some(session) = self.session.as_mut() else { return };
         let in_flight = session.requests_in_flight();
         if in_flight > 0 && session.sub_budget.is_some_and(|b| projected + in_flight > b) {
             // wait until historic requests free the relay's slots (with none
@@ -49,15 +52,15 @@ impl Engine {
             session.live.insert(sub, group);
         }
         for m in msgs {
-            self.send(url, m, now);
+            self.transmit(&m, now);
         }
     }
 
     /// Consolidation after a refusal or a budget change.
-    pub(super) fn maybe_consolidate(&mut self, url: &RelayUrl, now: Millis) {
-        let Some(session) = self.relays.get(url).and_then(|r| r.session.as_ref()) else { return };
+    pub(crate) fn maybe_consolidate(&mut self, config: &SyncConfig, now: Millis) {
+        let Some(session) = self.session.as_ref() else { return };
         let projected = session.live.len();
-        self.consolidate(url, projected, now);
+        self.consolidate(config, projected, now);
     }
 
     /// SPEC §5 consolidation, given `projected` live REQs (open + about to
@@ -67,20 +70,18 @@ impl Engine {
     /// lowers the count. Make-before-break when the relay's limit leaves room
     /// for both sets, so no live event is missed; otherwise the old REQs are
     /// closed first. True when it replaced them.
-    fn consolidate(&mut self, url: &RelayUrl, projected: usize, now: Millis) -> bool {
-        let (max_live, window) = (self.config.max_live_filters, self.config.batch_window);
-        let (max_a, max_i, max_bytes) =
-            (self.config.max_addresses_per_filter, self.config.max_ids_per_filter, self.config.live_req_max_bytes);
-        let Some(relay) = self.relays.get_mut(url) else { return false };
-        let Some(session) = relay.session.as_mut() else { return false };
+    fn consolidate(&mut self, config: &SyncConfig, projected: usize, now: Millis) -> bool {
+        let (max_a, max_i, max_bytes) = (config.max_addresses_per_filter, config.max_ids_per_filter, config.live_req_max_bytes);
+        let url = &self.url;
+        let Some(session) = self.session.as_mut() else { return false };
         let over_budget = session.sub_budget.is_some_and(|b| projected > (b / 2).max(1));
-        let over_max = projected > max_live && session.last_consolidated.is_none_or(|t| now.since(t) >= window);
+        let over_max = projected > config.max_live_filters && session.last_consolidated.is_none_or(|t| now.since(t) >= config.batch_window);
         if !over_budget && !over_max {
             return false;
         }
         let (mut repos, mut roots) = session.pending_items();
-        repos.extend(relay.sync.confirmed_repos.iter().cloned());
-        roots.extend(relay.sync.confirmed_roots.iter().copied());
+        repos.extend(self.sync.confirmed_repos.iter().cloned());
+        roots.extend(self.sync.confirmed_roots.iter().copied());
         let covering = |broad: bool| {
             let mut items = vec![BatchItems::Announcements];
             items.extend(filters::chunk_repos(&repos, max_a));
@@ -122,62 +123,57 @@ impl Engine {
         let msgs: Vec<ClientMessage<'static>> =
             if fits_both { opens.into_iter().chain(closes).collect() } else { closes.into_iter().chain(opens).collect() };
         for m in msgs {
-            self.send(url, m, now);
+            self.transmit(&m, now);
         }
         true
     }
 
     /// The relay refused a live REQ as one too many: its limit is what we
     /// hold now; pause, then cover the refused items again (consolidated).
-    pub(super) fn live_refused(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
-        let pause = self.config.refusal_pause;
-        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+    pub(crate) fn live_refused(&mut self, config: &SyncConfig, sub: &str, now: Millis) {
+        let Some(session) = self.session.as_mut() else { return };
         let Some(items) = session.live.remove(sub) else { return };
         let held = session.live.len() + session.requests_in_flight();
         session.sub_budget = Some(session.sub_budget.map_or(held, |b| b.min(held)).max(2));
         session.window.on_refusal(session.next_start, session.next_start);
-        session.pause_until = Some(now + pause);
-        tracing::info!(relay = %url, sub, budget = ?session.sub_budget, "relay refused a live subscription as too many");
+        session.pause_until = Some(now + config.refusal_pause);
+        tracing::info!(relay = %self.url, sub, budget = ?session.sub_budget, "relay refused a live subscription as too many");
         session.live_pending.extend(items);
-        self.maybe_consolidate(url, now);
+        self.maybe_consolidate(config, now);
     }
-}
 
-impl Engine {
     /// The relay closed a live subscription (not as one too many). It is
     /// still wanted: reopened with `since` (events published while it was
     /// closed are not lost), at once when rate limited (held in the outbox
     /// until the cooldown ends), otherwise after a backoff that doubles with
     /// each close in a row. After `live_reopen_max` closes in a row the
     /// relay is ConnectedDegraded, with the relay's reason in the status.
-    pub(super) fn live_closed(&mut self, url: &RelayUrl, sub: &str, message: &str, rate_limited: bool, now: Millis) {
-        let since = nostr::Timestamp::from((now - self.config.since_safety_margin).as_secs());
-        let (base, max, limit) = (self.config.backoff_base, self.config.backoff_max, self.config.live_reopen_max);
-        let Some(relay) = self.relays.get_mut(url) else { return };
-        let Some(session) = relay.session.as_mut() else { return };
-        tracing::warn!(relay = %url, sub, message, "relay closed a live subscription");
+    pub(crate) fn live_closed(&mut self, config: &SyncConfig, sub: &str, message: &str, rate_limited: bool, now: Millis) {
+        let since = nostr::Timestamp::from((now - config.since_safety_margin).as_secs());
+        let Some(session) = self.session.as_mut() else { return };
+        tracing::warn!(relay = %self.url, sub, message, "relay closed a live subscription");
         if rate_limited {
             let Some(items) = session.live.get(sub) else { return };
             let filters_: Vec<Filter> = items.iter().flat_map(|i| i.filters()).map(|f| f.since(since)).collect();
-            return self.send(url, ClientMessage::req(SubscriptionId::new(sub), filters_), now);
+            return self.transmit(&ClientMessage::req(SubscriptionId::new(sub), filters_), now);
         }
         // closes arriving together (a relay dropping all its subscriptions) count once
-        if relay.last_live_close.is_none_or(|t| now >= t + core::time::Duration::from_secs(1)) {
-            relay.live_closes += 1;
+        if self.last_live_close.is_none_or(|t| now >= t + core::time::Duration::from_secs(1)) {
+            self.live_closes += 1;
         }
-        relay.last_live_close = Some(now);
-        let closes = relay.live_closes;
-        let delay = base.saturating_mul(1u32 << (closes - 1).min(16)).min(max);
+        self.last_live_close = Some(now);
+        let closes = self.live_closes;
+        let delay = config.backoff_base.saturating_mul(1u32 << (closes - 1).min(16)).min(config.backoff_max);
         let due = session.live_reopen.get(sub).map_or(since, |(_, s)| (*s).min(since));
         session.live_reopen.insert(sub.to_string(), (now + delay, due));
-        if closes >= limit {
-            self.degrade(url, DegradedReason::LiveClosed { closes, message: message.to_string() }, now);
+        if closes >= config.live_reopen_max {
+            self.degrade(DegradedReason::LiveClosed { closes, message: message.to_string() }, now);
         }
     }
 
     /// Reopens the closed live subscriptions whose backoff is over.
-    pub(super) fn reopen_live(&mut self, url: &RelayUrl, now: Millis) {
-        let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
+    pub(crate) fn reopen_live(&mut self, now: Millis) {
+        let Some(session) = self.session.as_mut() else { return };
         let due: Vec<(String, nostr::Timestamp)> =
             session.live_reopen.iter().filter(|(_, (at, _))| now >= *at).map(|(s, (_, since))| (s.clone(), *since)).collect();
         let mut msgs = Vec::new();
@@ -188,16 +184,41 @@ impl Engine {
             msgs.push(ClientMessage::req(SubscriptionId::new(&sub), filters_));
         }
         for m in msgs {
-            self.send(url, m, now);
+            self.transmit(&m, now);
         }
+    }
+}
+
+/// The endpoint's side: route to the relay's machine, then pass on what it asked for.
+impl Engine {
+    /// See [`RelayMachine::flush_live`].
+    pub(super) fn flush_live(&mut self, url: &RelayUrl, now: Millis) {
+        self.with_relay(url, |relay, config| relay.flush_live(config, now));
+    }
+
+    /// See [`RelayMachine::maybe_consolidate`].
+    pub(super) fn maybe_consolidate(&mut self, url: &RelayUrl, now: Millis) {
+        self.with_relay(url, |relay, config| relay.maybe_consolidate(config, now));
+    }
+
+    /// See [`RelayMachine::live_refused`].
+    pub(super) fn live_refused(&mut self, url: &RelayUrl, sub: &str, now: Millis) {
+        self.with_relay(url, |relay, config| relay.live_refused(config, sub, now));
+    }
+
+    /// See [`RelayMachine::live_closed`].
+    pub(super) fn live_closed(&mut self, url: &RelayUrl, sub: &str, message: &str, rate_limited: bool, now: Millis) {
+        self.with_relay(url, |relay, config| relay.live_closed(config, sub, message, rate_limited, now));
+    }
+
+    /// See [`RelayMachine::reopen_live`].
+    pub(super) fn reopen_live(&mut self, url: &RelayUrl, now: Millis) {
+        self.with_relay(url, |relay, _| relay.reopen_live(now));
     }
 
     /// A relay whose closes stopped a stability period ago is trusted again.
     pub(super) fn forgive_live_closes(&mut self, url: &RelayUrl, now: Millis) {
-        if let Some(relay) = self.relays.get_mut(url) {
-            relay.forgive_live_closes(&self.config, now);
-        }
-        self.flush_relay(url);
+        self.with_relay(url, |relay, config| relay.forgive_live_closes(config, now));
     }
 }
 

@@ -364,8 +364,14 @@ impl Engine {
     // ----- relay bookkeeping -------------------------------------------------
 
     fn set_status(&mut self, url: &RelayUrl, to: ConnectionStatus, now: Millis) {
+        self.with_relay(url, |relay, _| relay.set_status(to, now));
+    }
+
+    /// Runs `f` on the machine of `url` (when tracked), then passes on what
+    /// it asked for.
+    fn with_relay(&mut self, url: &RelayUrl, f: impl FnOnce(&mut RelayMachine, &SyncConfig)) {
         if let Some(relay) = self.relays.get_mut(url) {
-            relay.set_status(to, now);
+            f(relay, &self.config);
         }
         self.flush_relay(url);
     }
@@ -382,20 +388,8 @@ impl Engine {
         }
     }
 
-    /// Marks a connected relay degraded, saying why (a Syncing relay ends
-    /// its historic sync ConnectedDegraded instead of Connected).
-    fn degrade(&mut self, url: &RelayUrl, reason: DegradedReason, now: Millis) {
-        if let Some(relay) = self.relays.get_mut(url) {
-            relay.degrade(reason, now);
-        }
-        self.flush_relay(url);
-    }
-
     fn send(&mut self, url: &RelayUrl, msg: ClientMessage<'_>, now: Millis) {
-        if let Some(relay) = self.relays.get_mut(url) {
-            relay.transmit(&msg, now);
-        }
-        self.flush_relay(url);
+        self.with_relay(url, |relay, _| relay.transmit(&msg, now));
     }
 
     // ----- connection lifecycle ---------------------------------------------
