@@ -73,6 +73,38 @@ pub fn is_too_many(message: &str) -> bool {
     m.contains("too many") || m.contains("max subscriptions") || m.contains("maximum subscriptions") || m.contains("subscription limit")
 }
 
+/// Why a relay's NOTICE, CLOSED or NEG-ERR refuses work, as counted per
+/// relay (`RelayCounters::refusals`); `None` when the message is no refusal
+/// we recognise (a NOTICE chatting, say).
+pub fn refusal_reason(message: &str) -> Option<&'static str> {
+    use nostr::message::MachineReadablePrefix as P;
+    if is_too_many(message) {
+        return Some("too_many");
+    }
+    if let Some(prefix) = P::parse(message) {
+        return match prefix {
+            P::RateLimited => Some("rate_limited"),
+            P::Blocked => Some("blocked"),
+            P::AuthRequired => Some("auth_required"),
+            P::Restricted => Some("restricted"),
+            P::Invalid => Some("invalid"),
+            P::Error => Some("error"),
+            P::Unsupported => Some("unsupported"),
+            P::Pow => Some("pow"),
+            P::Duplicate => None,
+        };
+    }
+    let m = message.trim().to_ascii_lowercase();
+    if m.starts_with("rejected") {
+        return Some("rejected");
+    }
+    // relays that do not know a message type (NEG-OPEN on a relay without
+    // NIP-77) say so in their own words
+    let unknown =
+        ["unknown message", "unknown command", "unknown type", "unsupported message", "unrecognized", "not supported", "could not parse"];
+    unknown.iter().any(|u| m.contains(u)).then_some("unknown_message")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,6 +153,24 @@ mod tests {
         }
         for m in ["ERROR: negentropy is not supported", "rate-limited: slow down", "invalid: bad filter", ""] {
             assert!(!is_too_many(m), "{m}");
+        }
+    }
+
+    #[test]
+    fn refusals_are_named_by_reason() {
+        for (message, reason) in [
+            ("ERROR: too many concurrent REQs", Some("too_many")),
+            ("rate-limited: slow down", Some("rate_limited")),
+            ("rejected: too many subscriptions", Some("too_many")),
+            ("rejected: not allowed", Some("rejected")),
+            ("blocked: you are banned", Some("blocked")),
+            ("auth-required: log in", Some("auth_required")),
+            ("ERROR: unknown message type NEG-OPEN", Some("unknown_message")),
+            ("error: internal", Some("error")),
+            ("duplicate: have it", None),
+            ("welcome to the relay", None),
+        ] {
+            assert_eq!(refusal_reason(message), reason, "{message}");
         }
     }
 }

@@ -146,6 +146,8 @@ pub struct Session {
     pub connected_at: Millis,
     /// The relay refused negentropy this session.
     pub req_only: bool,
+    /// A NEG-MSG arrived this session: negentropy works (logged once).
+    pub negentropy_seen: bool,
     /// This connection resumed with `since` (quick reconnect, SPEC §5)
     /// instead of a fresh sync.
     pub resumed: bool,
@@ -197,6 +199,7 @@ impl Session {
         Self {
             connected_at: now,
             req_only: false,
+            negentropy_seen: false,
             resumed: false,
             next_sub: 0,
             next_batch: 0,

@@ -126,6 +126,13 @@ pub struct RelayCounters {
     pub batches_failed: u64,
     /// NOTICE frames received.
     pub notices: u64,
+    /// Work the relay refused (a CLOSED, a NEG-ERR, or a NOTICE that
+    /// refuses), by reason: `too_many`, `rate_limited`, `rejected`,
+    /// `blocked`, `auth_required`, `restricted`, `invalid`, `error`,
+    /// `unsupported`, `pow`, `unknown_message`, `closed` (a CLOSED saying
+    /// nothing we recognise), `neg_err` (likewise for NEG-ERR).
+    #[serde(default)]
+    pub refusals: BTreeMap<String, u64>,
 }
 
 /// One relay's row of the snapshot. Times are unix milliseconds; `null` when

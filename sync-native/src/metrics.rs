@@ -29,6 +29,7 @@
 //! stay exactly as specified (PromQL, dashboards and alerts cannot tell the
 //! difference) and the scrape passes promtool.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -84,6 +85,12 @@ fn per_relay(s: &SyncStatus, value: impl Fn(&RelayStatus) -> f64) -> Vec<Sample<
 /// One sample per relay that has a value (e.g. a completion time).
 fn per_relay_if(s: &SyncStatus, value: impl Fn(&RelayStatus) -> Option<f64>) -> Vec<Sample<'_>> {
     s.relays.iter().filter_map(|r| Some((vec![r.relay.as_str()], value(r)?))).collect()
+}
+
+/// One sample per relay and reason, from a per-relay count by reason
+/// (labels `reason`, `relay`).
+fn per_relay_and_reason<'a>(s: &'a SyncStatus, counts: impl Fn(&'a RelayStatus) -> &'a BTreeMap<String, u64>) -> Vec<Sample<'a>> {
+    s.relays.iter().flat_map(|r| counts(r).iter().map(move |(reason, n)| (vec![reason.as_str(), r.relay.as_str()], *n as f64))).collect()
 }
 
 /// The one sample of an unlabelled metric.
@@ -181,15 +188,7 @@ pub static METRICS: &[Metric] = &[
         help: "Events not stored, by reason",
         kind: Kind::Counter,
         labels: &["reason", "relay"],
-        samples: |s| {
-            let mut out = Vec::new();
-            for r in &s.relays {
-                for (reason, n) in &r.counters.events_rejected {
-                    out.push((vec![reason.as_str(), r.relay.as_str()], *n as f64));
-                }
-            }
-            out
-        },
+        samples: |s| per_relay_and_reason(s, |r| &r.counters.events_rejected),
     },
     Metric {
         name: "ngit_sync_historic_sync_completed_timestamp_seconds",
@@ -339,6 +338,13 @@ pub static METRICS: &[Metric] = &[
         kind: Kind::Gauge,
         labels: RELAY,
         samples: |s| per_relay(s, |r| r.progress.refusals as f64),
+    },
+    Metric {
+        name: "ngit_sync_relay_refusals_total",
+        help: "Work the relay refused (CLOSED, NEG-ERR, or a NOTICE that refuses), by reason",
+        kind: Kind::Counter,
+        labels: &["reason", "relay"],
+        samples: |s| per_relay_and_reason(s, |r| &r.counters.refusals),
     },
 ];
 
@@ -534,6 +540,7 @@ mod tests {
             bytes_received: 9_876_543_210,
             bytes_sent: 123_456,
             negentropy_rounds: 42,
+            refusals: BTreeMap::from([("too_many".to_string(), 5), ("unknown_message".to_string(), 1)]),
             ..Default::default()
         };
         let mut syncing = relay("wss://a.example.org");

@@ -249,6 +249,14 @@ export interface RelayCounters {
     batches_failed: number;
     /** NOTICE frames received. */
     notices: number;
+    /**
+     * Work the relay refused (a CLOSED, a NEG-ERR, or a NOTICE that
+     * refuses), by reason: `too_many`, `rate_limited`, `rejected`,
+     * `blocked`, `auth_required`, `restricted`, `invalid`, `error`,
+     * `unsupported`, `pow`, `unknown_message`, `closed` (a CLOSED saying
+     * nothing we recognise), `neg_err` (likewise for NEG-ERR).
+     */
+    refusals: { [key in string]: number };
 }
 
 /** Totals of SPEC §8. */

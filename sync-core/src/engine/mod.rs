@@ -781,6 +781,9 @@ impl Engine {
     fn on_notice(&mut self, url: &RelayUrl, message: &str, now: Millis) {
         if let Some(r) = self.relays.get_mut(url) {
             r.counters.notices += 1;
+            if let Some(reason) = flow::refusal_reason(message) {
+                r.count_refusal(reason, message);
+            }
         }
         if flow::is_too_many(message) {
             // Flow control: which request was refused shows by its silence.
@@ -1062,6 +1065,9 @@ impl Engine {
     }
 
     fn on_closed(&mut self, url: &RelayUrl, sub: &str, message: &str, now: Millis) {
+        if let Some(r) = self.relays.get_mut(url) {
+            r.count_refusal(flow::refusal_reason(message).unwrap_or("closed"), message);
+        }
         let too_many = flow::is_too_many(message);
         let rate_limited = !too_many && self.check_rate_limited(url, message, now);
         let Some(session) = self.relays.get_mut(url).and_then(|r| r.session.as_mut()) else { return };
@@ -1127,6 +1133,10 @@ impl Engine {
         let Some(relay) = self.relays.get_mut(url) else { return };
         relay.sync.negentropy = Some(true);
         let Some(session) = relay.session.as_mut() else { return };
+        if !session.negentropy_seen {
+            session.negentropy_seen = true;
+            tracing::info!(relay = %url, "relay speaks negentropy (NIP-77): it answered a NEG-OPEN");
+        }
         if session.jobs.get(sub).is_some_and(|j| j.alone) {
             // The probe answered: negentropy works, nothing needs to go alone.
             session.jobs.values_mut().for_each(|j| j.alone = false);
@@ -1210,6 +1220,9 @@ impl Engine {
     fn on_neg_err(&mut self, url: &RelayUrl, sub: &str, message: &str, now: Millis) {
         if self.job_mut(url, sub).is_none_or(|j| j.queued) {
             return;
+        }
+        if let Some(r) = self.relays.get_mut(url) {
+            r.count_refusal(flow::refusal_reason(message).unwrap_or("neg_err"), message);
         }
         if flow::is_too_many(message) {
             return self.requeue_refused(url, sub, now);

@@ -190,6 +190,14 @@ impl RelayMachine {
         true
     }
 
+    /// The relay refused work (`reason`, see `flow::refusal_reason`): counted,
+    /// and logged at debug (a refusal storm must not flood the log; the
+    /// counters and `/metrics` show it).
+    pub(crate) fn count_refusal(&mut self, reason: &'static str, message: &str) {
+        *self.counters.refusals.entry(reason.to_string()).or_default() += 1;
+        tracing::debug!(relay = %self.url, reason, message, "relay refused work");
+    }
+
     /// After the stability period its failures are forgiven (Healthy);
     /// true when that happened now.
     pub(crate) fn check_stable(&mut self, config: &SyncConfig, now: Millis) -> bool {

@@ -643,6 +643,8 @@ fn too_many_answers_shrink_the_window_and_lose_nothing() {
         h.advance(Duration::from_secs(120));
         let relay = &h.relays[&url(R1)];
         assert!(relay.refusals > 0, "the relay did refuse (notice: {notice})");
+        let counted = h.engine.status(h.now).relays[0].counters.refusals.clone();
+        assert_eq!(counted.get("too_many"), Some(&relay.refusals), "every refusal counted by reason (notice: {notice}): {counted:?}");
         assert_eq!(h.store.all().len(), n, "every event stored (notice: {notice})");
         assert_eq!(h.status(R1), ConnectionStatus::Connected, "a refusal is not a failure (notice: {notice})");
         assert!(!req_only(&h, R1), "a refusal is not a capability verdict (notice: {notice})");
@@ -940,4 +942,18 @@ fn a_relay_is_dialled_when_its_backoff_ends_not_at_the_next_tick() {
     let after: Vec<u64> = h.connects.iter().map(|(at, _)| at.since(start).as_millis() as u64).collect();
     // first attempt at start-up, then 1.3 s, then 2.6 s of backoff later
     assert_eq!(after, vec![0, 1300, 3900]);
+}
+
+/// A relay without NIP-77 says so with a NOTICE: counted as a refusal of
+/// that reason, and the REQ-only verdict follows.
+#[test]
+fn an_unknown_message_notice_is_counted_as_a_refusal() {
+    let k = Keys::generate();
+    let (events, accepted) = dataset(&k);
+    let mut h = Harness::new(cfg(), server_policy(), &[R1], vec![(R1, ScriptRelay::new(Mode::ReqOnly, events))]);
+    h.advance(Duration::from_secs(30));
+    let row = h.engine.status(h.now).relays[0].clone();
+    assert!(row.counters.refusals.get("unknown_message").is_some_and(|n| *n >= 1), "{:?}", row.counters.refusals);
+    assert!(row.req_only);
+    assert_eq!(stored_ids(&h), sorted(accepted));
 }
