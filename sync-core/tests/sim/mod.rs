@@ -29,9 +29,12 @@
 
 pub mod check;
 pub mod dataset;
+pub mod exec;
 pub mod model;
+pub mod net;
 pub mod relay;
 pub mod stats;
+pub mod store;
 pub mod world;
 
 /// Result of one seed: the violated invariants (empty when fine) and coverage counters.
