@@ -1,6 +1,7 @@
 //! The simulated [`EventStore`]: a [`MemoryStore`] behind virtual latency
 //! (a save commits 0–30 ms after it starts, a negentropy load answers after
-//! 0–10 ms; queries and the sync state answer at once), with the world's
+//! 0–10 ms, up to 3 s and 1 s in worlds with a slow store; queries and the
+//! sync state answer at once), with the world's
 //! faults (random save failures, an outage during which every save fails)
 //! and the persisted sync state kept across restarts.
 //!
@@ -30,6 +31,12 @@ use sync_core::{EventStore, MemoryStore, Millis, NegentropyItem, SaveOutcome, St
 
 use super::exec::{self, Time};
 use super::world::{since, Shared};
+
+/// A save commits up to this many ms after it starts (unless the world's
+/// store is slow, `Knobs::store_latency_ms`).
+const SAVE_MS: u64 = 30;
+/// A negentropy load answers after up to this many ms (same exception).
+const LOAD_MS: u64 = 10;
 
 /// Ordering violations kept per run (the count goes on in the last line).
 const ORDERING_MAX: usize = 10;
@@ -98,7 +105,8 @@ impl Shared {
         self.store.next_save += 1;
         let id = self.store.next_save;
         self.store.in_flight.insert(id, events);
-        let delay = Duration::from_millis(self.rng.range(0, 30));
+        let max = self.world.knobs.store_latency_ms.unwrap_or(SAVE_MS);
+        let delay = Duration::from_millis(self.rng.range(0, max));
         (id, now + delay)
     }
 
@@ -163,7 +171,8 @@ impl Shared {
             Some(_) => {}
             None => self.store.violation(format!("a negentropy load at +{}ms the engine never asked for", since(now))),
         }
-        now + Duration::from_millis(self.rng.range(0, 10))
+        let max = self.world.knobs.store_latency_ms.map_or(LOAD_MS, |ms| ms / 3);
+        now + Duration::from_millis(self.rng.range(0, max))
     }
 
     /// Stored events are read, or the state persisted: no save may be in flight.

@@ -348,7 +348,7 @@ impl Sim {
                 let at = s.world.live[index].at;
                 s.schedule(at, Ev::Publish { index });
             }
-            if let Some((at, down)) = s.world.knobs.restart {
+            for (at, down) in s.world.knobs.early_restart.into_iter().chain(s.world.knobs.restart) {
                 s.schedule(at, Ev::Restart { down });
             }
             let ticks: Vec<(Millis, String)> =
