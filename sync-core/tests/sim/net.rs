@@ -90,7 +90,7 @@ impl Shared {
     pub(super) fn connect_result(&mut self, url: String, epoch: u64, ok: bool, reply: oneshot::Sender<ConnectResult>) {
         let now = self.now();
         // a newer attempt replaced it, or the driver timed out and gave up
-        if !self.links.get(&url).is_some_and(|l| l.epoch == epoch) || reply.is_canceled() {
+        if self.links.get(&url).is_none_or(|l| l.epoch != epoch) || reply.is_canceled() {
             return;
         }
         if !ok {

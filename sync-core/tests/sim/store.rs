@@ -239,8 +239,7 @@ impl EventStore for SimStore {
         Box::pin(async move {
             let at = shared.borrow_mut().load_started();
             exec::sleep(&time, at).await;
-            let s = shared.borrow();
-            let items = s.store.mem.negentropy_items_sync(&filter);
+            let items = shared.borrow().store.mem.negentropy_items_sync(&filter);
             items
         })
     }
