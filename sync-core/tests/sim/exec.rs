@@ -29,6 +29,12 @@ use sync_core::{Clock, Millis};
 /// failure is recorded).
 pub const SPIN_STEP: Duration = Duration::from_millis(10);
 
+/// The driver's timer firing this often at one virtual instant is a busy
+/// loop of the driver itself (a healthy driver's fires at most a few times):
+/// further fires then wait [`SPIN_STEP`], so the run goes on instead of
+/// hanging the test, and the world records a liveness failure.
+pub const TIMER_FIRES_PER_INSTANT: u64 = 10_000;
+
 /// The virtual clock and its pending sleeps.
 pub struct Timers {
     now: Millis,
@@ -38,6 +44,10 @@ pub struct Timers {
     /// A busy loop was detected at this instant: the driver's next timer at
     /// or before it is pushed [`SPIN_STEP`] later.
     spin_guard: Option<Millis>,
+    /// The driver's timer fires at the current instant so far.
+    fires: (Millis, u64),
+    /// Instants at which the driver's timer fired too often (its own busy loops).
+    pub driver_spins: Vec<Millis>,
 }
 
 /// Shared handle to the virtual clock.
@@ -45,7 +55,14 @@ pub type Time = Rc<RefCell<Timers>>;
 
 /// A virtual clock starting at `start`.
 pub fn new_time(start: Millis) -> Time {
-    Rc::new(RefCell::new(Timers { now: start, next_id: 0, sleepers: BTreeMap::new(), spin_guard: None }))
+    Rc::new(RefCell::new(Timers {
+        now: start,
+        next_id: 0,
+        sleepers: BTreeMap::new(),
+        spin_guard: None,
+        fires: (start, 0),
+        driver_spins: Vec::new(),
+    }))
 }
 
 impl Timers {
@@ -86,23 +103,38 @@ impl Timers {
 pub struct Sleep {
     time: Time,
     key: (Millis, u64),
+    /// One of the driver's own timers ([`SimClock`]), watched for busy loops.
+    driver: bool,
 }
 
 /// A sleep until `deadline` on `time`.
 pub fn sleep(time: &Time, deadline: Millis) -> Sleep {
     let mut t = time.borrow_mut();
     t.next_id += 1;
-    Sleep { time: Rc::clone(time), key: (deadline, t.next_id) }
+    Sleep { time: Rc::clone(time), key: (deadline, t.next_id), driver: false }
 }
 
 impl Future for Sleep {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut t = self.time.borrow_mut();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let time = Rc::clone(&self.time);
+        let mut t = time.borrow_mut();
         if t.now >= self.key.0 {
             t.sleepers.remove(&self.key);
-            return Poll::Ready(());
+            if !self.driver {
+                return Poll::Ready(());
+            }
+            let now = t.now;
+            t.fires = if t.fires.0 == now { (now, t.fires.1 + 1) } else { (now, 1) };
+            if t.fires.1 <= TIMER_FIRES_PER_INSTANT {
+                return Poll::Ready(());
+            }
+            // the driver spins on its own timer: make it wait a step
+            if t.driver_spins.last() != Some(&now) {
+                t.driver_spins.push(now);
+            }
+            self.key.0 = now + SPIN_STEP;
         }
         t.sleepers.insert(self.key, Some(cx.waker().clone()));
         Poll::Pending
@@ -136,7 +168,9 @@ impl Clock for SimClock {
                 deadline
             }
         };
-        Box::pin(sleep(&self.0, deadline))
+        let mut s = sleep(&self.0, deadline);
+        s.driver = true;
+        Box::pin(s)
     }
 }
 

@@ -482,6 +482,9 @@ impl Sim {
         let polls = self.exec.polls;
         let now = self.time.borrow().now();
         let mut s = self.shared.borrow_mut();
+        for at in self.time.borrow().driver_spins.iter().take(5) {
+            s.liveness.push(format!("busy driver: its timer fired over {} times at +{}ms", exec::TIMER_FIRES_PER_INSTANT, since(*at)));
+        }
         let captured = match s.captured.take() {
             Some(c) => c,
             None => {
