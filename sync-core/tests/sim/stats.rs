@@ -90,7 +90,8 @@ pub struct Stats {
     pub loads_waited: u64,
     /// Queries of stored events and persisted states asked for while a save
     /// was in flight (the driver had to finish it first; rare: the engine
-    /// persists when no save is outstanding, so not a coverage gap).
+    /// persists beside a save only while the store keeps failing, so not a
+    /// coverage gap).
     pub store_reads_waited: u64,
     /// Driver stops (restarts and run ends) with a save in flight or
     /// unsaved events: the shutdown had to flush them before persisting.
