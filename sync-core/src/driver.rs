@@ -8,6 +8,10 @@
 //! its state only when no save is outstanding); the other store commands are
 //! awaited in order. It spawns nothing: everything is polled from `run`, so
 //! it works on any executor, including the browser's.
+//!
+//! An [`Observer`] may watch it (the deterministic simulation checks the
+//! engine's bounds and records every status transition through one); it sees
+//! what the driver does and changes none of it.
 
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
@@ -49,6 +53,31 @@ impl DriverHandle {
     /// The most recent status snapshot.
     pub fn status(&self) -> Arc<SyncStatus> {
         self.status.lock().map(|s| Arc::clone(&s)).unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+}
+
+/// Watches a running driver without changing what it does: every input it
+/// hands the engine, every output it takes from it, and the engine each time
+/// the driver is about to wait. The simulation (`tests/simulation.rs`)
+/// records status transitions, checks the driver's store ordering and the
+/// engine's bounds with one; a front end could trace with one. Each method
+/// defaults to doing nothing; none may block.
+pub trait Observer {
+    /// An input, just before the engine handles it.
+    fn input(&mut self, input: &Input, now: Millis) {
+        let _ = (input, now);
+    }
+
+    /// An output of the engine (a command, an event or the next deadline),
+    /// just before the driver acts on it.
+    fn output(&mut self, output: &Output, now: Millis) {
+        let _ = (output, now);
+    }
+
+    /// The engine after the driver executed all its outputs, just before
+    /// the main loop waits for a socket, the store, the timer or a stop.
+    fn idle(&mut self, engine: &Engine, now: Millis) {
+        let _ = (engine, now);
     }
 }
 
@@ -103,6 +132,7 @@ pub struct Driver<C: Clock, N: Connector, S: EventStore> {
     control_rx: mpsc::UnboundedReceiver<Control>,
     handle: DriverHandle,
     on_status: Option<StatusCallback>,
+    observer: Option<Box<dyn Observer>>,
     conns: HashMap<RelayUrl, Conn>,
     next_conn: u64,
     last_publish_at: Millis,
@@ -129,6 +159,7 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
             control_rx: rx,
             handle: DriverHandle { control: tx, status: Arc::new(Mutex::new(initial)) },
             on_status: None,
+            observer: None,
             conns: HashMap::new(),
             next_conn: 0,
             last_publish_at: Millis::ZERO,
@@ -144,6 +175,11 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
     /// Calls `callback` whenever the status snapshot changes.
     pub fn on_status(&mut self, callback: StatusCallback) {
         self.on_status = Some(callback);
+    }
+
+    /// Lets `observer` watch the driver from now on (see [`Observer`]).
+    pub fn observe(&mut self, observer: Box<dyn Observer>) {
+        self.observer = Some(observer);
     }
 
     /// The store (e.g. to query after `run` returns).
@@ -162,7 +198,7 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
         // keep SelectAll/FuturesUnordered non-empty so `next()` pends instead of ending
         incoming.push(futures::stream::pending().boxed_local());
         tasks.push(future::pending().boxed_local());
-        self.engine.handle_input(Input::Timeout, self.clock.now());
+        self.feed(Input::Timeout, self.clock.now());
         loop {
             let (changed, mut deadline) = self.execute_outputs(&mut tasks, &mut saves).await;
             // status changes and saved events are shown at once (throttled)
@@ -172,6 +208,9 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
             if self.publish_owed {
                 let owed = self.last_publish_at + PUBLISH_INTERVAL;
                 deadline = Some(deadline.map_or(owed, |d| d.min(owed)));
+            }
+            if let Some(o) = self.observer.as_mut() {
+                o.idle(&self.engine, self.clock.now());
             }
             let sleep = match deadline {
                 Some(t) => Either::Left(self.clock.sleep_until(t)),
@@ -189,7 +228,7 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                 Wake::Task(task) => self.on_task(task, &mut incoming, &mut tasks),
                 Wake::Frame(item) => self.on_incoming(item),
                 Wake::Timer => {
-                    self.engine.handle_input(Input::Timeout, self.clock.now());
+                    self.feed(Input::Timeout, self.clock.now());
                     // throttled like every other publish: with a timer per
                     // relay rule, wake-ups come in bursts
                     self.publish(false);
@@ -199,13 +238,21 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
         // a save still running must report before the final state is
         // persisted (after shutdown, saves are awaited in order)
         self.finish_saves(&mut saves).await;
-        self.engine.handle_input(Input::Shutdown, self.clock.now());
+        self.feed(Input::Shutdown, self.clock.now());
         self.execute_outputs(&mut tasks, &mut saves).await;
         for (_, conn) in self.conns.drain() {
             conn.abort.abort();
         }
         self.publish(true);
         self
+    }
+
+    /// Hands one input to the engine (and shows it to the observer).
+    fn feed(&mut self, input: Input, now: Millis) {
+        if let Some(o) = self.observer.as_mut() {
+            o.input(&input, now);
+        }
+        self.engine.handle_input(input, now);
     }
 
     fn on_task(&mut self, task: TaskResult, incoming: &mut SelectAll<LocalBoxStream<'static, Incoming>>, tasks: &mut Tasks) {
@@ -232,17 +279,17 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                 if let Some(old) = self.conns.insert(relay.clone(), Conn { id, tx, abort }) {
                     old.abort.abort();
                 }
-                self.engine.handle_input(Input::Connect { relay, result: Ok(()) }, now);
+                self.feed(Input::Connect { relay, result: Ok(()) }, now);
             }
             TaskResult::Saved(input) => self.on_saved(input),
-            TaskResult::Answer(input) => self.engine.handle_input(input, now),
+            TaskResult::Answer(input) => self.feed(input, now),
             TaskResult::WriterDone { relay, conn, error } => {
                 if self.conns.get(&relay).is_some_and(|c| c.id == conn) {
                     if let Some(c) = self.conns.remove(&relay) {
                         c.abort.abort();
                     }
                     let reason = error.unwrap_or_else(|| "writer closed".into());
-                    self.engine.handle_input(Input::Disconnected { relay, reason }, now);
+                    self.feed(Input::Disconnected { relay, reason }, now);
                 }
             }
         }
@@ -264,7 +311,7 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                 Input::Disconnected { relay, reason: "connection closed".into() }
             }
         };
-        self.engine.handle_input(input, now);
+        self.feed(input, now);
     }
 
     fn drop_conn(&mut self, relay: &RelayUrl) {
@@ -285,7 +332,7 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
     fn on_saved(&mut self, input: Input) {
         self.saves -= 1;
         self.saves_done += 1;
-        self.engine.handle_input(input, self.clock.now());
+        self.feed(input, self.clock.now());
     }
 
     /// Starts the negentropy loads whose earlier saves have finished.
@@ -309,7 +356,11 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
         self.start_ready_loads(tasks);
         let mut events = false;
         loop {
-            let cmd = match self.engine.poll_output() {
+            let output = self.engine.poll_output();
+            if let Some(o) = self.observer.as_mut() {
+                o.output(&output, self.clock.now());
+            }
+            let cmd = match output {
                 Output::Command(cmd) => cmd,
                 Output::Event(_) => {
                     events = true;
@@ -363,7 +414,7 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                 }
                 Command::SaveEvents { token, events } if !self.engine.running => {
                     let result = self.store.save(events.clone()).await.map_err(|e| SaveFailure { events, error: e.0 });
-                    self.engine.handle_input(Input::SaveEvents { token, result }, self.clock.now());
+                    self.feed(Input::SaveEvents { token, result }, self.clock.now());
                 }
                 Command::SaveEvents { token, events } => {
                     let store = Rc::clone(&self.store);
@@ -387,16 +438,16 @@ impl<C: Clock, N: Connector, S: EventStore + 'static> Driver<C, N, S> {
                 Command::LoadNegentropyItems { token, filter } => {
                     self.finish_saves(saves).await;
                     let result = self.store.negentropy_items(filter).await.map_err(|e| e.0);
-                    self.engine.handle_input(Input::LoadNegentropyItems { token, result }, self.clock.now());
+                    self.feed(Input::LoadNegentropyItems { token, result }, self.clock.now());
                 }
                 Command::LoadState => {
                     let state = self.store.load_state().await.map_err(|e| e.to_string());
-                    self.engine.handle_input(Input::LoadState(state), self.clock.now());
+                    self.feed(Input::LoadState(state), self.clock.now());
                 }
                 Command::QueryStored { token, filter } => {
                     self.finish_saves(saves).await;
                     let result = self.store.query(filter).await.map_err(|e| e.to_string());
-                    self.engine.handle_input(Input::QueryStored { token, result }, self.clock.now());
+                    self.feed(Input::QueryStored { token, result }, self.clock.now());
                 }
                 Command::PersistState { state } => {
                     self.finish_saves(saves).await;

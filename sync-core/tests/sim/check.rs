@@ -7,7 +7,10 @@
 //! say why, negentropy rounds and REQ pages per request within the engine's
 //! bounds, the unsaved backlog within 4 × `max_unsaved` while the store
 //! fails, and live events a ClosesLive relay received while it had closed
-//! our subscription arrive.
+//! our subscription arrive; (7) the production driver's store ordering (one
+//! save in flight, negentropy loads after the saves asked before them,
+//! queries and persisted states after every save, the shutdown flush), as
+//! the simulated store saw it (`sim/store.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -44,7 +47,7 @@ fn newer_or_same(a: &Event, b: &Event) -> bool {
 
 /// Coverage counters that come from the final snapshot, the store and the relays.
 pub fn snapshot_stats(world: &World, out: &Outcome) -> Stats {
-    let status = out.engine.status(out.end);
+    let status = &out.status;
     let mut s = out.stats.clone();
     for spec in &world.relays {
         let kind = format!("{:?}", spec.kind);
@@ -99,7 +102,7 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
     // other saves succeeding in between (its poison-event rule, which random
     // transient failures can meet): such an event is excused, as long as the
     // engine counted at least that many quarantines.
-    let quarantined = out.quarantined_before + out.engine.status(out.end).totals.events_quarantined;
+    let quarantined = out.quarantined_before + out.status.totals.events_quarantined;
     let excused = |id: &EventId| quarantined > 0 && out.quarantine_suspects.contains(id);
     if quarantined > out.quarantine_suspects.len() as u64 {
         errs.push(format!(
@@ -171,7 +174,7 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
         last.insert(t.relay.to_string(), t.to);
     }
     // (4) totals match the store and the per-relay rows.
-    let status = out.engine.status(out.end);
+    let status = &out.status;
     let totals = &status.totals;
     if totals.unsaved_events != 0 {
         errs.push(format!("{} accepted events never saved", totals.unsaved_events));
@@ -390,6 +393,8 @@ pub fn check(world: &World, model: &Model, out: &Outcome) -> Vec<String> {
         errs.push(format!("{url}: {n} live subscription(s) the relay closed never reopened by the end of the run"));
     }
     errs.extend(out.liveness.iter().cloned());
+    // (7) the driver's store ordering, seen from the store (sim/store.rs).
+    errs.extend(out.ordering.iter().map(|e| format!("driver ordering: {e}")));
     errs
 }
 

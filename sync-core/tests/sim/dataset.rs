@@ -273,6 +273,16 @@ pub struct Knobs {
     /// that EndlessNeg sessions meet it before the round bound, far above
     /// what an honest session reports here).
     pub max_negentropy_ids: Option<usize>,
+    /// A slow store (a browser's IndexedDB, a busy disk): a save commits up
+    /// to this many ms after it starts (otherwise up to 30), a negentropy
+    /// load answers in up to a third of it (otherwise up to 10). Saves then
+    /// overlap frames, negentropy loads and restarts, so the driver's
+    /// ordering rules (`sim/store.rs`) are exercised.
+    pub store_latency_ms: Option<u64>,
+    /// An early restart, during the initial sync (saves, loads and
+    /// negentropy in full swing), down for this long: the driver's shutdown
+    /// must finish the save in flight and the final save before it persists.
+    pub early_restart: Option<(Millis, core::time::Duration)>,
 }
 
 /// Everything one run needs.
@@ -512,6 +522,19 @@ pub fn generate(seed: u64) -> World {
         }),
         max_unsaved: rng.chance(0.3).then(|| rng.range(10, 60) as usize),
         max_negentropy_ids: rng.chance(0.3).then(|| rng.range(600, 1000) as usize),
+        // drawn apart, so adding it left every other part of the worlds as it was
+        store_latency_ms: None,
+        early_restart: None,
+    };
+    // drawn apart, so adding them left every other part of the worlds as it was
+    let mut apart = SplitMix64::new(seed ^ 0x5105_70DE);
+    let knobs = Knobs {
+        store_latency_ms: apart.chance(0.25).then(|| apart.range(100, 3000)),
+        early_restart: apart.chance(0.3).then(|| {
+            let at = START + core::time::Duration::from_millis(apart.range(500, 15_000));
+            (at, core::time::Duration::from_secs(apart.range(1, 60)))
+        }),
+        ..knobs
     };
     let mut relays: Vec<RelaySpec> = (0..n_relays)
         .map(|i| {

@@ -85,6 +85,17 @@ pub struct Stats {
     pub max_backlog_while_failing: usize,
     /// Longest Syncing spell (virtual ms, any run).
     pub max_syncing_ms: u64,
+    /// Negentropy loads asked for while a save asked before them was
+    /// unfinished (the driver had to hold them back).
+    pub loads_waited: u64,
+    /// Queries of stored events and persisted states asked for while a save
+    /// was in flight (the driver had to finish it first; rare: the engine
+    /// persists beside a save only while the store keeps failing, so not a
+    /// coverage gap).
+    pub store_reads_waited: u64,
+    /// Driver stops (restarts and run ends) with a save in flight or
+    /// unsaved events: the shutdown had to flush them before persisting.
+    pub shutdown_flushes: u64,
 }
 
 impl AddAssign<&Stats> for Stats {
@@ -124,6 +135,9 @@ impl AddAssign<&Stats> for Stats {
         self.max_unsaved = self.max_unsaved.max(o.max_unsaved);
         self.max_syncing_ms = self.max_syncing_ms.max(o.max_syncing_ms);
         self.max_backlog_while_failing = self.max_backlog_while_failing.max(o.max_backlog_while_failing);
+        self.loads_waited += o.loads_waited;
+        self.store_reads_waited += o.store_reads_waited;
+        self.shutdown_flushes += o.shutdown_flushes;
         for (k, n) in &o.relays_by_kind {
             *self.relays_by_kind.entry(k.clone()).or_default() += n;
         }
@@ -185,6 +199,8 @@ impl Stats {
             ("published_while_closed", self.published_while_closed),
             ("oversized_refused", self.oversized_refused),
             ("future_refused", self.future_refused),
+            ("loads_waited", self.loads_waited),
+            ("shutdown_flushes", self.shutdown_flushes),
         ];
         let mut gaps: Vec<String> = all.iter().filter(|(_, n)| *n == 0).map(|(name, _)| name.to_string()).collect();
         for kind in RelayKind::ALL {

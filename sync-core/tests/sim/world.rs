@@ -1,26 +1,48 @@
-//! The simulation loop: a virtual clock, an event queue ordered by
-//! `(time, seq)`, simulated relays behind a network with per-relay latency
-//! (frames on one connection stay in order, like TCP), a [`MemoryStore`],
-//! and the engine driven directly: every command is executed right after
-//! each input, and `handle_timeout` runs at `poll_timeout()`. A restart
-//! shuts the engine down and starts a new one from its persisted state.
+//! The simulated world around the production [`Driver`]: virtual time
+//! ([`super::exec`]), a network of simulated relays ([`super::net`]) and a
+//! faulty store ([`super::store`]), with an event queue ordered by
+//! `(time, seq)` for what the world does on its own (frames arriving, drops,
+//! publications, hostile acts, restarts).
+//!
+//! [`Sim::run`] alternates two things: it polls the driver until it is
+//! stalled (waiting for a socket, the store or its timer), then moves time
+//! to the earliest of the next world event and the earliest pending sleep
+//! (the driver's timer, a store commit, a connect deadline) and lets that
+//! happen. World events come first on a tie, one at a time, each followed by
+//! a run of the driver. A restart stops the driver through its handle, lets
+//! it finish its shutdown (saves in flight, final save, persisted state) in
+//! virtual time, and later starts a new engine and driver on the same store.
+//!
+//! The driver's [`Observer`] is how the world watches the engine: it records
+//! status transitions, the engine's unsaved backlog, busy loops, the
+//! commands asked for (to check the store-side ordering, see
+//! [`super::store`]), and decides at its idle points when the system is
+//! quiescent; the final status is taken there, then the driver is stopped
+//! once more so every run also ends with a checked shutdown.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use nostr::{Event, EventId, Filter};
+use futures::channel::{mpsc, oneshot};
+use nostr::EventId;
+use sync_core::driver::Observer;
 use sync_core::rng::SplitMix64;
 use sync_core::{
-    AcceptancePolicy, Command, ConnectionStatus, Engine, EngineEvent, Input, MemoryStore, Millis, Output, RelayUrl, SaveFailure,
-    SaveOutcome, SyncConfig, Transition,
+    AcceptancePolicy, Command, ConnectionStatus, Driver, DriverHandle, Engine, EngineEvent, Input, MemoryStore, Millis, Output, RelayUrl,
+    SyncConfig, SyncStatus, Transition, TransportError,
 };
 
 use super::dataset::{World, OUR_RELAY, START};
+use super::exec::{self, Exec, SimClock, Time};
+use super::net::{ConnectResult, SimConnector};
 use super::relay::{RelayObs, SimRelay};
 use super::stats::Stats;
+use super::store::{SimStore, StoreState};
 
-/// A run stops once the system is quiescent (see [`Sim::settled`]), checked
-/// this often, but never later than [`MAX_RUN`].
+/// A run stops once the system is quiescent (see [`Shared::settled_fingerprint`]),
+/// checked this often, but never later than [`MAX_RUN`].
 pub const SETTLE_CHECK: Duration = Duration::from_secs(30);
 /// Upper bound on a run's virtual duration; a run that has not settled by
 /// then fails its status checks.
@@ -31,49 +53,70 @@ pub const MAX_RUN: Duration = Duration::from_secs(3 * 3600);
 /// engine bug costs the sweep milliseconds rather than hours of virtual time.
 pub const REFUSAL_STORM: u64 = 1_000;
 
-/// Something that happens at a virtual instant.
-#[derive(Debug)]
-enum Ev {
-    /// A connect attempt ends.
-    ConnectResult { url: String, epoch: u64, ok: bool },
+/// The driver as the simulation runs it.
+pub type SimDriver = Driver<SimClock, SimConnector, SimStore>;
+
+/// Something the world does at a virtual instant.
+pub(super) enum Ev {
+    /// A connect attempt ends (the driver may have given up on it already).
+    ConnectResult { url: String, epoch: u64, ok: bool, reply: oneshot::Sender<ConnectResult> },
     /// A frame reaches the relay.
     ToRelay { url: String, epoch: u64, text: String },
-    /// A frame reaches the engine.
+    /// A frame reaches the driver's socket.
     ToEngine { url: String, epoch: u64, text: String },
     /// A flaky relay drops the connection.
     Drop { url: String, epoch: u64 },
     /// A live event is published.
     Publish { index: usize },
-    /// The engine shuts down (the process stops).
+    /// The process stops (the driver is asked to shut down).
     Restart { down: Duration },
-    /// A new engine starts from the persisted state.
+    /// A new engine and driver start from the persisted state.
     Start,
-    /// The store finished a save.
-    Saved { token: u64, events: Vec<Event> },
-    /// The store loaded negentropy items.
-    NegItems { token: u64, filter: Filter },
-    /// A NIP-11 fetch ends (the document, if the relay publishes one).
-    RelayInfo { url: String, document: Option<String> },
     /// A hostile relay acts unprompted (NOTICE burst, live closes).
     Hostile { url: String },
 }
 
-/// The engine's view of one relay link.
+/// The world's view of one relay link.
 #[derive(Default)]
-struct Link {
+pub(super) struct Link {
     /// Current connection generation; frames of older ones are dropped.
-    epoch: u64,
+    pub(super) epoch: u64,
     /// The connection is open (both sides).
-    open: bool,
+    pub(super) open: bool,
     /// Last scheduled delivery per direction, to keep frames in order.
-    last_to_relay: Millis,
-    last_to_engine: Millis,
+    pub(super) last_to_relay: Millis,
+    pub(super) last_to_engine: Millis,
+    /// The driver's side of the open connection.
+    pub(super) to_engine: Option<mpsc::UnboundedSender<Result<String, TransportError>>>,
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// The driver runs.
+    Running,
+    /// A restart: the driver is shutting down; a new one starts `down` after.
+    Stopping { down: Duration },
+    /// Between a restart's shutdown and the next start.
+    Down,
+    /// The final status is taken; a settled run's driver shuts down, an
+    /// unsettled one is abandoned.
+    Final { settled: bool },
+    /// Nothing more to run.
+    Done,
+}
+
+/// What the observer took when the run ended.
+struct Captured {
+    status: SyncStatus,
+    end: Millis,
+    closed_live_pending: BTreeMap<String, usize>,
 }
 
 /// What a run leaves behind for the invariant checks.
 pub struct Outcome {
-    /// The engine at the end of the run.
-    pub engine: Engine,
+    /// The engine's status at the end of the run (before the final shutdown).
+    pub status: SyncStatus,
     /// The store.
     pub store: MemoryStore,
     /// Every recorded connection-status transition.
@@ -84,6 +127,8 @@ pub struct Outcome {
     pub connect_attempts: BTreeMap<String, u64>,
     /// Liveness problems seen while running (busy loops).
     pub liveness: Vec<String>,
+    /// Violations of the driver's store ordering (see [`super::store`]).
+    pub ordering: Vec<String>,
     /// Virtual end time.
     pub end: Millis,
     /// Events in the store before the run.
@@ -115,50 +160,57 @@ pub struct Outcome {
     pub quarantined_before: u64,
     /// `events_forgotten` of engines shut down by a restart.
     pub forgotten_before: u64,
+    /// Times the driver was polled (the executor's work, for the notes).
+    pub polls: u64,
 }
 
-/// The whole simulated system.
-pub struct Sim {
-    now: Millis,
+/// Everything the driver's platform (clock, connector, store) and observer
+/// share with the world loop; one `RefCell`, borrowed briefly and never
+/// while the driver is polled.
+pub(super) struct Shared {
+    /// This very cell, to hand sockets a handle to it.
+    pub(super) me: Weak<RefCell<Shared>>,
+    pub(super) time: Time,
     seq: u64,
     queue: BTreeMap<(Millis, u64), Ev>,
-    rng: SplitMix64,
-    relays: BTreeMap<String, SimRelay>,
-    links: BTreeMap<String, Link>,
-    engine: Engine,
-    seed: u64,
-    /// Latest `PersistState` bytes.
-    persisted: Option<Vec<u8>>,
-    /// `events_synced` of engines that were shut down.
-    synced_before: u64,
-    store: MemoryStore,
-    world: World,
-    transitions: Vec<Transition>,
-    saved_outcomes: u64,
-    connect_attempts: BTreeMap<String, u64>,
-    liveness: Vec<String>,
-    trace: bool,
-    stats: Stats,
-    req_only_seen: Vec<(String, u64)>,
-    /// The engine is shut down (between a restart and the next start).
-    down: bool,
-    max_unsaved: usize,
-    max_backlog_while_failing: usize,
-    /// Events of each `SaveEvents` in flight, by token.
-    saves_pending: BTreeMap<u64, usize>,
-    /// Failed saves in a row.
-    save_failures_in_row: u32,
-    /// Per event: failed saves of it alone, and the successful saves before the first.
-    solo_failures: BTreeMap<EventId, (u32, u64)>,
-    /// Successful saves.
-    saves_ok: u64,
-    quarantined_before: u64,
-    forgotten_before: u64,
+    pub(super) rng: SplitMix64,
+    pub(super) relays: BTreeMap<String, SimRelay>,
+    pub(super) links: BTreeMap<String, Link>,
+    pub(super) world: World,
+    pub(super) trace: bool,
+    pub(super) stats: Stats,
+    pub(super) store: StoreState,
+    pub(super) connect_attempts: BTreeMap<String, u64>,
     /// NEG-OPENs sent, by (relay, connection epoch, subscription).
-    neg_opened: BTreeMap<(String, u64, String), Millis>,
+    pub(super) neg_opened: BTreeMap<(String, u64, String), Millis>,
     /// When unprompted NOTICEs reached the engine, per relay.
     notices_at: BTreeMap<String, Vec<Millis>>,
-    neg_to_req: Vec<NegToReq>,
+    pub(super) neg_to_req: Vec<NegToReq>,
+    // ----- the engine, as the observer sees it -----
+    pub(super) phase: Phase,
+    handle: Option<DriverHandle>,
+    transitions: Vec<Transition>,
+    pub(super) liveness: Vec<String>,
+    req_only_seen: Vec<(String, u64)>,
+    max_unsaved: usize,
+    max_backlog_while_failing: usize,
+    /// Unsaved events at the engine's last idle point.
+    last_unsaved: usize,
+    /// The last input handed to the engine was `Input::Timeout`.
+    last_input_timeout: bool,
+    /// `SaveEvents` commands so far (all engines).
+    pub(super) saves_asked: u64,
+    /// Per `LoadNegentropyItems` not yet started at the store, in order:
+    /// the saves asked before it (all must have finished when it starts).
+    pub(super) load_asks: VecDeque<u64>,
+    synced_before: u64,
+    quarantined_before: u64,
+    forgotten_before: u64,
+    // ----- when to end -----
+    next_check: Millis,
+    end: Millis,
+    last_fingerprint: Option<(u64, usize, Vec<u8>)>,
+    captured: Option<Captured>,
 }
 
 /// A new engine for `world` (server policy, its bootstrap relays).
@@ -185,230 +237,546 @@ pub fn sim_config(world: &World) -> SyncConfig {
     }
 }
 
+/// Virtual ms since the start of the run, for traces.
+pub(super) fn since(t: Millis) -> u64 {
+    t.0.saturating_sub(START.0)
+}
+
+/// The whole simulated system.
+pub struct Sim {
+    shared: Rc<RefCell<Shared>>,
+    time: Time,
+    exec: Exec<SimDriver>,
+    seed: u64,
+}
+
 impl Sim {
-    /// Builds the relays, the store and the engine for `world`.
+    /// Builds the relays, the store and the world's schedule for `world`.
     pub fn new(seed: u64, world: World) -> Self {
-        let engine = new_engine(&world, seed, START);
+        let time = exec::new_time(START);
         let relays = world
             .relays
             .iter()
             .enumerate()
             .map(|(i, spec)| (spec.url.clone(), SimRelay::new(spec.clone(), seed.wrapping_mul(31).wrapping_add(i as u64))))
             .collect();
-        let mut sim = Self {
-            now: START,
-            seq: 0,
-            queue: BTreeMap::new(),
-            rng: SplitMix64::new(seed.rotate_left(17) ^ 0xA11CE),
-            relays,
-            links: BTreeMap::new(),
-            engine,
-            seed,
-            persisted: None,
-            synced_before: 0,
-            store: MemoryStore::new(),
-            world,
-            transitions: Vec::new(),
-            saved_outcomes: 0,
-            connect_attempts: BTreeMap::new(),
-            liveness: Vec::new(),
-            trace: std::env::var_os("SIM_TRACE").is_some(),
-            stats: Stats { runs: 1, ..Stats::default() },
-            req_only_seen: Vec::new(),
-            down: false,
-            max_unsaved: 0,
-            max_backlog_while_failing: 0,
-            saves_pending: BTreeMap::new(),
-            save_failures_in_row: 0,
-            solo_failures: BTreeMap::new(),
-            saves_ok: 0,
-            quarantined_before: 0,
-            forgotten_before: 0,
-            neg_opened: BTreeMap::new(),
-            notices_at: BTreeMap::new(),
-            neg_to_req: Vec::new(),
-        };
-        if sim.trace {
-            for r in &sim.world.relays {
-                eprintln!(
-                    "relay {} {:?} nip77={} bootstrap={} latency={}ms cap={} max_subs={} max_negs={} notice_refusals={} answer_delay={}ms events={} junk={} endless_ids={} future={} ticks={} nip11={}",
-                    r.url,
-                    r.kind,
-                    r.nip77,
-                    r.bootstrap,
-                    r.latency_ms,
-                    r.cap,
-                    r.max_subs,
-                    r.max_negs,
-                    r.notice_refusals,
-                    r.answer_delay_ms,
-                    r.events.len(),
-                    r.junk_per_page,
-                    r.endless_ids,
-                    r.future.len(),
-                    r.hostile_ticks.len(),
-                    r.nip11.as_deref().unwrap_or("-")
-                );
-            }
-            eprintln!("knobs {:?}", sim.world.knobs);
-        }
-        sim.store.save_sync(sim.world.prestored.clone()).expect("memory store");
-        for index in 0..sim.world.live.len() {
-            let at = sim.world.live[index].at;
-            sim.schedule(at, Ev::Publish { index });
-        }
-        if let Some((at, down)) = sim.world.knobs.restart {
-            sim.schedule(at, Ev::Restart { down });
-        }
-        let ticks: Vec<(Millis, String)> =
-            sim.world.relays.iter().flat_map(|r| r.hostile_ticks.iter().map(|t| (*t, r.url.clone()))).collect();
-        for (at, url) in ticks {
-            sim.schedule(at, Ev::Hostile { url });
-        }
-        sim
-    }
-
-    fn schedule(&mut self, at: Millis, ev: Ev) {
-        self.seq += 1;
-        self.queue.insert((at.max(self.now), self.seq), ev);
-    }
-
-    fn latency(&mut self, url: &str) -> Duration {
-        let base = self.relays.get(url).map_or(50, |r| r.spec.latency_ms);
-        Duration::from_millis(base + self.rng.range(0, base / 2))
-    }
-
-    /// Runs until quiescent (or `START + MAX_RUN`) and returns what the checks need.
-    pub fn run(mut self) -> Outcome {
-        let mut end = START + MAX_RUN;
+        let trace = std::env::var_os("SIM_TRACE").is_some();
         // Nothing may be judged before the last publication, the end of
         // every flaky relay's bad period, a hostile relay's last act and
         // the end of a store outage.
-        let mut next_check = self
-            .world
+        let mut next_check = world
             .live
             .iter()
             .map(|l| l.at)
-            .chain(self.world.relays.iter().map(|r| r.bad_until))
-            .chain(self.world.relays.iter().flat_map(|r| r.hostile_ticks.last().copied()))
-            .chain(self.world.knobs.store_outage.map(|(at, long)| at + long))
+            .chain(world.relays.iter().map(|r| r.bad_until))
+            .chain(world.relays.iter().flat_map(|r| r.hostile_ticks.last().copied()))
+            .chain(world.knobs.store_outage.map(|(at, long)| at + long))
             .max()
             .unwrap_or(START)
             + SETTLE_CHECK;
-        let mut last_fingerprint = None;
+        let mut end = START + MAX_RUN;
         if let Some(mins) = std::env::var("SIM_RUN_MINUTES").ok().and_then(|v| v.parse::<u64>().ok()) {
             // Debugging aid: a fixed virtual duration instead of stopping when quiescent.
             end = START + Duration::from_secs(mins * 60);
             next_check = end + SETTLE_CHECK;
         }
-        let mut last_timeout_at: Option<Millis> = None;
-        loop {
-            let deadline = self.pump();
-            let next_ev = self.queue.keys().next().map(|(t, _)| *t);
-            let mut timeout = deadline.map(|t| t.max(self.now));
-            if timeout.is_some() && timeout == last_timeout_at {
-                // handle_timeout(now) already ran, no input came since, and the engine still wants a
-                // wake-up at or before now: a real driver would spin. Record it
-                // and let virtual time advance so the run can go on.
-                if self.liveness.len() < 5 {
-                    self.liveness.push(format!("busy loop: poll_timeout() <= now = {} right after handle_timeout(now)", self.now.0));
+        let shared = Rc::new_cyclic(|me| {
+            RefCell::new(Shared {
+                me: me.clone(),
+                time: Rc::clone(&time),
+                seq: 0,
+                queue: BTreeMap::new(),
+                rng: SplitMix64::new(seed.rotate_left(17) ^ 0xA11CE),
+                relays,
+                links: BTreeMap::new(),
+                world,
+                trace,
+                stats: Stats { runs: 1, ..Stats::default() },
+                store: StoreState::default(),
+                connect_attempts: BTreeMap::new(),
+                neg_opened: BTreeMap::new(),
+                notices_at: BTreeMap::new(),
+                neg_to_req: Vec::new(),
+                phase: Phase::Down,
+                handle: None,
+                transitions: Vec::new(),
+                liveness: Vec::new(),
+                req_only_seen: Vec::new(),
+                max_unsaved: 0,
+                max_backlog_while_failing: 0,
+                last_unsaved: 0,
+                last_input_timeout: false,
+                saves_asked: 0,
+                load_asks: VecDeque::new(),
+                synced_before: 0,
+                quarantined_before: 0,
+                forgotten_before: 0,
+                next_check,
+                end,
+                last_fingerprint: None,
+                captured: None,
+            })
+        });
+        {
+            let mut s = shared.borrow_mut();
+            if s.trace {
+                for r in &s.world.relays {
+                    eprintln!(
+                        "relay {} {:?} nip77={} bootstrap={} latency={}ms cap={} max_subs={} max_negs={} notice_refusals={} answer_delay={}ms events={} junk={} endless_ids={} future={} ticks={} nip11={}",
+                        r.url,
+                        r.kind,
+                        r.nip77,
+                        r.bootstrap,
+                        r.latency_ms,
+                        r.cap,
+                        r.max_subs,
+                        r.max_negs,
+                        r.notice_refusals,
+                        r.answer_delay_ms,
+                        r.events.len(),
+                        r.junk_per_page,
+                        r.endless_ids,
+                        r.future.len(),
+                        r.hostile_ticks.len(),
+                        r.nip11.as_deref().unwrap_or("-")
+                    );
                 }
-                if self.trace {
-                    eprintln!("{} busy loop: poll_timeout {:?}", self.now.0 - START.0, timeout.map(|t| t.0 as i64 - START.0 as i64));
-                    for r in self.engine.status(self.now).relays {
-                        eprintln!(
-                            "    {} {:?} rate_limited_until={:?} in_flight={} pending={} window={} req_only={}",
-                            r.relay,
-                            r.connection,
-                            r.rate_limited_until.map(|t| t.0 - START.0),
-                            r.progress.requests_in_flight,
-                            r.pending_batches,
-                            r.progress.window,
-                            r.req_only
-                        );
-                    }
-                }
-                timeout = timeout.map(|t| t + Duration::from_millis(10));
+                eprintln!("knobs {:?}", s.world.knobs);
             }
-            let next = match (next_ev, timeout) {
+            let prestored = s.world.prestored.clone();
+            s.store.mem.save_sync(prestored).expect("memory store");
+            for index in 0..s.world.live.len() {
+                let at = s.world.live[index].at;
+                s.schedule(at, Ev::Publish { index });
+            }
+            for (at, down) in s.world.knobs.early_restart.into_iter().chain(s.world.knobs.restart) {
+                s.schedule(at, Ev::Restart { down });
+            }
+            let ticks: Vec<(Millis, String)> =
+                s.world.relays.iter().flat_map(|r| r.hostile_ticks.iter().map(|t| (*t, r.url.clone()))).collect();
+            for (at, url) in ticks {
+                s.schedule(at, Ev::Hostile { url });
+            }
+        }
+        Self { shared, time, exec: Exec::new(), seed }
+    }
+
+    /// Runs until quiescent (or `START + MAX_RUN`), shuts the driver down
+    /// and returns what the checks need.
+    pub fn run(mut self) -> Outcome {
+        self.start_driver(self.seed);
+        // past this, something is wedged (the observer ends runs at MAX_RUN)
+        let hard_end = START + MAX_RUN + Duration::from_secs(3600);
+        loop {
+            if let Some(driver) = self.exec.run_until_stalled() {
+                self.driver_done(driver);
+            }
+            let phase = self.shared.borrow().phase;
+            if matches!(phase, Phase::Done | Phase::Final { settled: false }) {
+                break;
+            }
+            let next_ev = self.shared.borrow().queue.keys().next().map(|(t, _)| *t);
+            let next_sleep = self.time.borrow().next_deadline();
+            let next = match (next_ev, next_sleep) {
                 (Some(a), Some(b)) => a.min(b),
                 (Some(a), None) => a,
                 (None, Some(b)) => b,
-                (None, None) => break,
+                (None, None) => {
+                    let now = self.time.borrow().now();
+                    self.shared.borrow_mut().liveness.push(format!(
+                        "nothing left to happen at +{}ms ({phase:?}): no world event, no timer, the driver waits forever",
+                        since(now)
+                    ));
+                    break;
+                }
             };
-            if next > end {
+            if next > hard_end {
+                self.shared
+                    .borrow_mut()
+                    .liveness
+                    .push(format!("the run never ended by itself ({phase:?}) by +{}s", since(hard_end) / 1000));
                 break;
             }
-            if next >= next_check {
-                let storm = if self.down { None } else { self.relays.iter().find(|(_, r)| r.obs.refusals >= REFUSAL_STORM) };
-                if let Some((url, r)) = storm {
-                    self.liveness.push(format!(
-                        "refusal storm: {url} ({:?}) refused {} requests as too many by +{}s; run stopped",
-                        r.spec.kind,
-                        r.obs.refusals,
-                        next_check.since(START).as_secs()
-                    ));
-                    end = next_check;
-                    self.now = self.now.max(end);
-                    break;
-                }
-                let fingerprint = self.settled_fingerprint(next_check);
-                if fingerprint.is_some() && fingerprint == last_fingerprint {
-                    end = next_check;
-                    self.now = self.now.max(end);
-                    break;
-                }
-                last_fingerprint = fingerprint;
-                next_check = next_check + SETTLE_CHECK;
-            }
-            self.now = next;
+            self.time.borrow_mut().set_now(next);
             if next_ev == Some(next) {
-                let key = *self.queue.keys().next().expect("present");
-                let ev = self.queue.remove(&key).expect("present");
-                self.handle(ev);
-                // an input may leave a deadline at `now` (e.g. a settle
-                // window that ended meanwhile): the next handle_timeout(now)
-                // acts on it, which is no spin
-                last_timeout_at = None;
+                let ev = self.shared.borrow_mut().pop_event();
+                match ev {
+                    Ev::Restart { down } => self.restart(down),
+                    Ev::Start => self.start_driver(self.seed.wrapping_add(1)),
+                    ev => self.shared.borrow_mut().handle(ev),
+                }
             } else {
-                self.engine.handle_input(Input::Timeout, next);
-                last_timeout_at = Some(next);
-            }
-            let unsaved = self.engine.unsaved_count();
-            self.max_unsaved = self.max_unsaved.max(unsaved);
-            if self.save_failures_in_row >= 2 {
-                let backlog = unsaved.saturating_sub(self.saves_pending.values().sum());
-                self.max_backlog_while_failing = self.max_backlog_while_failing.max(backlog);
+                self.time.borrow_mut().wake_due();
             }
         }
-        self.pump();
-        let relay_obs = self.relays.iter().map(|(u, r)| (u.clone(), r.obs.clone())).collect();
-        let closed_live_pending = self.relays.iter().map(|(u, r)| (u.clone(), r.closed_live_pending())).filter(|(_, n)| *n > 0).collect();
+        self.finish()
+    }
+
+    /// A new engine and driver (start-up restores the persisted state and
+    /// indexes stored events through the engine's own commands).
+    fn start_driver(&mut self, seed: u64) {
+        let now = self.time.borrow().now();
+        let engine = new_engine(&self.shared.borrow().world, seed, now);
+        let clock = SimClock(Rc::clone(&self.time));
+        let connector = SimConnector { shared: Rc::clone(&self.shared), time: Rc::clone(&self.time) };
+        let store = SimStore { shared: Rc::clone(&self.shared), time: Rc::clone(&self.time) };
+        let mut driver = Driver::new(engine, clock, connector, store);
+        driver.observe(Box::new(SimObserver { shared: Rc::clone(&self.shared) }));
+        {
+            let mut s = self.shared.borrow_mut();
+            if s.trace {
+                eprintln!("{} start", since(now));
+            }
+            s.handle = Some(driver.handle());
+            s.phase = Phase::Running;
+            s.load_asks.clear();
+            s.last_input_timeout = false;
+        }
+        self.exec.spawn(Box::pin(driver.run()));
+    }
+
+    /// The process stops: the driver finishes the save in flight, shuts the
+    /// engine down and persists its state; a new one starts `down` later.
+    fn restart(&mut self, down: Duration) {
+        let mut s = self.shared.borrow_mut();
+        if s.phase != Phase::Running {
+            return;
+        }
+        s.begin_stop(Phase::Stopping { down });
+    }
+
+    /// The driver's `run` returned.
+    fn driver_done(&mut self, driver: SimDriver) {
+        let now = self.time.borrow().now();
+        {
+            let mut s = self.shared.borrow_mut();
+            s.check_shutdown(now);
+            match s.phase {
+                Phase::Stopping { down } => {
+                    let totals = driver.engine().status(now).totals;
+                    s.synced_before += totals.events_synced;
+                    s.quarantined_before += totals.events_quarantined;
+                    s.forgotten_before += totals.events_forgotten;
+                    s.stats.restarts += 1;
+                    s.phase = Phase::Down;
+                    s.handle = None;
+                    if s.trace {
+                        eprintln!("{} stopped; down for {}s", since(now), down.as_secs());
+                    }
+                    s.schedule(now + down, Ev::Start);
+                }
+                Phase::Final { .. } => s.phase = Phase::Done,
+                other => {
+                    s.liveness.push(format!("the driver stopped by itself at +{}ms ({other:?})", since(now)));
+                    s.phase = Phase::Done;
+                }
+            }
+        }
+        // dropped outside the borrow (sockets tell the world they closed)
+        drop(driver);
+    }
+
+    fn finish(mut self) -> Outcome {
+        // an unsettled run's driver is abandoned mid-flight: drop it (and its
+        // sockets) before taking the world apart
+        drop(self.exec.abandon());
+        let polls = self.exec.polls;
+        let now = self.time.borrow().now();
+        let mut s = self.shared.borrow_mut();
+        for at in self.time.borrow().driver_spins.iter().take(5) {
+            s.liveness.push(format!("busy driver: its timer fired over {} times at +{}ms", exec::TIMER_FIRES_PER_INSTANT, since(*at)));
+        }
+        let captured = match s.captured.take() {
+            Some(c) => c,
+            None => {
+                // the observer never got to take the final status: use the
+                // driver's last published snapshot (the run fails anyway)
+                let status = s.handle.as_ref().map(|h| (*h.status()).clone());
+                s.liveness.push(format!("the run ended at +{}ms without a final status", since(now)));
+                let closed_live_pending = s.closed_live_pending();
+                match status {
+                    Some(status) => Captured { status, end: now, closed_live_pending },
+                    None => panic!("seed {}: no driver and no final status", self.seed),
+                }
+            }
+        };
+        let relay_obs = s.relays.iter().map(|(u, r)| (u.clone(), r.obs.clone())).collect();
+        let store = std::mem::take(&mut s.store);
         Outcome {
+            status: captured.status,
+            end: captured.end,
+            closed_live_pending: captured.closed_live_pending,
             relay_obs,
-            closed_live_pending,
-            neg_to_req: self.neg_to_req,
-            req_only_seen: self.req_only_seen,
-            engine: self.engine,
-            store: self.store,
-            transitions: self.transitions,
-            saved_outcomes: self.saved_outcomes,
-            connect_attempts: self.connect_attempts,
-            liveness: self.liveness,
-            end,
-            stats: self.stats,
-            prestored: self.world.prestored.len() as u64,
-            synced_before: self.synced_before,
-            max_unsaved: self.max_unsaved,
-            max_backlog_while_failing: self.max_backlog_while_failing,
-            quarantine_suspects: self
+            neg_to_req: std::mem::take(&mut s.neg_to_req),
+            req_only_seen: std::mem::take(&mut s.req_only_seen),
+            transitions: std::mem::take(&mut s.transitions),
+            connect_attempts: std::mem::take(&mut s.connect_attempts),
+            liveness: std::mem::take(&mut s.liveness),
+            ordering: store.ordering,
+            stats: std::mem::take(&mut s.stats),
+            prestored: s.world.prestored.len() as u64,
+            synced_before: s.synced_before,
+            max_unsaved: s.max_unsaved,
+            max_backlog_while_failing: s.max_backlog_while_failing,
+            saved_outcomes: store.saved_outcomes,
+            quarantine_suspects: store
                 .solo_failures
                 .iter()
-                .filter(|(_, (n, first))| *n >= 2 && self.saves_ok > *first)
+                .filter(|(_, (n, first))| *n >= 2 && store.saves_ok > *first)
                 .map(|(id, _)| *id)
                 .collect(),
-            quarantined_before: self.quarantined_before,
-            forgotten_before: self.forgotten_before,
+            store: store.mem,
+            quarantined_before: s.quarantined_before,
+            forgotten_before: s.forgotten_before,
+            polls,
+        }
+    }
+}
+
+impl Shared {
+    pub(super) fn now(&self) -> Millis {
+        self.time.borrow().now()
+    }
+
+    pub(super) fn schedule(&mut self, at: Millis, ev: Ev) {
+        self.seq += 1;
+        let at = at.max(self.now());
+        self.queue.insert((at, self.seq), ev);
+    }
+
+    fn pop_event(&mut self) -> Ev {
+        self.queue.pop_first().expect("an event is due").1
+    }
+
+    pub(super) fn latency(&mut self, url: &str) -> Duration {
+        let base = self.relays.get(url).map_or(50, |r| r.spec.latency_ms);
+        Duration::from_millis(base + self.rng.range(0, base / 2))
+    }
+
+    /// Asks the driver to stop (a restart or the end of the run).
+    fn begin_stop(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.store.on_stop();
+        if self.last_unsaved > 0 || !self.store.in_flight.is_empty() {
+            // the shutdown has a save to finish or a final save to make
+            self.stats.shutdown_flushes += 1;
+        }
+        if self.trace {
+            eprintln!("{} stop ({} unsaved, {} save(s) in flight)", since(self.now()), self.last_unsaved, self.store.in_flight.len());
+        }
+        if let Some(h) = &self.handle {
+            h.stop();
+        }
+    }
+
+    /// Live subscriptions closed by relays and not reopened, per URL.
+    fn closed_live_pending(&self) -> BTreeMap<String, usize> {
+        self.relays.iter().map(|(u, r)| (u.clone(), r.closed_live_pending())).filter(|(_, n)| *n > 0).collect()
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        let now = self.now();
+        match ev {
+            Ev::ConnectResult { url, epoch, ok, reply } => self.connect_result(url, epoch, ok, reply),
+            Ev::ToRelay { url, epoch, text } => {
+                if !self.links.get(&url).is_some_and(|l| l.open && l.epoch == epoch) {
+                    return;
+                }
+                let answers = self.relays.get_mut(&url).map(|r| r.on_frame(&text, now)).unwrap_or_default();
+                self.send_to_engine(&url, answers);
+            }
+            Ev::ToEngine { url, epoch, text } => {
+                let Some(link) = self.links.get(&url).filter(|l| l.open && l.epoch == epoch) else { return };
+                if self.trace {
+                    eprintln!("{} <- {url} {}", since(now), short(&text));
+                }
+                if let Some(tx) = &link.to_engine {
+                    let _ = tx.unbounded_send(Ok(text));
+                }
+            }
+            Ev::Drop { url, epoch } => {
+                let Some(link) = self.links.get_mut(&url) else { return };
+                if !link.open || link.epoch != epoch {
+                    return;
+                }
+                link.open = false;
+                link.epoch += 1;
+                // the socket reports the error, then ends
+                if let Some(tx) = link.to_engine.take() {
+                    let _ = tx.unbounded_send(Err(TransportError("simulated drop".into())));
+                }
+                if let Some(r) = self.relays.get_mut(&url) {
+                    r.close();
+                }
+                self.stats.drops += 1;
+                if self.trace {
+                    eprintln!("{} drop {url}", since(now));
+                }
+            }
+            Ev::Publish { index } => {
+                self.stats.live_published += 1;
+                let live = self.world.live[index].clone();
+                for i in live.relays {
+                    let url = self.world.relays[i].url.clone();
+                    let frames = self.relays.get_mut(&url).map(|r| r.publish(live.event.clone())).unwrap_or_default();
+                    self.send_to_engine(&url, frames);
+                }
+            }
+            Ev::Hostile { url } => {
+                if self.links.get(&url).is_some_and(|l| l.open) {
+                    let frames = self.relays.get_mut(&url).map(|r| r.hostile_tick()).unwrap_or_default();
+                    let notices = frames.iter().any(|f| f.starts_with("[\"NOTICE\""));
+                    if let Some(at) = self.send_to_engine(&url, frames).filter(|_| notices) {
+                        self.notices_at.entry(url).or_default().push(at);
+                    }
+                }
+            }
+            Ev::Restart { .. } | Ev::Start => unreachable!("handled by Sim::run"),
+        }
+    }
+
+    /// Sends `frames` from the relay to the engine; returns when they arrive.
+    pub(super) fn send_to_engine(&mut self, url: &str, frames: Vec<String>) -> Option<Millis> {
+        if frames.is_empty() {
+            return None;
+        }
+        // a slow relay answers late (processing time on top of the network)
+        let delay = self.relays.get(url).map_or(0, |r| r.spec.answer_delay_ms);
+        let lat = self.latency(url) + Duration::from_millis(delay);
+        let now = self.now();
+        let link = self.links.get_mut(url)?;
+        if !link.open {
+            return None;
+        }
+        let epoch = link.epoch;
+        let at = (now + lat).max(link.last_to_engine);
+        link.last_to_engine = at;
+        let url = url.to_string();
+        for text in frames {
+            self.schedule(at, Ev::ToEngine { url: url.clone(), epoch, text });
+        }
+        Some(at)
+    }
+
+    /// A NEG-OPEN answered by a REQ under the same subscription (the sink
+    /// saw both): negentopy given up for pagination.
+    pub(super) fn note_neg_to_req(&mut self, url: &str, epoch: u64, text: &str) {
+        let now = self.now();
+        if let Some(sub) = sub_of(text, "[\"NEG-OPEN\",\"") {
+            self.neg_opened.insert((url.to_string(), epoch, sub.to_string()), now);
+        } else if let Some(sub) = sub_of(text, "[\"REQ\",\"") {
+            if let Some(opened_at) = self.neg_opened.remove(&(url.to_string(), epoch, sub.to_string())) {
+                let notices = self.notices_at.get(url).is_some_and(|ts| ts.iter().any(|t| *t >= opened_at && *t <= now));
+                self.neg_to_req.push(NegToReq { url: url.to_string(), sub: sub.to_string(), opened_at, req_at: now, notices });
+            }
+        }
+    }
+
+    // ----- the observer's side -----
+
+    fn on_output(&mut self, output: &Output, now: Millis) {
+        match output {
+            Output::Command(cmd) => {
+                if self.trace {
+                    match cmd {
+                        Command::Send { relay, text } => eprintln!("{} -> {relay} {}", since(now), short(text)),
+                        Command::SaveEvents { token, events } => eprintln!("{} save #{token} {} events", since(now), events.len()),
+                        Command::PersistState { state } => eprintln!("{} persist {} bytes", since(now), state.len()),
+                        other => eprintln!("{} {other:?}", since(now)),
+                    }
+                }
+                match cmd {
+                    Command::SaveEvents { .. } => self.saves_asked += 1,
+                    Command::LoadNegentropyItems { .. } => {
+                        self.load_asks.push_back(self.saves_asked);
+                        if self.store.saves_finished < self.saves_asked {
+                            // the driver must hold this load back
+                            self.stats.loads_waited += 1;
+                        }
+                    }
+                    Command::QueryStored { .. } | Command::PersistState { .. } if !self.store.in_flight.is_empty() => {
+                        self.stats.store_reads_waited += 1;
+                    }
+                    _ => {}
+                }
+            }
+            Output::Event(EngineEvent::StatusChanged(t)) => {
+                // the final shutdown's transitions come after the final status
+                if matches!(self.phase, Phase::Running | Phase::Stopping { .. }) {
+                    if self.trace {
+                        eprintln!("{} status {} {:?} -> {:?}", since(t.at), t.relay, t.from, t.to);
+                    }
+                    self.transitions.push(t.clone());
+                }
+            }
+            Output::Event(EngineEvent::EventsSaved { .. }) => {}
+            Output::Timeout(deadline) => {
+                if self.last_input_timeout && deadline.is_some_and(|d| d <= now) && self.phase == Phase::Running {
+                    // handle_timeout(now) just ran and the engine still
+                    // wants a wake-up at or before now: the driver would
+                    // spin. Record it and let virtual time go on.
+                    if self.liveness.len() < 5 {
+                        self.liveness.push(format!("busy loop: poll_timeout() <= now = {} right after handle_timeout(now)", now.0));
+                    }
+                    if self.trace {
+                        eprintln!("{} busy loop: poll_timeout {:?}", since(now), deadline.map(|t| t.0 as i64 - START.0 as i64));
+                    }
+                    self.time.borrow_mut().guard_spin();
+                }
+            }
+        }
+    }
+
+    fn on_idle(&mut self, engine: &Engine, now: Millis) {
+        let unsaved = engine.unsaved_count();
+        self.last_unsaved = unsaved;
+        self.max_unsaved = self.max_unsaved.max(unsaved);
+        if self.store.failures_in_row >= 2 {
+            let backlog = unsaved.saturating_sub(self.store.in_flight.values().sum());
+            self.max_backlog_while_failing = self.max_backlog_while_failing.max(backlog);
+        }
+        if self.phase != Phase::Running {
+            return;
+        }
+        if now >= self.end {
+            self.capture(engine, now, false);
+            return;
+        }
+        if now < self.next_check {
+            return;
+        }
+        let storm = self.relays.iter().find(|(_, r)| r.obs.refusals >= REFUSAL_STORM);
+        if let Some((url, r)) = storm {
+            self.liveness.push(format!(
+                "refusal storm: {url} ({:?}) refused {} requests as too many by +{}s; run stopped",
+                r.spec.kind,
+                r.obs.refusals,
+                since(self.next_check) / 1000
+            ));
+            self.capture(engine, now, false);
+            return;
+        }
+        let fingerprint = self.settled_fingerprint(engine, now);
+        if fingerprint.is_some() && fingerprint == self.last_fingerprint {
+            self.capture(engine, now, true);
+            return;
+        }
+        self.last_fingerprint = fingerprint;
+        self.next_check = self.next_check + SETTLE_CHECK;
+    }
+
+    /// The run ends now: the final status is taken. A settled run's driver
+    /// is then stopped (its shutdown is checked like a restart's); an
+    /// unsettled one's is abandoned with the store frozen, so nothing after
+    /// this moment changes what the checks see.
+    fn capture(&mut self, engine: &Engine, now: Millis, settled: bool) {
+        let closed_live_pending = self.closed_live_pending();
+        self.captured = Some(Captured { status: engine.status(now), end: now, closed_live_pending });
+        if settled {
+            self.begin_stop(Phase::Final { settled });
+        } else {
+            self.phase = Phase::Final { settled };
+            self.store.frozen = true;
         }
     }
 
@@ -416,12 +784,12 @@ impl Sim {
     /// no rate-limit cooldown running, reliable relays Connected and the others
     /// Connected or ConnectedDegraded; returns a fingerprint of that state
     /// (two equal fingerprints one check apart end the run).
-    fn settled_fingerprint(&mut self, at: Millis) -> Option<(u64, usize, Vec<u8>)> {
-        let st = self.engine.status(at);
+    fn settled_fingerprint(&mut self, engine: &Engine, at: Millis) -> Option<(u64, usize, Vec<u8>)> {
+        let st = engine.status(at);
         for r in st.relays.iter().filter(|r| r.req_only) {
             let nip77 = self.relays.get(&r.relay).is_some_and(|s| s.spec.nip77);
             if nip77 && !self.req_only_seen.iter().any(|(u, _)| *u == r.relay) {
-                self.req_only_seen.push((r.relay.clone(), at.0 - START.0));
+                self.req_only_seen.push((r.relay.clone(), since(at)));
             }
         }
         if st.totals.pending_batches > 0 || st.totals.unsaved_events > 0 {
@@ -451,304 +819,24 @@ impl Sim {
         }
         Some((st.totals.events_synced, st.totals.root_events, codes))
     }
+}
 
-    /// Executes every pending engine output; returns the engine's next deadline.
-    fn pump(&mut self) -> Option<Millis> {
-        self.drain(false)
+/// The driver's observer: hands what it sees to the world.
+struct SimObserver {
+    shared: Rc<RefCell<Shared>>,
+}
+
+impl Observer for SimObserver {
+    fn input(&mut self, input: &Input, _now: Millis) {
+        self.shared.borrow_mut().last_input_timeout = matches!(input, Input::Timeout);
     }
 
-    /// Executes outputs until the engine waits: commands (saves at once when
-    /// `saves_now`, as a stopping driver awaits them), and transitions recorded.
-    fn drain(&mut self, saves_now: bool) -> Option<Millis> {
-        loop {
-            match self.engine.poll_output() {
-                Output::Command(Command::SaveEvents { token, events }) if saves_now => self.save_now(token, events),
-                Output::Command(cmd) => self.execute(cmd),
-                Output::Event(EngineEvent::StatusChanged(t)) => {
-                    if self.trace {
-                        eprintln!("{} status {} {:?} -> {:?}", t.at.0 - START.0, t.relay, t.from, t.to);
-                    }
-                    self.transitions.push(t);
-                }
-                Output::Event(EngineEvent::EventsSaved { .. }) => {}
-                Output::Timeout(deadline) => return deadline,
-            }
-        }
+    fn output(&mut self, output: &Output, now: Millis) {
+        self.shared.borrow_mut().on_output(output, now);
     }
 
-    fn execute(&mut self, cmd: Command) {
-        let now = self.now;
-        if self.trace {
-            match &cmd {
-                Command::Send { relay, text } => eprintln!("{} -> {relay} {}", now.0 - START.0, short(text)),
-                Command::SaveEvents { token, events } => eprintln!("{} save #{token} {} events", now.0 - START.0, events.len()),
-                Command::PersistState { state } => eprintln!("{} persist {} bytes", now.0 - START.0, state.len()),
-                other => eprintln!("{} {other:?}", now.0 - START.0),
-            }
-        }
-        match cmd {
-            Command::Connect { relay, timeout } => {
-                let url = relay.to_string();
-                *self.connect_attempts.entry(url.clone()).or_default() += 1;
-                let link = self.links.entry(url.clone()).or_default();
-                link.epoch += 1;
-                link.open = false;
-                let epoch = link.epoch;
-                let accepts = self.relays.get_mut(&url).map(|r| r.accepts_connection(now));
-                match accepts {
-                    Some(true) => {
-                        let rtt = self.latency(&url) * 2;
-                        self.schedule(now + rtt.min(timeout), Ev::ConnectResult { url, epoch, ok: rtt <= timeout });
-                    }
-                    Some(false) => {
-                        let rtt = self.latency(&url);
-                        self.schedule(now + rtt, Ev::ConnectResult { url, epoch, ok: false });
-                    }
-                    // Not simulated: the connection attempt hangs until the timeout.
-                    None => self.schedule(now + timeout, Ev::ConnectResult { url, epoch, ok: false }),
-                }
-            }
-            Command::Disconnect { relay } => {
-                let url = relay.to_string();
-                if let Some(link) = self.links.get_mut(&url) {
-                    link.epoch += 1;
-                    link.open = false;
-                }
-                if let Some(r) = self.relays.get_mut(&url) {
-                    r.close();
-                }
-            }
-            Command::Send { relay, text } => {
-                self.stats.on_sent(&text);
-                let url = relay.to_string();
-                let lat = self.latency(&url);
-                let Some(link) = self.links.get_mut(&url) else { return };
-                if !link.open {
-                    return;
-                }
-                let at = (now + lat).max(link.last_to_relay);
-                link.last_to_relay = at;
-                let epoch = link.epoch;
-                // a NEG-OPEN whose subscription goes on as a REQ: negentropy given up
-                if let Some(sub) = sub_of(&text, "[\"NEG-OPEN\",\"") {
-                    self.neg_opened.insert((url.clone(), epoch, sub.to_string()), now);
-                } else if let Some(sub) = sub_of(&text, "[\"REQ\",\"") {
-                    if let Some(opened_at) = self.neg_opened.remove(&(url.clone(), epoch, sub.to_string())) {
-                        let notices = self.notices_at.get(&url).is_some_and(|ts| ts.iter().any(|t| *t >= opened_at && *t <= now));
-                        self.neg_to_req.push(NegToReq { url: url.clone(), sub: sub.to_string(), opened_at, req_at: now, notices });
-                    }
-                }
-                self.schedule(at, Ev::ToRelay { url, epoch, text });
-            }
-            Command::SaveEvents { token, events } => {
-                self.saves_pending.insert(token, events.len());
-                let delay = Duration::from_millis(self.rng.range(0, 30));
-                self.schedule(now + delay, Ev::Saved { token, events });
-            }
-            Command::LoadNegentropyItems { token, filter } => {
-                let delay = Duration::from_millis(self.rng.range(0, 10));
-                self.schedule(now + delay, Ev::NegItems { token, filter });
-            }
-            Command::PersistState { state } => self.persisted = Some(state),
-            Command::LoadState => self.engine.handle_input(Input::LoadState(Ok(self.persisted.clone())), now),
-            Command::QueryStored { token, filter } => {
-                let result = self.store.query_sync(&filter).map_err(|e| e.to_string());
-                self.engine.handle_input(Input::QueryStored { token, result }, now);
-            }
-            Command::FetchRelayInfo { relay } => {
-                // an HTTP round trip; relays without a document (and unknown
-                // hosts) answer None, as a driver reports a failed fetch
-                let url = relay.to_string();
-                let document = self.relays.get(&url).and_then(|r| r.spec.nip11.clone());
-                let rtt = self.latency(&url) * 2;
-                self.schedule(now + rtt, Ev::RelayInfo { url, document });
-            }
-        }
-    }
-
-    /// The process stops: finish the store work in flight, shut the engine
-    /// down, execute its last commands (saves and state complete
-    /// synchronously, as a driver awaits them), and start again after `down`.
-    fn restart(&mut self, down: Duration) {
-        let now = self.now;
-        let pending: Vec<(Millis, u64)> =
-            self.queue.iter().filter(|(_, ev)| matches!(ev, Ev::Saved { .. } | Ev::NegItems { .. })).map(|(k, _)| *k).collect();
-        for key in pending {
-            if let Some(Ev::Saved { token, events }) = self.queue.remove(&key) {
-                self.save_now(token, events);
-            }
-        }
-        self.engine.handle_input(Input::Shutdown, now);
-        self.drain(true);
-        let totals = self.engine.status(now).totals;
-        self.synced_before += totals.events_synced;
-        self.quarantined_before += totals.events_quarantined;
-        self.forgotten_before += totals.events_forgotten;
-        self.stats.restarts += 1;
-        self.down = true;
-        self.schedule(now + down, Ev::Start);
-    }
-
-    fn save_now(&mut self, token: u64, events: Vec<Event>) {
-        if self.trace {
-            let ids: Vec<String> = events.iter().map(|e| e.id.to_hex()[..8].to_string()).collect();
-            eprintln!("{} save #{token} done: {}", self.now.0 - START.0, ids.join(" "));
-        }
-        let outcomes = self.store.save_sync(events).expect("memory store");
-        self.saves_ok += 1;
-        self.saves_pending.remove(&token);
-        self.save_failures_in_row = 0;
-        self.saved_outcomes += outcomes.iter().filter(|o| **o == SaveOutcome::Saved).count() as u64;
-        self.engine.handle_input(Input::SaveEvents { token, result: Ok(outcomes) }, self.now);
-    }
-
-    fn handle(&mut self, ev: Ev) {
-        let now = self.now;
-        match ev {
-            Ev::ConnectResult { url, epoch, ok } => {
-                let relay = RelayUrl::parse(&url).expect("url");
-                let Some(link) = self.links.get_mut(&url) else { return };
-                if link.epoch != epoch {
-                    return;
-                }
-                if ok {
-                    link.open = true;
-                    link.last_to_relay = now;
-                    link.last_to_engine = now;
-                    let drop_at = self.relays.get_mut(&url).and_then(|r| {
-                        r.open();
-                        r.drop_at(now)
-                    });
-                    if let Some(at) = drop_at {
-                        self.schedule(at, Ev::Drop { url: url.clone(), epoch });
-                    }
-                    self.engine.handle_input(Input::Connect { relay, result: Ok(()) }, now);
-                } else {
-                    self.engine.handle_input(Input::Connect { relay, result: Err("simulated connect failure".into()) }, now);
-                }
-            }
-            Ev::ToRelay { url, epoch, text } => {
-                if !self.links.get(&url).is_some_and(|l| l.open && l.epoch == epoch) {
-                    return;
-                }
-                let answers = self.relays.get_mut(&url).map(|r| r.on_frame(&text, now)).unwrap_or_default();
-                self.send_to_engine(&url, answers);
-            }
-            Ev::ToEngine { url, epoch, text } => {
-                if !self.links.get(&url).is_some_and(|l| l.open && l.epoch == epoch) {
-                    return;
-                }
-                let relay = RelayUrl::parse(&url).expect("url");
-                if self.trace {
-                    eprintln!("{} <- {relay} {}", now.0 - START.0, short(&text));
-                }
-                self.engine.handle_input(Input::Frame { relay, text }, now);
-            }
-            Ev::Drop { url, epoch } => {
-                let Some(link) = self.links.get_mut(&url) else { return };
-                if !link.open || link.epoch != epoch {
-                    return;
-                }
-                link.open = false;
-                link.epoch += 1;
-                if let Some(r) = self.relays.get_mut(&url) {
-                    r.close();
-                }
-                self.stats.drops += 1;
-                let relay = RelayUrl::parse(&url).expect("url");
-                self.engine.handle_input(Input::Disconnected { relay, reason: "simulated drop".into() }, now);
-            }
-            Ev::Publish { index } => {
-                self.stats.live_published += 1;
-                let live = self.world.live[index].clone();
-                for i in live.relays {
-                    let url = self.world.relays[i].url.clone();
-                    let frames = self.relays.get_mut(&url).map(|r| r.publish(live.event.clone())).unwrap_or_default();
-                    self.send_to_engine(&url, frames);
-                }
-            }
-            Ev::Saved { token, events } => {
-                let outage = self.world.knobs.store_outage.is_some_and(|(at, long)| now >= at && now < at + long);
-                let random = !outage && self.world.knobs.store_failure > 0.0 && self.rng.chance(self.world.knobs.store_failure);
-                self.saves_pending.remove(&token);
-                if outage || random {
-                    self.save_failures_in_row += 1;
-                    if let [e] = events.as_slice() {
-                        let ok = self.saves_ok;
-                        self.solo_failures.entry(e.id).or_insert((0, ok)).0 += 1;
-                    }
-                }
-                if outage {
-                    self.stats.outage_failures += 1;
-                    if self.trace {
-                        eprintln!("{} save #{token} failed: store down ({} events)", now.0 - START.0, events.len());
-                    }
-                    let error = "simulated outage: no space left on device".into();
-                    self.engine.handle_input(Input::SaveEvents { token, result: Err(SaveFailure { events, error }) }, now);
-                    return;
-                }
-                if random {
-                    self.stats.store_failures += 1;
-                    if self.trace {
-                        let ids: Vec<String> = events.iter().map(|e| e.id.to_hex()[..8].to_string()).collect();
-                        eprintln!("{} save #{token} failed: {}", now.0 - START.0, ids.join(" "));
-                    }
-                    let error = "simulated store failure".into();
-                    self.engine.handle_input(Input::SaveEvents { token, result: Err(SaveFailure { events, error }) }, now);
-                    return;
-                }
-                self.save_now(token, events);
-            }
-            Ev::Restart { down } => self.restart(down),
-            Ev::Start => {
-                // start-up (restore the persisted state, index what the store
-                // holds) runs through the engine's own commands
-                self.engine = new_engine(&self.world, self.seed.wrapping_add(1), now);
-                self.down = false;
-            }
-            Ev::RelayInfo { url, document } => {
-                if self.trace {
-                    eprintln!("{} nip11 {url} {}", now.0 - START.0, document.as_deref().unwrap_or("(none)"));
-                }
-                self.engine.handle_input(Input::FetchRelayInfo { relay: RelayUrl::parse(&url).expect("url"), document }, now);
-            }
-            Ev::NegItems { token, filter } => {
-                let result = Ok(self.store.negentropy_items_sync(&filter).expect("memory store"));
-                self.engine.handle_input(Input::LoadNegentropyItems { token, result }, now);
-            }
-            Ev::Hostile { url } => {
-                if self.links.get(&url).is_some_and(|l| l.open) {
-                    let frames = self.relays.get_mut(&url).map(|r| r.hostile_tick()).unwrap_or_default();
-                    let notices = frames.iter().any(|f| f.starts_with("[\"NOTICE\""));
-                    if let Some(at) = self.send_to_engine(&url, frames).filter(|_| notices) {
-                        self.notices_at.entry(url).or_default().push(at);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sends `frames` from the relay to the engine; returns when they arrive.
-    fn send_to_engine(&mut self, url: &str, frames: Vec<String>) -> Option<Millis> {
-        if frames.is_empty() {
-            return None;
-        }
-        // a slow relay answers late (processing time on top of the network)
-        let delay = self.relays.get(url).map_or(0, |r| r.spec.answer_delay_ms);
-        let lat = self.latency(url) + Duration::from_millis(delay);
-        let now = self.now;
-        let link = self.links.get_mut(url)?;
-        if !link.open {
-            return None;
-        }
-        let epoch = link.epoch;
-        let at = (now + lat).max(link.last_to_engine);
-        link.last_to_engine = at;
-        let url = url.to_string();
-        for text in frames {
-            self.schedule(at, Ev::ToEngine { url: url.clone(), epoch, text });
-        }
-        Some(at)
+    fn idle(&mut self, engine: &Engine, now: Millis) {
+        self.shared.borrow_mut().on_idle(engine, now);
     }
 }
 
@@ -775,7 +863,7 @@ pub struct NegToReq {
 }
 
 /// A frame shortened for traces.
-fn short(text: &str) -> String {
+pub(super) fn short(text: &str) -> String {
     if text.len() > 160 {
         format!("{}…", &text[..text.char_indices().take_while(|(i, _)| *i < 160).last().map_or(0, |(i, _)| i)])
     } else {
