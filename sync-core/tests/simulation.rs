@@ -1,4 +1,4 @@
-//! Deterministic simulation sweep (issue 2, "deterministic simulation").
+//! Deterministic simulation sweep of the engine and its production driver.
 //!
 //! `cargo test -p sync-core --test simulation` sweeps the default seeds;
 //! `SIM_SEEDS=N` sweeps N seeds instead, `SIM_FIRST=k` starts at seed k,
@@ -10,7 +10,7 @@
 //! (wall clock) with its relay kinds; `SIM_ONLY_KIND=ClosesLive` (any
 //! `RelayKind`) runs only the seeds whose world has a relay of that kind.
 //!
-//! The worlds include hostile relays (issue 7, about one relay in eight
+//! The worlds include hostile relays (about one relay in eight
 //! after the first: junk floods, endless negentropy, NOTICE storms, closed
 //! live subscriptions, future-dated events, oversized frames; see
 //! `sim/dataset.rs`), store outages, slow stores, restarts and small
@@ -61,7 +61,7 @@
 //! relays (future-dated events took page slots without counting towards
 //! pagination until that was fixed; e.g. seed 3245).
 //!
-//! Engine findings of the 100,000-seed sweep of issue 7. Fixed: future-dated
+//! Engine findings of the 100,000-seed sweep with hostile worlds. Fixed: future-dated
 //! events cutting pagination short (3245), stale NOTICE suspects leaving
 //! `poll_timeout() <= now` after a cooldown (19776, 45065, 58289, 79231), good
 //! events quarantined after failures during an outage (3584, 801), a NOTICE

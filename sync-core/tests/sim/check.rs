@@ -42,7 +42,7 @@ fn addr_key(e: &Event) -> Option<(u16, String, String)> {
 
 /// NIP-01 ordering for replaceable events: newer wins, lower id on a tie.
 fn newer_or_same(a: &Event, b: &Event) -> bool {
-    a.created_at > b.created_at || (a.created_at == b.created_at && a.id <= b.id)
+    sync_core::nip01::newest_first(a.created_at.as_secs(), &a.id, b.created_at.as_secs(), &b.id) != std::cmp::Ordering::Greater
 }
 
 /// Coverage counters that come from the final snapshot, the store and the relays.

@@ -91,7 +91,7 @@ pub enum RelayKind {
     /// other. None may be stored. Not counted as reliable (unless
     /// `SIM_FUTURE_RELIABLE=1`): they take real events' places at the top of
     /// capped newest-first pages, and the engine, which counts only events it
-    /// accepts towards a page, ends pagination early (engine finding, issue 7).
+    /// accepts towards a page, ends pagination early (an engine finding of the hostile-world sweep).
     FutureDated,
     /// Hostile: every historic REQ answer also carries one EVENT frame longer
     /// than the engine's `max_frame_bytes` (`oversized_bytes`), which must be
@@ -124,7 +124,7 @@ impl RelayKind {
         !matches!(self, RelayKind::Withholding | RelayKind::Forged | RelayKind::EndlessNeg | RelayKind::NoticeStorm)
     }
 
-    /// The hostile kinds (issue 7): they attack the engine's bounds rather
+    /// The hostile kinds: they attack the engine's bounds rather
     /// than merely misbehave. Drawn for a relay with probability [`HOSTILE_RATE`].
     pub fn hostile(self) -> bool {
         Self::HOSTILE.contains(&self)

@@ -396,8 +396,9 @@ impl SimRelay {
             let limit = f.limit.unwrap_or(usize::MAX).min(self.spec.cap);
             (f, limit)
         };
-        let newest_first =
-            |a: &&(Event, OnceCell<String>), b: &&(Event, OnceCell<String>)| b.0.created_at.cmp(&a.0.created_at).then(a.0.id.cmp(&b.0.id));
+        let newest_first = |a: &&(Event, OnceCell<String>), b: &&(Event, OnceCell<String>)| {
+            sync_core::nip01::newest_first(a.0.created_at.as_secs(), &a.0.id, b.0.created_at.as_secs(), &b.0.id)
+        };
         if kind == RelayKind::SharedLimit {
             // one limit (the smallest asked, capped) over the union of the filters
             let served: Vec<(Filter, usize)> = filters.iter().map(serve).collect();
